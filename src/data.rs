@@ -1,0 +1,500 @@
+//! Labeled face datasets: a folder per class or a CSV manifest, content-hash deduplication
+//! and seeded stratified splits.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Component, Path, PathBuf};
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// File extensions treated as images (lower case).
+pub const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff", "pgm", "ppm", "pnm", "gif",
+];
+
+/// True when the path has an image extension.
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        .unwrap_or(false)
+}
+
+/// Where labeled images come from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// `ROOT/<class>/**/*.jpg`: the folder name is the label.
+    Folder(PathBuf),
+    /// A CSV manifest with a header; paths are relative to the CSV file.
+    Csv {
+        path: PathBuf,
+        label_column: String,
+        path_column: String,
+    },
+}
+
+impl Source {
+    /// Picks the source kind from the path: a `.csv` file is a manifest, anything else a folder.
+    pub fn from_path(path: &Path, label_column: &str, path_column: &str) -> Source {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+        {
+            Source::Csv {
+                path: path.to_path_buf(),
+                label_column: label_column.to_string(),
+                path_column: path_column.to_string(),
+            }
+        } else {
+            Source::Folder(path.to_path_buf())
+        }
+    }
+
+    fn root(&self) -> &Path {
+        match self {
+            Source::Folder(p) => p,
+            Source::Csv { path, .. } => path,
+        }
+    }
+
+    /// A short name for the source (its folder or file name).
+    pub fn name(&self) -> String {
+        let p = self.root();
+        let stem = match self {
+            Source::Folder(_) => p.file_name(),
+            Source::Csv { .. } => p.parent().and_then(|d| d.file_name()),
+        };
+        stem.map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.display().to_string())
+    }
+}
+
+/// One labeled image.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// Resolved path on disk.
+    pub path: PathBuf,
+    /// Label string as given.
+    pub label: String,
+    /// Name of the source the sample came from.
+    pub source: String,
+    /// The other manifest columns, kept for grouping.
+    pub extra: BTreeMap<String, String>,
+}
+
+/// Reads every source into a flat list of samples, with clear errors for unusable input.
+pub fn read_sources(sources: &[Source]) -> Result<Vec<Sample>> {
+    if sources.is_empty() {
+        return Err(Error::Dataset(
+            "no data given: pass a class-per-folder directory or a CSV manifest".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    for source in sources {
+        let samples = match source {
+            Source::Folder(root) => read_folder(root)?,
+            Source::Csv {
+                path,
+                label_column,
+                path_column,
+            } => read_csv(path, label_column, path_column)?,
+        };
+        let name = source.name();
+        out.extend(samples.into_iter().map(|mut s| {
+            s.source = name.clone();
+            s
+        }));
+    }
+    Ok(out)
+}
+
+fn read_folder(root: &Path) -> Result<Vec<Sample>> {
+    let meta =
+        std::fs::metadata(root).map_err(|e| Error::Dataset(format!("{}: {e}", root.display())))?;
+    if !meta.is_dir() {
+        return Err(Error::Dataset(format!(
+            "{} is neither a folder of class sub-folders nor a .csv manifest",
+            root.display()
+        )));
+    }
+    let mut classes: Vec<PathBuf> = std::fs::read_dir(root)
+        .map_err(|e| Error::Dataset(format!("{}: {e}", root.display())))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    classes.sort();
+    let mut out = Vec::new();
+    for class_dir in classes {
+        let label = class_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if label.starts_with('.') {
+            continue;
+        }
+        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&class_dir)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file() && has_image_extension(e.path()))
+            .map(|e| e.into_path())
+            .collect();
+        files.sort();
+        out.extend(files.into_iter().map(|path| Sample {
+            path,
+            label: label.clone(),
+            source: String::new(),
+            extra: BTreeMap::new(),
+        }));
+    }
+    if out.is_empty() {
+        return Err(Error::Dataset(format!(
+            "{} holds no images: expected one sub-folder per class (for example female/ and male/) with image files",
+            root.display()
+        )));
+    }
+    Ok(out)
+}
+
+fn read_csv(csv_path: &Path, label_column: &str, path_column: &str) -> Result<Vec<Sample>> {
+    let err = |reason: String| Error::Csv {
+        path: csv_path.to_path_buf(),
+        reason,
+    };
+    let mut reader = csv::Reader::from_path(csv_path).map_err(|e| err(e.to_string()))?;
+    let headers = reader.headers().map_err(|e| err(e.to_string()))?.clone();
+    let find = |name: &str| {
+        headers.iter().position(|h| h == name).ok_or_else(|| {
+            err(format!(
+                "no column named {name:?}; columns are {:?}",
+                headers.iter().collect::<Vec<_>>()
+            ))
+        })
+    };
+    let path_idx = find(path_column)?;
+    let label_idx = find(label_column)?;
+    let base = csv_path.parent().unwrap_or(Path::new("."));
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for (row, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| err(format!("row {}: {e}", row + 2)))?;
+        let rel = record.get(path_idx).unwrap_or("").trim();
+        let label = record.get(label_idx).unwrap_or("").trim();
+        if rel.is_empty() || label.is_empty() {
+            return Err(err(format!("row {}: empty path or label", row + 2)));
+        }
+        let path = base.join(rel);
+        if !path.is_file() {
+            missing.push(path.display().to_string());
+            continue;
+        }
+        let extra = headers
+            .iter()
+            .zip(record.iter())
+            .enumerate()
+            .filter(|(i, _)| *i != path_idx && *i != label_idx)
+            .map(|(_, (h, v))| (h.to_string(), v.to_string()))
+            .collect();
+        out.push(Sample {
+            path,
+            label: label.to_string(),
+            source: String::new(),
+            extra,
+        });
+    }
+    if !missing.is_empty() {
+        return Err(err(format!(
+            "{} listed file(s) do not exist (paths are relative to the CSV's folder), first: {}",
+            missing.len(),
+            missing
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if out.is_empty() {
+        return Err(err("the manifest lists no images".into()));
+    }
+    Ok(out)
+}
+
+/// The sorted label set, with a clear error for fewer than two classes.
+pub fn label_set(samples: &[Sample]) -> Result<Vec<String>> {
+    let labels: BTreeSet<&str> = samples.iter().map(|s| s.label.as_str()).collect();
+    if labels.len() < 2 {
+        return Err(Error::Dataset(format!(
+            "need at least two classes to train a classifier, found {}: {:?}",
+            labels.len(),
+            labels
+        )));
+    }
+    Ok(labels.into_iter().map(String::from).collect())
+}
+
+/// What deduplication removed.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DedupReport {
+    /// Exact copies of an earlier file with the same label, removed.
+    pub duplicates_removed: usize,
+    /// Files whose identical bytes carry different labels; every copy is dropped.
+    pub conflicting_removed: usize,
+    /// Files that could not be read at all.
+    pub unreadable: Vec<String>,
+}
+
+/// Hashes file contents and keeps the first copy of each distinct image.
+///
+/// Copies with one label collapse to the first; byte-identical files with different
+/// labels are label noise, so every copy is dropped. Unreadable files are dropped and listed.
+pub fn dedup(samples: Vec<Sample>) -> (Vec<(Sample, String)>, DedupReport) {
+    let hashed: Vec<(Sample, std::io::Result<String>)> = samples
+        .into_par_iter()
+        .map(|s| {
+            let h = std::fs::read(&s.path).map(|b| hex::encode(Sha256::digest(&b)));
+            (s, h)
+        })
+        .collect();
+    let mut report = DedupReport::default();
+    let mut labels_by_hash: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for (s, h) in &hashed {
+        if let Ok(h) = h {
+            labels_by_hash
+                .entry(h.clone())
+                .or_default()
+                .insert(s.label.clone());
+        }
+    }
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (s, h) in hashed {
+        match h {
+            Err(e) => report.unreadable.push(format!("{}: {e}", s.path.display())),
+            Ok(h) => {
+                if labels_by_hash[&h].len() > 1 {
+                    report.conflicting_removed += 1;
+                } else if !seen.insert(h.clone()) {
+                    report.duplicates_removed += 1;
+                } else {
+                    out.push((s, h));
+                }
+            }
+        }
+    }
+    (out, report)
+}
+
+/// Split fractions.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct SplitSpec {
+    pub val: f64,
+    pub test: f64,
+    pub seed: u64,
+}
+
+impl SplitSpec {
+    /// Validates the fractions.
+    pub fn validate(&self) -> Result<()> {
+        let ok = |f: f64| (0.0..1.0).contains(&f);
+        if !ok(self.val) || !ok(self.test) || self.val + self.test >= 1.0 {
+            return Err(Error::InvalidOption(format!(
+                "split fractions val={} test={} must each be in [0,1) and sum below 1",
+                self.val, self.test
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Which split an item landed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+}
+
+/// Assigns each item (by its label index) to a split, stratified per label and seeded.
+/// Every item gets exactly one split.
+pub fn stratified_split(labels: &[usize], spec: SplitSpec) -> Vec<Split> {
+    let mut by_class: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, &l) in labels.iter().enumerate() {
+        by_class.entry(l).or_default().push(i);
+    }
+    let mut out = vec![Split::Train; labels.len()];
+    for (class, mut idx) in by_class {
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            spec.seed ^ (class as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        idx.shuffle(&mut rng);
+        let n = idx.len();
+        let mut n_test = (n as f64 * spec.test).round() as usize;
+        let mut n_val = (n as f64 * spec.val).round() as usize;
+        // Keep at least one example per class in each requested split when there is room.
+        if spec.test > 0.0 && n_test == 0 && n >= 3 {
+            n_test = 1;
+        }
+        if spec.val > 0.0 && n_val == 0 && n >= 3 {
+            n_val = 1;
+        }
+        n_test = n_test.min(n.saturating_sub(1));
+        n_val = n_val.min(n.saturating_sub(1 + n_test));
+        for (k, &i) in idx.iter().enumerate() {
+            out[i] = if k < n_test {
+                Split::Test
+            } else if k < n_test + n_val {
+                Split::Val
+            } else {
+                Split::Train
+            };
+        }
+    }
+    out
+}
+
+/// Path of `target` relative to directory `base` (both made absolute first).
+pub fn relative_path(target: &Path, base: &Path) -> PathBuf {
+    let abs = |p: &Path| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| p.to_path_buf())
+            .components()
+            .fold(PathBuf::new(), |mut acc, c| {
+                match c {
+                    Component::ParentDir => {
+                        acc.pop();
+                    }
+                    Component::CurDir => {}
+                    other => acc.push(other),
+                }
+                acc
+            })
+    };
+    let (t, b) = (abs(target), abs(base));
+    let tc: Vec<_> = t.components().collect();
+    let bc: Vec<_> = b.components().collect();
+    let common = tc.iter().zip(&bc).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..bc.len() {
+        out.push("..");
+    }
+    for c in &tc[common..] {
+        out.push(c);
+    }
+    out
+}
+
+/// Writes a split as a CSV manifest (`path,label,source,sha256,...extra`) usable by `eval`.
+pub fn write_manifest(path: &Path, rows: &[(&Sample, &str)]) -> Result<()> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let extra_cols: BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|(s, _)| s.extra.keys().map(String::as_str))
+        .filter(|k| !matches!(*k, "path" | "label" | "source" | "sha256"))
+        .collect();
+    let mut w = csv::Writer::from_path(path).map_err(|e| Error::Csv {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mut header = vec!["path", "label", "source", "sha256"];
+    header.extend(extra_cols.iter().copied());
+    let csv_err = |e: csv::Error| Error::Csv {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    w.write_record(&header).map_err(csv_err)?;
+    for (s, hash) in rows {
+        let rel = relative_path(&s.path, base);
+        let mut rec = vec![
+            rel.to_string_lossy().into_owned(),
+            s.label.clone(),
+            s.source.clone(),
+            hash.to_string(),
+        ];
+        rec.extend(
+            extra_cols
+                .iter()
+                .map(|k| s.extra.get(*k).cloned().unwrap_or_default()),
+        );
+        w.write_record(&rec).map_err(csv_err)?;
+    }
+    w.flush()
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_stratified_disjoint_and_seeded() {
+        let labels: Vec<usize> = (0..1000).map(|i| usize::from(i % 4 == 0)).collect();
+        let spec = SplitSpec {
+            val: 0.1,
+            test: 0.1,
+            seed: 7,
+        };
+        let a = stratified_split(&labels, spec);
+        let b = stratified_split(&labels, spec);
+        assert_eq!(a, b);
+        let count = |c: usize, s: Split| {
+            labels
+                .iter()
+                .zip(&a)
+                .filter(|(l, x)| **l == c && **x == s)
+                .count()
+        };
+        assert_eq!(count(1, Split::Test), 25);
+        assert_eq!(count(0, Split::Test), 75);
+        assert_eq!(count(1, Split::Val), 25);
+        assert_eq!(count(0, Split::Train), 600);
+        let c = stratified_split(&labels, SplitSpec { seed: 8, ..spec });
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn tiny_classes_still_get_every_split() {
+        let labels = vec![0, 0, 0, 1, 1, 1];
+        let s = stratified_split(
+            &labels,
+            SplitSpec {
+                val: 0.1,
+                test: 0.1,
+                seed: 1,
+            },
+        );
+        for class in 0..2 {
+            for split in [Split::Train, Split::Val, Split::Test] {
+                assert_eq!(
+                    labels
+                        .iter()
+                        .zip(&s)
+                        .filter(|(l, x)| **l == class && **x == split)
+                        .count(),
+                    1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn relative_paths() {
+        assert_eq!(
+            relative_path(Path::new("/a/b/c.jpg"), Path::new("/a/d")),
+            PathBuf::from("../b/c.jpg")
+        );
+        assert_eq!(
+            relative_path(Path::new("/a/b/c.jpg"), Path::new("/a/b")),
+            PathBuf::from("c.jpg")
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! Running an exported facebatch model through ONNX Runtime.
+
+use std::path::{Path, PathBuf};
+
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use crate::card::{ModelCard, OUTPUT_NAMES, resolve_model_paths};
+use crate::error::{Error, Result};
+
+/// Where inference runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecDevice {
+    #[default]
+    Cpu,
+    Cuda,
+}
+
+/// How to build an ONNX Runtime session.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// Explicit ONNX Runtime library (else the cache / download).
+    pub ort_lib: Option<PathBuf>,
+    /// Intra-op threads; 0 lets ONNX Runtime decide.
+    pub intra_threads: usize,
+    pub device: ExecDevice,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            ort_lib: None,
+            intra_threads: 1,
+            device: ExecDevice::Cpu,
+        }
+    }
+}
+
+/// Builds a session from ONNX bytes.
+pub fn build_session(bytes: &[u8], opts: &SessionOptions, what: &Path) -> Result<Session> {
+    let env = crate::runtime::environment(opts.ort_lib.as_deref())?;
+    let ctx = |step: &str| format!("{step} for {}", what.display());
+    let mut builder =
+        Session::builder(env).map_err(|e| Error::ort(ctx("creating a session"), e))?;
+    if opts.intra_threads > 0 {
+        builder = builder
+            .with_intra_threads(opts.intra_threads)
+            .map_err(|e| Error::ort(ctx("setting threads"), e))?;
+    }
+    builder = builder
+        .with_intra_op_spinning(false)
+        .map_err(|e| Error::ort(ctx("disabling spinning"), e))?;
+    if opts.device == ExecDevice::Cuda {
+        return Err(Error::InvalidOption(
+            "--device cuda needs a facebatch built with the `cuda` feature and a GPU machine; \
+             this build runs on the CPU only"
+                .into(),
+        ));
+    }
+    builder
+        .commit_from_memory(bytes)
+        .map_err(|e| Error::InvalidModel {
+            path: what.to_path_buf(),
+            reason: format!("ONNX Runtime rejected it: {e}"),
+        })
+}
+
+/// Outputs for one batch, row-major.
+#[derive(Clone, Debug, Default)]
+pub struct BatchOutput {
+    pub n: usize,
+    /// `[n, classes]`
+    pub probs: Vec<f32>,
+    /// `[n, embedding_dim]`
+    pub embedding: Vec<f32>,
+    /// `[n, pooled_dim]`
+    pub pooled: Vec<f32>,
+}
+
+impl BatchOutput {
+    /// Index of the most probable class for row `i`. Ties go to the lower index.
+    pub fn argmax(&self, i: usize, classes: usize) -> usize {
+        let row = &self.probs[i * classes..(i + 1) * classes];
+        let mut best = 0;
+        for (k, p) in row.iter().enumerate() {
+            if *p > row[best] {
+                best = k;
+            }
+        }
+        best
+    }
+}
+
+/// A loaded, card-checked classifier.
+pub struct Classifier {
+    session: Session,
+    pub card: ModelCard,
+    pub onnx_path: PathBuf,
+    pub onnx_sha256: String,
+}
+
+impl Classifier {
+    /// Loads `model` (a directory or its `model.onnx`) and checks it against its card.
+    pub fn load(model: &Path, opts: &SessionOptions) -> Result<Classifier> {
+        let (onnx_path, card_path) = resolve_model_paths(model)?;
+        let card = ModelCard::load(&card_path)?;
+        let bytes = std::fs::read(&onnx_path)
+            .map_err(|e| Error::io(format!("reading {}", onnx_path.display()), e))?;
+        let sha = {
+            use sha2::{Digest, Sha256};
+            hex::encode(Sha256::digest(&bytes))
+        };
+        let invalid = |reason: String| Error::InvalidModel {
+            path: onnx_path.clone(),
+            reason,
+        };
+        if sha != card.onnx.sha256 {
+            return Err(invalid(format!(
+                "sha256 {sha} does not match its card ({}); the model or the card was changed",
+                card.onnx.sha256
+            )));
+        }
+        let session = build_session(&bytes, opts, &onnx_path)?;
+        let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+        if inputs != [card.input.name.as_str()] {
+            return Err(invalid(format!(
+                "inputs {inputs:?} do not match the card's {:?}",
+                card.input.name
+            )));
+        }
+        let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+        for name in OUTPUT_NAMES {
+            if !outputs.contains(&name) {
+                return Err(invalid(format!(
+                    "missing output {name:?}; outputs are {outputs:?}"
+                )));
+            }
+        }
+        if let Some(shape) = session
+            .outputs()
+            .iter()
+            .find(|o| o.name() == "probs")
+            .and_then(|o| o.dtype().tensor_shape())
+        {
+            let classes = shape.last().copied().unwrap_or(-1);
+            if classes >= 0 && classes as usize != card.labels.len() {
+                return Err(invalid(format!(
+                    "it outputs {classes} classes but the card lists {} labels",
+                    card.labels.len()
+                )));
+            }
+        }
+        Ok(Classifier {
+            session,
+            card,
+            onnx_path,
+            onnx_sha256: sha,
+        })
+    }
+
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.card.labels.len()
+    }
+
+    /// Runs a batch of `n` preprocessed images laid out as the card's input says.
+    pub fn run(&mut self, input: &[f32], n: usize) -> Result<BatchOutput> {
+        let spec = &self.card.input;
+        let (c, h, w) = (
+            spec.channels as usize,
+            spec.height as usize,
+            spec.width as usize,
+        );
+        if input.len() != n * c * h * w {
+            return Err(Error::InvalidOption(format!(
+                "batch holds {} floats, expected {n}x{c}x{h}x{w}",
+                input.len()
+            )));
+        }
+        let tensor = TensorRef::from_array_view(([n, c, h, w], input))
+            .map_err(|e| Error::ort("wrapping the input batch", e))?;
+        let name = spec.name.clone();
+        let outputs = self
+            .session
+            .run(ort::inputs![name => tensor])
+            .map_err(|e| Error::ort("running the model", e))?;
+        let mut out = BatchOutput {
+            n,
+            ..Default::default()
+        };
+        for (slot, key) in [
+            (&mut out.probs, "probs"),
+            (&mut out.embedding, "embedding"),
+            (&mut out.pooled, "pooled"),
+        ] {
+            let (_, data) = outputs[key]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| Error::ort(format!("reading output {key}"), e))?;
+            *slot = data.to_vec();
+        }
+        Ok(out)
+    }
+}

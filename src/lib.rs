@@ -1,0 +1,22 @@
+//! facebatch: label faces in bulk.
+//!
+//! The library holds every stage; the `facebatch` binary parses options into the typed
+//! settings defined here and reports errors.
+
+pub mod augment;
+pub mod card;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod export;
+pub mod fsutil;
+pub mod infer;
+pub mod metrics;
+pub mod model;
+pub mod plot;
+pub mod preprocess;
+pub mod runtime;
+pub mod train;
+pub mod visualize;
+
+pub use error::{Error, Result};

@@ -1,0 +1,349 @@
+//! The `facebatch` command line. Options are parsed here once, validated into the
+//! library's typed settings, and errors are reported with a documented exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use facebatch::augment::Augment;
+use facebatch::data::{self, Source, SplitSpec};
+use facebatch::eval::{GroupBy, evaluate, report_json};
+use facebatch::infer::{Classifier, SessionOptions};
+use facebatch::model::Arch;
+use facebatch::preprocess::DecodeLimits;
+use facebatch::train::{TrainSettings, train};
+
+/// Exit status: everything succeeded.
+const EXIT_OK: u8 = 0;
+/// Exit status: finished, but some inputs had per-item errors.
+const EXIT_PARTIAL: u8 = 1;
+/// Exit status: fatal error (bad options, input, model or runtime); nothing useful done.
+const EXIT_FATAL: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "facebatch",
+    version,
+    about = "Label faces in bulk: train, evaluate and inspect face-gender models"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Debug)]
+struct GlobalArgs {
+    /// ONNX Runtime library to load (default: cached pinned 1.31.1, downloaded on first use).
+    #[arg(long, global = true, env = "FACEBATCH_ORT_LIB")]
+    ort_lib: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// More logging (-v info is the default; -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Hide progress bars.
+    #[arg(long, global = true)]
+    no_progress: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a classifier and export model.onnx, card.json and reports into --out.
+    Train(TrainArgs),
+    /// Evaluate an exported model on labeled data (folder per class or CSV manifest).
+    Eval(EvalArgs),
+    /// Draw every convolution and pooling layer's feature maps for one image.
+    Visualize(VisualizeArgs),
+    /// Download and verify the pinned ONNX Runtime now, and print where it is.
+    Setup,
+}
+
+#[derive(Args, Debug)]
+struct TrainArgs {
+    /// Folders with one sub-folder per class, or CSV manifests.
+    data: Vec<PathBuf>,
+    /// CSV manifest(s); paths are relative to the CSV, other columns are kept for grouping.
+    #[arg(long = "labels-csv")]
+    labels_csv: Vec<PathBuf>,
+    /// Manifest column holding the label.
+    #[arg(long, default_value = "label")]
+    label_column: String,
+    /// Manifest column holding the image path.
+    #[arg(long, default_value = "path")]
+    path_column: String,
+    /// Output directory (model.onnx, card.json, reports/, splits/, checkpoints/).
+    #[arg(long)]
+    out: PathBuf,
+    /// Network architecture.
+    #[arg(long, value_enum, default_value_t = Arch::Compact)]
+    arch: Arch,
+    /// Model name recorded in the card.
+    #[arg(long, default_value = "facebatch-gender")]
+    name: String,
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Peak learning rate (Adam).
+    #[arg(long, default_value_t = 2e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    weight_decay: f32,
+    #[arg(long, default_value_t = 0.05)]
+    label_smoothing: f32,
+    /// Stop after this many epochs without a better validation accuracy.
+    #[arg(long, default_value_t = 6)]
+    patience: usize,
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    #[arg(long, default_value_t = 0.1)]
+    test_fraction: f64,
+    /// Seed for initialisation, shuffling and augmentation.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Seed for the train/val/test split (defaults to --seed).
+    #[arg(long)]
+    split_seed: Option<u64>,
+    /// Train without augmentation.
+    #[arg(long)]
+    no_augment: bool,
+    /// Use at most this many images (seeded, stratified); for quick runs.
+    #[arg(long)]
+    max_images: Option<usize>,
+    /// Cap the steps per epoch; for quick runs.
+    #[arg(long)]
+    max_steps_per_epoch: Option<usize>,
+    /// Continue from the last checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Licence terms of the training data, recorded in the card (repeatable).
+    #[arg(long = "licence-note")]
+    licence_notes: Vec<String>,
+    /// Test-report groups: a column, or a numeric column with bin edges (age:15).
+    #[arg(long = "group-by")]
+    group_by: Vec<GroupBy>,
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// A folder with one sub-folder per class, or a CSV manifest (e.g. a training run's splits/test.csv).
+    data: PathBuf,
+    /// Model directory or its model.onnx.
+    #[arg(long)]
+    model: PathBuf,
+    /// Print one JSON object instead of the text report.
+    #[arg(long)]
+    json: bool,
+    /// Accuracy per group of a manifest column; numeric columns take bin edges (age:15).
+    #[arg(long = "group-by")]
+    group_by: Vec<GroupBy>,
+    #[arg(long, default_value = "label")]
+    label_column: String,
+    #[arg(long, default_value = "path")]
+    path_column: String,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+}
+
+#[derive(Args, Debug)]
+struct VisualizeArgs {
+    /// The image to run.
+    image: PathBuf,
+    /// Model directory or its model.onnx.
+    #[arg(long)]
+    model: PathBuf,
+    /// Directory for the PNG grids.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn init_logging(g: &GlobalArgs) {
+    let level = if g.quiet {
+        "warn"
+    } else {
+        match g.verbose {
+            0 | 1 => "info",
+            _ => "debug",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FACEBATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},ort=warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match g.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn session_options(g: &GlobalArgs) -> SessionOptions {
+    SessionOptions {
+        ort_lib: g.ort_lib.clone(),
+        ..SessionOptions::default()
+    }
+}
+
+fn progress_enabled(g: &GlobalArgs) -> bool {
+    !g.no_progress && !g.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+impl TrainArgs {
+    fn settings(&self, g: &GlobalArgs) -> anyhow::Result<TrainSettings> {
+        let mut sources: Vec<Source> = self
+            .data
+            .iter()
+            .map(|p| Source::from_path(p, &self.label_column, &self.path_column))
+            .collect();
+        sources.extend(self.labels_csv.iter().map(|p| Source::Csv {
+            path: p.clone(),
+            label_column: self.label_column.clone(),
+            path_column: self.path_column.clone(),
+        }));
+        anyhow::ensure!(
+            !sources.is_empty(),
+            "no training data: pass a folder per class, or --labels-csv FILE"
+        );
+        anyhow::ensure!(self.epochs > 0, "--epochs must be at least 1");
+        anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        anyhow::ensure!(
+            self.lr > 0.0 && self.lr.is_finite(),
+            "--lr must be positive"
+        );
+        anyhow::ensure!(
+            (0.0..1.0).contains(&self.label_smoothing),
+            "--label-smoothing must be in [0, 1)"
+        );
+        let split = SplitSpec {
+            val: self.val_fraction,
+            test: self.test_fraction,
+            seed: self.split_seed.unwrap_or(self.seed),
+        };
+        split.validate()?;
+        Ok(TrainSettings {
+            sources,
+            out_dir: self.out.clone(),
+            name: self.name.clone(),
+            arch: self.arch,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            label_smoothing: self.label_smoothing,
+            patience: self.patience.max(1),
+            split,
+            seed: self.seed,
+            augment: if self.no_augment {
+                Augment::none()
+            } else {
+                Augment::default()
+            },
+            max_images: self.max_images,
+            max_steps_per_epoch: self.max_steps_per_epoch,
+            resume: self.resume,
+            licence_notes: self.licence_notes.clone(),
+            group_by: self.group_by.clone(),
+            session: session_options(g),
+            progress: progress_enabled(g),
+        })
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Train(args) => {
+            let settings = args.settings(g)?;
+            let outcome = train(&settings)?;
+            if let Some(report) = &outcome.test_report {
+                println!(
+                    "test split of the exported model ({} images):\n{}",
+                    report.n,
+                    report.to_text()
+                );
+            }
+            println!("model written to {}", outcome.dir.display());
+            Ok(EXIT_OK)
+        }
+        Command::Eval(args) => {
+            let source = Source::from_path(&args.data, &args.label_column, &args.path_column);
+            let samples = data::read_sources(&[source])?;
+            let mut classifier = Classifier::load(&args.model, &session_options(g))?;
+            let evaluation = evaluate(
+                &mut classifier,
+                &samples,
+                args.batch_size.max(1),
+                &args.group_by,
+                DecodeLimits::default(),
+            )?;
+            if args.json {
+                println!("{}", report_json(&evaluation.report)?);
+            } else {
+                print!("{}", evaluation.report.to_text());
+            }
+            if evaluation.skipped.is_empty() {
+                Ok(EXIT_OK)
+            } else {
+                eprintln!("{} unreadable image(s) skipped", evaluation.skipped.len());
+                Ok(EXIT_PARTIAL)
+            }
+        }
+        Command::Visualize(args) => {
+            let layers = facebatch::visualize::feature_maps(
+                &args.model,
+                &args.image,
+                &args.out,
+                &session_options(g),
+            )
+            .with_context(|| format!("visualizing {}", args.image.display()))?;
+            for l in &layers {
+                println!(
+                    "{}\t{} maps {}x{}\t{}",
+                    l.name,
+                    l.channels,
+                    l.width,
+                    l.height,
+                    l.file.display()
+                );
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Setup => {
+            let path = facebatch::runtime::locate_library(g.ort_lib.as_deref())?;
+            facebatch::runtime::environment(g.ort_lib.as_deref())?;
+            println!("{}", path.display());
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    // A bug must still end in one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("facebatch: internal error: {info} (please report this)");
+    }));
+    let cli = Cli::parse();
+    init_logging(&cli.global);
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("facebatch: error: {e:#}");
+            ExitCode::from(EXIT_FATAL)
+        }
+    }
+}

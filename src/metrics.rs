@@ -1,0 +1,264 @@
+//! Classification report and confusion matrix, as text and JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+/// Precision, recall, F1 and support of one class (or an average).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassStats {
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub support: usize,
+}
+
+/// Accuracy of one group of a `--group-by` column.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupStats {
+    pub n: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    /// Recall per true label inside the group.
+    pub recall: BTreeMap<String, f64>,
+}
+
+/// A scikit-learn style classification report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub labels: Vec<String>,
+    pub n: usize,
+    pub accuracy: f64,
+    pub per_class: BTreeMap<String, ClassStats>,
+    pub macro_avg: ClassStats,
+    pub weighted_avg: ClassStats,
+    /// `confusion[true][predicted]`, in label order.
+    pub confusion: Vec<Vec<usize>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, BTreeMap<String, GroupStats>>,
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 { 0.0 } else { a as f64 / b as f64 }
+}
+
+impl Report {
+    /// Builds a report from true and predicted label indices.
+    pub fn new(labels: &[String], truth: &[usize], pred: &[usize]) -> Report {
+        assert_eq!(truth.len(), pred.len());
+        let c = labels.len();
+        let mut confusion = vec![vec![0usize; c]; c];
+        for (&t, &p) in truth.iter().zip(pred) {
+            confusion[t][p] += 1;
+        }
+        let n = truth.len();
+        let correct: usize = (0..c).map(|i| confusion[i][i]).sum();
+        let mut per_class = BTreeMap::new();
+        let (mut macro_p, mut macro_r, mut macro_f) = (0.0, 0.0, 0.0);
+        let (mut w_p, mut w_r, mut w_f) = (0.0, 0.0, 0.0);
+        for (i, label) in labels.iter().enumerate() {
+            let tp = confusion[i][i];
+            let support: usize = confusion[i].iter().sum();
+            let predicted: usize = (0..c).map(|t| confusion[t][i]).sum();
+            let precision = ratio(tp, predicted);
+            let recall = ratio(tp, support);
+            let f1 = if precision + recall == 0.0 {
+                0.0
+            } else {
+                2.0 * precision * recall / (precision + recall)
+            };
+            macro_p += precision / c as f64;
+            macro_r += recall / c as f64;
+            macro_f += f1 / c as f64;
+            let w = ratio(support, n);
+            w_p += precision * w;
+            w_r += recall * w;
+            w_f += f1 * w;
+            per_class.insert(
+                label.clone(),
+                ClassStats {
+                    precision,
+                    recall,
+                    f1,
+                    support,
+                },
+            );
+        }
+        Report {
+            labels: labels.to_vec(),
+            n,
+            accuracy: ratio(correct, n),
+            per_class,
+            macro_avg: ClassStats {
+                precision: macro_p,
+                recall: macro_r,
+                f1: macro_f,
+                support: n,
+            },
+            weighted_avg: ClassStats {
+                precision: w_p,
+                recall: w_r,
+                f1: w_f,
+                support: n,
+            },
+            confusion,
+            groups: BTreeMap::new(),
+        }
+    }
+
+    /// Adds accuracy per value of a grouping column.
+    pub fn add_groups(&mut self, column: &str, keys: &[String], truth: &[usize], pred: &[usize]) {
+        let mut acc: BTreeMap<String, (usize, usize, Vec<(usize, usize)>)> = BTreeMap::new();
+        for ((k, &t), &p) in keys.iter().zip(truth).zip(pred) {
+            let e = acc
+                .entry(k.clone())
+                .or_insert_with(|| (0, 0, vec![(0, 0); self.labels.len()]));
+            e.0 += 1;
+            e.1 += usize::from(t == p);
+            e.2[t].0 += 1;
+            e.2[t].1 += usize::from(t == p);
+        }
+        let groups = acc
+            .into_iter()
+            .map(|(k, (n, correct, per))| {
+                let recall = self
+                    .labels
+                    .iter()
+                    .zip(per)
+                    .filter(|(_, (s, _))| *s > 0)
+                    .map(|(l, (s, c))| (l.clone(), ratio(c, s)))
+                    .collect();
+                (
+                    k,
+                    GroupStats {
+                        n,
+                        correct,
+                        accuracy: ratio(correct, n),
+                        recall,
+                    },
+                )
+            })
+            .collect();
+        self.groups.insert(column.to_string(), groups);
+    }
+
+    /// The report as aligned text, like scikit-learn's `classification_report`.
+    pub fn to_text(&self) -> String {
+        let width = self
+            .labels
+            .iter()
+            .map(String::len)
+            .chain(["weighted avg".len()])
+            .max()
+            .unwrap_or(12);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{:>width$}  precision    recall  f1-score   support\n",
+            ""
+        );
+        for label in &self.labels {
+            let c = &self.per_class[label];
+            let _ = writeln!(
+                s,
+                "{label:>width$}     {:>6.4}    {:>6.4}    {:>6.4}   {:>7}",
+                c.precision, c.recall, c.f1, c.support
+            );
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "{:>width$}                         {:>6.4}   {:>7}",
+            "accuracy", self.accuracy, self.n
+        );
+        for (name, c) in [
+            ("macro avg", &self.macro_avg),
+            ("weighted avg", &self.weighted_avg),
+        ] {
+            let _ = writeln!(
+                s,
+                "{name:>width$}     {:>6.4}    {:>6.4}    {:>6.4}   {:>7}",
+                c.precision, c.recall, c.f1, c.support
+            );
+        }
+        let _ = writeln!(s, "\nconfusion matrix (rows: true, columns: predicted)");
+        let cw = self
+            .labels
+            .iter()
+            .map(String::len)
+            .max()
+            .unwrap_or(6)
+            .max(7);
+        let _ = write!(s, "{:>width$}", "");
+        for l in &self.labels {
+            let _ = write!(s, " {l:>cw$}");
+        }
+        let _ = writeln!(s);
+        for (l, row) in self.labels.iter().zip(&self.confusion) {
+            let _ = write!(s, "{l:>width$}");
+            for v in row {
+                let _ = write!(s, " {v:>cw$}");
+            }
+            let _ = writeln!(s);
+        }
+        for (column, groups) in &self.groups {
+            let _ = writeln!(s, "\naccuracy by {column}");
+            for (k, g) in groups {
+                let recalls: Vec<String> = g
+                    .recall
+                    .iter()
+                    .map(|(l, r)| format!("recall[{l}]={r:.4}"))
+                    .collect();
+                let _ = writeln!(
+                    s,
+                    "  {k:>14}  n={:<6} accuracy={:.4}  {}",
+                    g.n,
+                    g.accuracy,
+                    recalls.join("  ")
+                );
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_hand_computed_values() {
+        let labels = vec!["female".to_string(), "male".to_string()];
+        // truth: 3 female, 2 male. predictions: one female called male.
+        let truth = [0, 0, 0, 1, 1];
+        let pred = [0, 0, 1, 1, 1];
+        let r = Report::new(&labels, &truth, &pred);
+        assert_eq!(r.confusion, vec![vec![2, 1], vec![0, 2]]);
+        assert!((r.accuracy - 0.8).abs() < 1e-12);
+        let f = &r.per_class["female"];
+        assert!((f.precision - 1.0).abs() < 1e-12);
+        assert!((f.recall - 2.0 / 3.0).abs() < 1e-12);
+        assert!((f.f1 - 0.8).abs() < 1e-12);
+        let m = &r.per_class["male"];
+        assert!((m.precision - 2.0 / 3.0).abs() < 1e-12);
+        assert!((r.macro_avg.f1 - 0.8).abs() < 1e-12);
+        assert!(r.to_text().contains("weighted avg"));
+    }
+
+    #[test]
+    fn groups_split_accuracy() {
+        let labels = vec!["a".to_string(), "b".to_string()];
+        let mut r = Report::new(&labels, &[0, 1, 1], &[0, 0, 1]);
+        r.add_groups(
+            "age",
+            &["kid".into(), "kid".into(), "adult".into()],
+            &[0, 1, 1],
+            &[0, 0, 1],
+        );
+        let g = &r.groups["age"];
+        assert_eq!(g["kid"].n, 2);
+        assert!((g["kid"].accuracy - 0.5).abs() < 1e-12);
+        assert!((g["adult"].accuracy - 1.0).abs() < 1e-12);
+    }
+}

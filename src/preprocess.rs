@@ -1,0 +1,288 @@
+//! Image decoding and the model-input transform.
+//!
+//! This is the one implementation of "how a picture becomes the model's input". Training
+//! (for validation and test images), `eval`, `visualize` and `classify` all call it, and the
+//! model card records its parameters ([`InputSpec`]), so a model cannot drift from the way
+//! it is fed.
+
+use std::io::{BufRead, Seek};
+use std::path::Path;
+
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage, imageops::FilterType};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Default pixel limit for a decoded image (width x height): 64 megapixels.
+pub const DEFAULT_MAX_PIXELS: u64 = 64 * 1024 * 1024;
+
+/// How an image of arbitrary size and aspect is made to fit the model input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FitMode {
+    /// Crop the largest centred region with the input's aspect ratio, then resize it.
+    CenterCropResize,
+    /// Resize to the input size, ignoring the aspect ratio.
+    Stretch,
+}
+
+/// Resampling filter used when resizing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeFilter {
+    /// Bilinear with an area-averaging support when shrinking (the `image` crate's Triangle).
+    Triangle,
+    Nearest,
+    CatmullRom,
+}
+
+impl ResizeFilter {
+    fn filter(self) -> FilterType {
+        match self {
+            ResizeFilter::Triangle => FilterType::Triangle,
+            ResizeFilter::Nearest => FilterType::Nearest,
+            ResizeFilter::CatmullRom => FilterType::CatmullRom,
+        }
+    }
+}
+
+/// The model input, as recorded in the model card.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputSpec {
+    /// Input tensor name in the ONNX graph.
+    pub name: String,
+    /// Rows.
+    pub height: u32,
+    /// Columns.
+    pub width: u32,
+    /// Always 3.
+    pub channels: u32,
+    /// Tensor layout; facebatch models take `NCHW`.
+    pub layout: String,
+    /// Channel order of the colour axis; facebatch models take `RGB`.
+    pub channel_order: String,
+    /// Element type, `float32`.
+    pub dtype: String,
+    /// Pixel values are multiplied by this first (1/255 maps bytes to 0..1).
+    pub scale: f32,
+    /// Then the per-channel mean is subtracted ...
+    pub mean: [f32; 3],
+    /// ... and the result divided by the per-channel std.
+    pub std: [f32; 3],
+    /// How the decoded, EXIF-oriented image is fitted to `height` x `width`.
+    pub fit: FitMode,
+    /// Resampling filter.
+    pub filter: ResizeFilter,
+    /// Human-readable statement of the whole transform.
+    pub description: String,
+}
+
+impl InputSpec {
+    /// The standard facebatch transform for an input of `height` x `width`.
+    pub fn standard(height: u32, width: u32) -> Self {
+        InputSpec {
+            name: "input".into(),
+            height,
+            width,
+            channels: 3,
+            layout: "NCHW".into(),
+            channel_order: "RGB".into(),
+            dtype: "float32".into(),
+            scale: 1.0 / 255.0,
+            mean: [0.5, 0.5, 0.5],
+            std: [0.5, 0.5, 0.5],
+            fit: FitMode::CenterCropResize,
+            filter: ResizeFilter::Triangle,
+            description: format!(
+                "decode, apply EXIF orientation, convert to 8-bit RGB; crop the largest centred \
+                 region with aspect {width}:{height}; resize to {width}x{height} (triangle filter); \
+                 x = (pixel/255 - 0.5)/0.5 per channel; NCHW float32"
+            ),
+        }
+    }
+
+    /// Number of floats in one image's tensor.
+    pub fn len(&self) -> usize {
+        (self.channels * self.height * self.width) as usize
+    }
+
+    /// True when the spec describes an empty tensor (never for a valid card).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Checks that this is a transform this build of facebatch implements.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.channels != 3 || self.layout != "NCHW" || self.channel_order != "RGB" {
+            return Err(format!(
+                "unsupported input {}x{} {} {}; facebatch feeds 3-channel NCHW RGB",
+                self.channels, self.height, self.layout, self.channel_order
+            ));
+        }
+        if self.dtype != "float32" {
+            return Err(format!("unsupported input dtype {}", self.dtype));
+        }
+        if self.height == 0 || self.width == 0 || self.height > 4096 || self.width > 4096 {
+            return Err(format!(
+                "implausible input size {}x{}",
+                self.width, self.height
+            ));
+        }
+        if self.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
+            return Err("std must be finite and non-zero".into());
+        }
+        Ok(())
+    }
+
+    /// Fits an RGB image to the input size (crop and resize as the spec says).
+    pub fn fit(&self, img: &RgbImage) -> RgbImage {
+        let (w, h) = img.dimensions();
+        if w == self.width && h == self.height {
+            return img.clone();
+        }
+        let view = match self.fit {
+            FitMode::Stretch => image::imageops::crop_imm(img, 0, 0, w, h),
+            FitMode::CenterCropResize => {
+                let (cw, ch) = center_crop_size(w, h, self.width, self.height);
+                image::imageops::crop_imm(img, (w - cw) / 2, (h - ch) / 2, cw, ch)
+            }
+        };
+        image::imageops::resize(&*view, self.width, self.height, self.filter.filter())
+    }
+
+    /// Writes a fitted image (exactly `width` x `height`) as normalised CHW floats into `out`.
+    pub fn write_tensor(&self, img: &RgbImage, out: &mut [f32]) {
+        debug_assert_eq!(img.dimensions(), (self.width, self.height));
+        let plane = (self.width * self.height) as usize;
+        debug_assert_eq!(out.len(), 3 * plane);
+        let mul: [f32; 3] = std::array::from_fn(|c| self.scale / self.std[c]);
+        let add: [f32; 3] = std::array::from_fn(|c| -self.mean[c] / self.std[c]);
+        for (i, px) in img.pixels().enumerate() {
+            for c in 0..3 {
+                out[c * plane + i] = px.0[c] as f32 * mul[c] + add[c];
+            }
+        }
+    }
+
+    /// Fit and normalise in one go; the path every consumer of a model uses.
+    pub fn tensor_from_rgb(&self, img: &RgbImage) -> Vec<f32> {
+        let fitted = self.fit(img);
+        let mut out = vec![0.0; self.len()];
+        self.write_tensor(&fitted, &mut out);
+        out
+    }
+}
+
+/// Largest `cw x ch` inside `w x h` with aspect `tw:th`.
+fn center_crop_size(w: u32, h: u32, tw: u32, th: u32) -> (u32, u32) {
+    // Compare w/h with tw/th without floating point.
+    if (w as u64) * (th as u64) > (h as u64) * (tw as u64) {
+        let cw = ((h as u64 * tw as u64) / th as u64).max(1) as u32;
+        (cw.min(w), h)
+    } else {
+        let ch = ((w as u64 * th as u64) / tw as u64).max(1) as u32;
+        (w, ch.min(h))
+    }
+}
+
+/// Decoding limits.
+#[derive(Clone, Copy, Debug)]
+pub struct DecodeLimits {
+    /// Reject images with more than this many pixels before decoding them.
+    pub max_pixels: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_pixels: DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+/// Decodes an image file, applying its EXIF orientation, within the pixel limit.
+pub fn decode_path(path: &Path, limits: DecodeLimits) -> Result<DynamicImage> {
+    let reader = ImageReader::open(path).map_err(|e| Error::Image {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    decode_reader(reader, path, limits)
+}
+
+/// Decodes in-memory bytes (the file at `path`), applying EXIF orientation.
+pub fn decode_bytes(bytes: &[u8], path: &Path, limits: DecodeLimits) -> Result<DynamicImage> {
+    decode_reader(ImageReader::new(std::io::Cursor::new(bytes)), path, limits)
+}
+
+fn decode_reader<R: BufRead + Seek>(
+    reader: ImageReader<R>,
+    path: &Path,
+    limits: DecodeLimits,
+) -> Result<DynamicImage> {
+    let err = |reason: String| Error::Image {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let reader = reader
+        .with_guessed_format()
+        .map_err(|e| err(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(err("not a recognised image format".into()));
+    }
+    let mut decoder = reader.into_decoder().map_err(|e| err(e.to_string()))?;
+    let (w, h) = decoder.dimensions();
+    if (w as u64) * (h as u64) > limits.max_pixels {
+        return Err(err(format!(
+            "{w}x{h} exceeds the pixel limit of {} (decompression bomb guard)",
+            limits.max_pixels
+        )));
+    }
+    if w == 0 || h == 0 {
+        return Err(err("image has zero width or height".into()));
+    }
+    let orientation = decoder.orientation().ok();
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| err(e.to_string()))?;
+    if let Some(o) = orientation {
+        img.apply_orientation(o);
+    }
+    Ok(img)
+}
+
+/// Decodes a file straight to 8-bit RGB (grey, alpha and 16-bit inputs are converted).
+pub fn load_rgb(path: &Path, limits: DecodeLimits) -> Result<RgbImage> {
+    Ok(decode_path(path, limits)?.to_rgb8())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn center_crop_keeps_aspect() {
+        assert_eq!(center_crop_size(200, 200, 92, 112), (164, 200));
+        assert_eq!(center_crop_size(92, 112, 64, 64), (92, 92));
+        assert_eq!(center_crop_size(64, 64, 64, 64), (64, 64));
+        assert_eq!(center_crop_size(4000, 3000, 64, 64), (3000, 3000));
+    }
+
+    #[test]
+    fn tensor_is_normalised_chw() {
+        let spec = InputSpec::standard(2, 2);
+        let mut img = RgbImage::new(2, 2);
+        img.put_pixel(1, 0, image::Rgb([255, 0, 128]));
+        let t = spec.tensor_from_rgb(&img);
+        assert_eq!(t.len(), 12);
+        // R plane, pixel (x=1, y=0) is index 1.
+        assert!((t[1] - 1.0).abs() < 1e-6);
+        assert!((t[4 + 1] + 1.0).abs() < 1e-6);
+        assert!((t[8 + 1] - (128.0 / 255.0 - 0.5) / 0.5).abs() < 1e-6);
+        assert!((t[0] + 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn fit_produces_input_size() {
+        let spec = InputSpec::standard(112, 92);
+        let out = spec.fit(&RgbImage::new(200, 150));
+        assert_eq!(out.dimensions(), (92, 112));
+    }
+}

