@@ -60,10 +60,12 @@ impl GroupBy {
 
     /// The group a sample belongs to.
     pub fn key(&self, s: &Sample) -> String {
-        let raw = match self.column.as_str() {
-            "source" => s.source.clone(),
-            "label" => s.label.clone(),
-            c => s.extra.get(c).cloned().unwrap_or_default(),
+        // A manifest column wins; `source` and `label` fall back to the sample's own.
+        let raw = match (s.extra.get(&self.column), self.column.as_str()) {
+            (Some(v), _) => v.clone(),
+            (None, "source") => s.source.clone(),
+            (None, "label") => s.label.clone(),
+            (None, _) => String::new(),
         };
         if self.edges.is_empty() {
             return raw;

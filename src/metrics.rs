@@ -109,7 +109,9 @@ impl Report {
 
     /// Adds accuracy per value of a grouping column.
     pub fn add_groups(&mut self, column: &str, keys: &[String], truth: &[usize], pred: &[usize]) {
-        let mut acc: BTreeMap<String, (usize, usize, Vec<(usize, usize)>)> = BTreeMap::new();
+        // Per group: (images, correct, per true label (support, correct)).
+        type Tally = (usize, usize, Vec<(usize, usize)>);
+        let mut acc: BTreeMap<String, Tally> = BTreeMap::new();
         for ((k, &t), &p) in keys.iter().zip(truth).zip(pred) {
             let e = acc
                 .entry(k.clone())

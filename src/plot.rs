@@ -220,8 +220,8 @@ pub fn save_titled(grid: &RgbImage, title: &str, path: &Path) -> Result<()> {
     let mut canvas = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
     image::imageops::replace(&mut canvas, grid, 0, band as i64);
     {
-        let mut buf = canvas.as_mut();
-        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let buf: &mut [u8] = canvas.as_mut();
+        let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
         root.draw(&Text::new(
             title.to_string(),
             (8, 8),

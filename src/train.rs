@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamConfig, GradientsParams};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -197,13 +197,12 @@ struct State {
 
 fn fingerprint(s: &TrainSettings, labels: &[String], n: usize) -> String {
     format!(
-        "{}|{:?}|{}|{}|{}|{}|{:?}|{}",
+        "{}|{:?}|{}|{}|{}|{:?}|{}",
         s.arch.name(),
         labels,
         n,
         s.batch_size,
         s.seed,
-        s.epochs,
         s.max_images,
         s.split.seed
     )
@@ -253,6 +252,63 @@ fn batch_tensor(
         Tensor::<4>::from_data(TensorData::new(buf, shape), device),
         labels,
     )
+}
+
+/// One optimisation step's machinery: Adam and the cross-entropy loss.
+pub struct Stepper {
+    pub optim: ModuleOptimizer,
+    loss: CrossEntropyLoss,
+}
+
+impl Stepper {
+    /// Adam with optional L2 weight decay, and cross-entropy with optional label smoothing.
+    pub fn new(weight_decay: f32, label_smoothing: f32, device: &Device) -> Self {
+        Stepper {
+            optim: AdamConfig::new()
+                .with_weight_decay(
+                    (weight_decay > 0.0).then(|| WeightDecayConfig::new(weight_decay)),
+                )
+                .init(),
+            loss: CrossEntropyLossConfig::new()
+                .with_smoothing((label_smoothing > 0.0).then_some(label_smoothing))
+                .init(device),
+        }
+    }
+
+    /// Forward, backward and update on one batch. Returns the updated network, the batch
+    /// loss and the number of correct predictions.
+    pub fn step(
+        &mut self,
+        net: Net,
+        x: Tensor<4>,
+        labels: &[usize],
+        lr: f64,
+        device: &Device,
+    ) -> (Net, f32, usize) {
+        let targets = Tensor::<1, Int>::from_data(
+            TensorData::new(
+                labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
+                [labels.len()],
+            ),
+            device,
+        );
+        let outputs = net.forward(x);
+        let classes = outputs.logits.dims()[1];
+        let loss = self.loss.forward(outputs.logits.clone(), targets);
+        let loss_value = loss.clone().into_scalar::<f32>();
+        let logits = outputs
+            .logits
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        let correct = argmax_rows(&logits, classes)
+            .iter()
+            .zip(labels)
+            .filter(|(p, t)| p == t)
+            .count();
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        (self.optim.step(lr, net, grads), loss_value, correct)
+    }
 }
 
 fn argmax_rows(values: &[f32], classes: usize) -> Vec<usize> {
@@ -378,21 +434,14 @@ pub fn train(settings: &TrainSettings) -> Result<TrainOutcome> {
     let device = Device::default().autodiff();
     device.seed(settings.seed);
     let mut net = Net::new(settings.arch, classes, &device);
-    let mut optim = AdamConfig::new()
-        .with_weight_decay(
-            (settings.weight_decay > 0.0).then(|| WeightDecayConfig::new(settings.weight_decay)),
-        )
-        .init();
-    let loss_fn = CrossEntropyLossConfig::new()
-        .with_smoothing((settings.label_smoothing > 0.0).then_some(settings.label_smoothing))
-        .init(&device);
+    let mut stepper = Stepper::new(settings.weight_decay, settings.label_smoothing, &device);
 
     let steps_per_epoch = {
         let full = train_idx.len().div_ceil(settings.batch_size);
         settings.max_steps_per_epoch.map_or(full, |m| m.min(full))
     };
     let total_steps = steps_per_epoch * settings.epochs;
-    let warmup = steps_per_epoch.min(300).max(1);
+    let warmup = steps_per_epoch.clamp(1, 300);
     let fp = fingerprint(settings, &prepared.labels, prepared.items.len());
     let state_path = ckpt.join("state.json");
     let mut state = State {
@@ -423,7 +472,8 @@ pub fn train(settings: &TrainSettings) -> Result<TrainOutcome> {
             net = net
                 .try_load_file(ckpt.join("last.bpk"))
                 .map_err(|e| Error::Training(format!("loading checkpoint: {e:?}")))?;
-            optim = optim
+            stepper.optim = stepper
+                .optim
                 .load(ckpt.join("last-optim.bpk"))
                 .map_err(|e| Error::Training(format!("loading optimizer state: {e:?}")))?;
             tracing::info!(
@@ -483,34 +533,14 @@ pub fn train(settings: &TrainSettings) -> Result<TrainOutcome> {
                 Some((&settings.augment, seed)),
                 &device,
             );
-            let targets = Tensor::<1, Int>::from_data(
-                TensorData::new(
-                    labels.iter().map(|&l| l as i64).collect::<Vec<_>>(),
-                    [labels.len()],
-                ),
-                &device,
-            );
-            let outputs = net.forward(x);
-            let loss = loss_fn.forward(outputs.logits.clone(), targets);
-            let loss_value = loss.clone().into_scalar::<f32>();
+            let (next, loss_value, batch_correct) = stepper.step(net, x, &labels, lr, &device);
+            net = next;
             if !loss_value.is_finite() {
                 return Err(Error::Training(format!(
                     "loss became {loss_value} at step {}; lower --lr",
                     state.global_step
                 )));
             }
-            let logits = outputs
-                .logits
-                .into_data()
-                .try_to_vec::<f32>()
-                .unwrap_or_default();
-            let batch_correct = argmax_rows(&logits, classes)
-                .iter()
-                .zip(&labels)
-                .filter(|(p, t)| p == t)
-                .count();
-            let grads = GradientsParams::from_grads(loss.backward(), &net);
-            net = optim.step(lr, net, grads);
 
             state.global_step += 1;
             loss_sum += loss_value as f64 * chunk.len() as f64;
@@ -568,7 +598,8 @@ pub fn train(settings: &TrainSettings) -> Result<TrainOutcome> {
         // Model, optimizer, then state last: the state names only what is on disk.
         save_module(&net, &ckpt.join("last.bpk"))?;
         let tmp = ckpt.join("last-optim.bpk.tmp");
-        optim
+        stepper
+            .optim
             .save(&tmp)
             .map_err(|e| Error::Training(format!("saving optimizer state: {e:?}")))?;
         std::fs::rename(&tmp, ckpt.join("last-optim.bpk"))

@@ -29,7 +29,10 @@ pub struct LayerMaps {
 
 /// Adds every rank-4 activation candidate (ReLU, MaxPool) as a graph output. Returns the
 /// rewritten model and the (tensor name, display name) pairs in graph order.
-fn expose_activations(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<(String, String)>)> {
+/// An activation exposed as a graph output: (tensor name, display name).
+type Exposed = (String, String);
+
+fn expose_activations(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<Exposed>)> {
     let invalid = |reason: String| Error::InvalidModel {
         path: path.to_path_buf(),
         reason,

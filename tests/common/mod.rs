@@ -1,0 +1,113 @@
+//! Helpers shared by the integration tests: they run the real binary in temp directories.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shared data directory (`../shared/data` beside the checkout, or FACEBATCH_SHARED_DATA).
+pub fn shared_data() -> PathBuf {
+    let dir = std::env::var_os("FACEBATCH_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/data"));
+    assert!(
+        dir.join("seed-faces").is_dir(),
+        "shared data not found at {}; set FACEBATCH_SHARED_DATA",
+        dir.display()
+    );
+    dir
+}
+
+/// The shipped default model directory.
+pub fn default_model() -> PathBuf {
+    repo().join("models/facebatch-gender/v1")
+}
+
+/// A command for the facebatch binary built for these tests.
+pub fn facebatch() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_facebatch"));
+    c.arg("--no-progress");
+    c.env_remove("FACEBATCH_ORT_LIB");
+    c.env_remove("ORT_DYLIB_PATH");
+    c
+}
+
+/// Runs and returns output, printing it when the test fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("facebatch binary runs");
+    eprintln!(
+        "--- {:?} exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        cmd,
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Copies `n` distinct images (by content) of each class from the seed faces into
+/// `dst/<class>/`. The seed faces hold exact duplicates; the fixture does not.
+pub fn seed_subset(dst: &Path, n: usize) {
+    let src = shared_data().join("seed-faces");
+    let mut seen = std::collections::HashSet::new();
+    for class in ["female", "male"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(src.join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        std::fs::create_dir_all(dst.join(class)).unwrap();
+        let mut copied = 0;
+        for f in &files {
+            if copied == n {
+                break;
+            }
+            if seen.insert(std::fs::read(f).unwrap()) {
+                std::fs::copy(f, dst.join(class).join(f.file_name().unwrap())).unwrap();
+                copied += 1;
+            }
+        }
+        assert_eq!(copied, n, "enough distinct {class} seed faces");
+    }
+}
+
+/// A fatal error: exit code 2, one clear line on stderr, no panic or backtrace.
+pub fn assert_fatal(o: &Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(2), "expected the fatal exit code");
+    let err = stderr(o);
+    assert!(
+        err.contains(needle),
+        "stderr should mention {needle:?}: {err}"
+    );
+    assert!(!err.contains("panicked"), "must not panic: {err}");
+    assert!(
+        !err.contains("RUST_BACKTRACE"),
+        "must not print a backtrace hint: {err}"
+    );
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("facebatch: error"))
+            .count(),
+        1,
+        "exactly one error line: {err}"
+    );
+}
+
+/// `facebatch train DATA --out OUT ARGS...`
+pub fn train_cmd(data: &Path, out: &Path, args: &[&str]) -> Command {
+    let mut c = facebatch();
+    c.arg("train").arg(data).arg("--out").arg(out).args(args);
+    c
+}

@@ -1,0 +1,84 @@
+//! The exported ONNX model, run by ONNX Runtime, gives the same outputs as burn's eval-mode
+//! network on real face images.
+
+mod common;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use facebatch::infer::{Classifier, SessionOptions};
+use facebatch::model::{Arch, Net};
+use facebatch::preprocess::{DecodeLimits, load_rgb};
+
+fn parity(arch: Arch, steps: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("faces");
+    common::seed_subset(&data, 12);
+    let out = tmp.path().join("m");
+    // Train briefly, so batch-norm statistics and weights are not at their initial values.
+    let steps_arg = [
+        "--arch",
+        arch.name(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "6",
+        "--max-steps-per-epoch",
+        steps,
+    ];
+    let o = common::run(&mut common::train_cmd(&data, &out, &steps_arg));
+    assert!(o.status.success());
+
+    let mut classifier = Classifier::load(&out, &SessionOptions::default()).unwrap();
+    let spec = classifier.card.input.clone();
+    let net = Net::new(arch, 2, &Device::default())
+        .try_load_file(out.join("checkpoints/best.bpk"))
+        .unwrap()
+        .valid();
+    let mut images: Vec<_> = std::fs::read_dir(data.join("female"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    images.extend(
+        std::fs::read_dir(data.join("male"))
+            .unwrap()
+            .map(|e| e.unwrap().path()),
+    );
+    images.sort();
+    let images = &images[..8];
+    let mut batch = Vec::new();
+    for p in images {
+        batch.extend(spec.tensor_from_rgb(&load_rgb(p, DecodeLimits::default()).unwrap()));
+    }
+    let ort = classifier.run(&batch, images.len()).unwrap();
+    let shape = [images.len(), 3, spec.height as usize, spec.width as usize];
+    let burn_out = net.forward(Tensor::<4>::from_data(
+        TensorData::new(batch, shape),
+        &Device::default(),
+    ));
+    for (name, ours, theirs) in [
+        ("probs", burn_out.probs, &ort.probs),
+        ("embedding", burn_out.embedding, &ort.embedding),
+        ("pooled", burn_out.pooled, &ort.pooled),
+    ] {
+        let ours = ours.into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{name} length");
+        let max = ours
+            .iter()
+            .zip(theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        eprintln!("{arch:?} {name}: max |burn - onnxruntime| = {max:e}");
+        assert!(max <= 1e-4, "{name} differs by {max}");
+        assert!(ours.iter().any(|v| *v != 0.0), "{name} is not all zeros");
+    }
+}
+
+#[test]
+fn onnx_runtime_matches_burn_for_the_compact_network() {
+    parity(Arch::Compact, "3");
+}
+
+#[test]
+fn onnx_runtime_matches_burn_for_the_seed_network() {
+    parity(Arch::Seed, "2");
+}

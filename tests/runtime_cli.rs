@@ -1,0 +1,120 @@
+//! ONNX Runtime provisioning and model checks, through the real binary.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn a_missing_runtime_library_is_one_clear_error() {
+    let o = run(facebatch()
+        .env("FACEBATCH_ORT_LIB", "/nonexistent/libonnxruntime.so")
+        .arg("eval")
+        .arg(repo().join("data/samples"))
+        .arg("--model")
+        .arg(default_model()));
+    assert_fatal(
+        &o,
+        "ONNX Runtime could not be loaded from /nonexistent/libonnxruntime.so",
+    );
+    assert!(stderr(&o).contains("FACEBATCH_ORT_LIB"), "names the fix");
+}
+
+#[test]
+fn a_wrong_runtime_library_is_one_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fake = tmp.path().join("libonnxruntime.so");
+    std::fs::write(&fake, b"this is not a shared library").unwrap();
+    let o = run(facebatch()
+        .arg("--ort-lib")
+        .arg(&fake)
+        .arg("eval")
+        .arg(repo().join("data/samples"))
+        .arg("--model")
+        .arg(default_model()));
+    assert_fatal(&o, "ONNX Runtime could not be loaded");
+}
+
+#[test]
+fn setup_provisions_the_pinned_runtime() {
+    let o = run(facebatch().arg("setup"));
+    assert!(o.status.success());
+    assert!(stdout(&o).trim_end().ends_with("libonnxruntime.so.1.31.1"));
+}
+
+fn copy_model(dst: &std::path::Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for f in ["model.onnx", "card.json"] {
+        std::fs::copy(default_model().join(f), dst.join(f)).unwrap();
+    }
+}
+
+#[test]
+fn a_model_that_does_not_match_its_card_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("m");
+    copy_model(&m);
+    let mut bytes = std::fs::read(m.join("model.onnx")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(m.join("model.onnx"), bytes).unwrap();
+    let o = run(facebatch()
+        .arg("eval")
+        .arg(repo().join("data/samples"))
+        .arg("--model")
+        .arg(&m));
+    assert_fatal(&o, "does not match its card");
+}
+
+#[test]
+fn a_model_without_a_card_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("m");
+    copy_model(&m);
+    std::fs::remove_file(m.join("card.json")).unwrap();
+    let o = run(facebatch()
+        .arg("eval")
+        .arg(repo().join("data/samples"))
+        .arg("--model")
+        .arg(m.join("model.onnx")));
+    assert_fatal(&o, "card.json");
+}
+
+#[test]
+fn garbage_onnx_with_a_matching_card_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("m");
+    copy_model(&m);
+    let garbage = b"not an onnx model at all";
+    std::fs::write(m.join("model.onnx"), garbage).unwrap();
+    let mut card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(m.join("card.json")).unwrap()).unwrap();
+    card["onnx"]["sha256"] = {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(garbage)).into()
+    };
+    std::fs::write(m.join("card.json"), card.to_string()).unwrap();
+    let o = run(facebatch()
+        .arg("eval")
+        .arg(repo().join("data/samples"))
+        .arg("--model")
+        .arg(&m));
+    assert_fatal(&o, "ONNX Runtime rejected it");
+}
+
+#[test]
+fn the_shipped_model_labels_the_sample_faces() {
+    let o = run(facebatch()
+        .arg("eval")
+        .arg(repo().join("data/samples"))
+        .arg("--model")
+        .arg(default_model())
+        .arg("--json"));
+    // data/samples holds one broken file on purpose: finished with a per-image error.
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["n"], 10);
+    assert!(
+        v["accuracy"].as_f64().unwrap() >= 0.9,
+        "shipped model on its sample faces: {v}"
+    );
+}

@@ -1,0 +1,410 @@
+//! `facebatch train`, `eval` and `visualize` run as a user would: the real binary on real
+//! face images in temp directories, with the outputs read back.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use common::*;
+use serde_json::Value;
+
+struct Trained {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    out: PathBuf,
+}
+
+/// One tiny training run (24 faces per class, a duplicate and a broken file), shared by the
+/// tests below.
+fn trained() -> &'static Trained {
+    static T: OnceLock<Trained> = OnceLock::new();
+    T.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("faces");
+        seed_subset(&data, 24);
+        // An exact duplicate under another name, and a file that is not an image.
+        let first = std::fs::read_dir(data.join("female"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::copy(&first, data.join("female/zz-duplicate.bmp")).unwrap();
+        std::fs::write(
+            data.join("male/zz-broken.jpg"),
+            b"\xff\xd8\xff\xe0 not really a jpeg",
+        )
+        .unwrap();
+        let out = tmp.path().join("model");
+        let o = run(facebatch()
+            .args(["train"])
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .args([
+                "--epochs",
+                "2",
+                "--batch-size",
+                "8",
+                "--max-steps-per-epoch",
+                "3",
+                "--seed",
+                "3",
+                "--licence-note",
+                "test data licence",
+            ]));
+        assert!(o.status.success(), "training failed");
+        assert!(
+            stdout(&o).contains("weighted avg"),
+            "train prints the test report"
+        );
+        Trained {
+            _tmp: tmp,
+            data,
+            out,
+        }
+    })
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn csv_paths(p: &Path) -> Vec<String> {
+    let mut r = csv::Reader::from_path(p).unwrap();
+    r.records().map(|x| x.unwrap()[0].to_string()).collect()
+}
+
+#[test]
+fn train_exports_model_card_and_reports() {
+    let t = trained();
+    let card = read_json(&t.out.join("card.json"));
+    assert_eq!(card["format"], "facebatch-model-card/1");
+    assert_eq!(card["labels"], serde_json::json!(["female", "male"]));
+    assert_eq!(card["input"]["layout"], "NCHW");
+    assert_eq!(card["input"]["channel_order"], "RGB");
+    assert_eq!(card["input"]["height"], 64);
+    assert_eq!(card["architecture"]["name"], "compact");
+    assert!(card["architecture"]["parameters"].as_u64().unwrap() > 100_000);
+    let onnx = std::fs::read(t.out.join("model.onnx")).unwrap();
+    let sha = {
+        use sha2::{Digest, Sha256};
+        hex::encode(Sha256::digest(&onnx))
+    };
+    assert_eq!(card["onnx"]["sha256"], sha.as_str());
+    assert!(
+        onnx.len() < 4 * 1024 * 1024,
+        "default architecture stays under 4 MB"
+    );
+    let src = &card["training"]["sources"][0];
+    assert_eq!(src["duplicates_removed"], 1);
+    assert_eq!(src["unreadable_skipped"], 1);
+    assert_eq!(src["per_class"]["female"], 24);
+    assert_eq!(src["per_class"]["male"], 24);
+    assert_eq!(card["training"]["licence_notes"][0], "test data licence");
+    let test = &card["metrics"]["test"];
+    assert!(test["accuracy"].as_f64().is_some());
+    assert_eq!(test["n"], 4, "10% of 24 per class, rounded: 2 + 2");
+    for f in ["loss.png", "accuracy.png"] {
+        let img = image::open(t.out.join("reports").join(f)).expect("curve PNG decodes");
+        assert!(img.width() >= 1000);
+    }
+    let report = read_json(&t.out.join("reports/test_report.json"));
+    assert!(report["per_class"]["female"]["f1"].is_number());
+    assert!(
+        std::fs::read_to_string(t.out.join("reports/test_report.txt"))
+            .unwrap()
+            .contains("confusion matrix")
+    );
+    let log = std::fs::read_to_string(t.out.join("reports/train_log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 1 + 6, "header plus 2 epochs x 3 steps");
+    let epochs = std::fs::read_to_string(t.out.join("reports/epochs.csv")).unwrap();
+    assert_eq!(epochs.lines().count(), 3);
+}
+
+#[test]
+fn splits_are_disjoint_and_cover_every_unique_image() {
+    let t = trained();
+    let mut all = Vec::new();
+    for s in ["train", "val", "test"] {
+        all.extend(csv_paths(&t.out.join("splits").join(format!("{s}.csv"))));
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n, "no image in two splits");
+    assert_eq!(n, 48, "48 unique readable images");
+    for p in &all {
+        assert!(
+            t.out.join("splits").join(p).is_file(),
+            "manifest path {p} resolves relative to the CSV"
+        );
+    }
+}
+
+#[test]
+fn eval_reuses_the_saved_test_split_and_prints_json() {
+    let t = trained();
+    let o = run(facebatch()
+        .arg("eval")
+        .arg(t.out.join("splits/test.csv"))
+        .arg("--model")
+        .arg(&t.out)
+        .args(["--json", "--group-by", "source"]));
+    assert!(o.status.success());
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
+    assert_eq!(v["n"], 4);
+    assert!(v["accuracy"].as_f64().unwrap() >= 0.0);
+    assert!(v["per_class"]["male"]["support"].as_u64().is_some());
+    assert_eq!(v["confusion"].as_array().unwrap().len(), 2);
+    assert_eq!(v["groups"]["source"]["faces"]["n"], 4);
+    // The card's test metrics came from the same model and images.
+    let card = read_json(&t.out.join("card.json"));
+    assert_eq!(card["metrics"]["test"]["confusion"], v["confusion"]);
+}
+
+#[test]
+fn eval_on_a_folder_skips_unreadable_files_with_exit_1() {
+    let t = trained();
+    let o = run(facebatch()
+        .arg("eval")
+        .arg(&t.data)
+        .arg("--model")
+        .arg(&t.out));
+    assert_eq!(o.status.code(), Some(1), "finished with per-image errors");
+    assert!(stdout(&o).contains("precision"));
+    assert!(stderr(&o).contains("1 unreadable image(s) skipped"));
+}
+
+#[test]
+fn visualize_draws_every_conv_and_pool_layer() {
+    let t = trained();
+    let dir = tempfile::tempdir().unwrap();
+    let img = std::fs::read_dir(t.data.join("male"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let o = run(facebatch()
+        .arg("visualize")
+        .arg(&img)
+        .arg("--model")
+        .arg(t.out.join("model.onnx"))
+        .arg("--out")
+        .arg(dir.path()));
+    assert!(o.status.success());
+    let listing = stdout(&o);
+    // compact: 7 conv blocks (ReLU after each) and 4 max-pools.
+    assert_eq!(
+        listing.lines().filter(|l| l.starts_with("relu")).count(),
+        7,
+        "{listing}"
+    );
+    assert_eq!(
+        listing.lines().filter(|l| l.starts_with("pool")).count(),
+        4,
+        "{listing}"
+    );
+    assert!(listing.contains("relu1\t16 maps 64x64"));
+    let pngs = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(pngs, 12, "input plus 11 layers");
+    image::open(dir.path().join("01_relu1.png")).expect("grid PNG decodes");
+}
+
+#[test]
+fn resume_continues_from_the_last_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("faces");
+    seed_subset(&data, 10);
+    let out = tmp.path().join("m");
+    let base = |epochs: &str| {
+        train_cmd(
+            &data,
+            &out,
+            &[
+                "--batch-size",
+                "8",
+                "--max-steps-per-epoch",
+                "2",
+                "--epochs",
+                epochs,
+            ],
+        )
+    };
+    assert!(run(&mut base("1")).status.success());
+    let o = run(base("3").arg("--resume"));
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("resumed from checkpoint"));
+    let epochs = std::fs::read_to_string(out.join("reports/epochs.csv")).unwrap();
+    let numbers: Vec<&str> = epochs
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert_eq!(numbers, ["1", "2", "3"]);
+    let steps = std::fs::read_to_string(out.join("reports/train_log.csv")).unwrap();
+    assert_eq!(
+        steps.lines().count(),
+        1 + 6,
+        "steps continue, none repeated"
+    );
+    // A checkpoint from other data is refused rather than silently mixed in.
+    std::fs::remove_file(
+        data.join("male")
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
+    let o = run(base("4").arg("--resume"));
+    assert_fatal(&o, "different data or settings");
+}
+
+#[test]
+fn seed_architecture_reproduces_the_blog_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("faces");
+    seed_subset(&data, 8);
+    let out = tmp.path().join("m");
+    let o = run(&mut train_cmd(
+        &data,
+        &out,
+        &[
+            "--arch",
+            "seed",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--max-steps-per-epoch",
+            "2",
+        ],
+    ));
+    assert!(o.status.success());
+    let card = read_json(&out.join("card.json"));
+    assert_eq!(card["architecture"]["name"], "seed");
+    assert_eq!(card["input"]["height"], 112);
+    assert_eq!(card["input"]["width"], 92);
+    // conv 3*16*9+16, 16*32*9+32, 32*64*9+64; dense 10752*512+512, 512*128+128, 128*2+2
+    let expected = (432 + 16)
+        + (4608 + 32)
+        + (18432 + 64)
+        + (10752 * 512 + 512)
+        + (512 * 128 + 128)
+        + (256 + 2);
+    assert_eq!(card["architecture"]["parameters"], expected);
+    assert_eq!(card["outputs"][2]["shape"][1], 64);
+}
+
+#[test]
+fn csv_manifest_keeps_columns_for_grouping() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("imgs");
+    seed_subset(&data, 10);
+    let mut csv = String::from("file,sex,band\n");
+    for class in ["female", "male"] {
+        for (i, e) in std::fs::read_dir(data.join(class)).unwrap().enumerate() {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            csv.push_str(&format!(
+                "imgs/{class}/{name},{class},{}\n",
+                if i % 2 == 0 { "even" } else { "odd" }
+            ));
+        }
+    }
+    let manifest = tmp.path().join("labels.csv");
+    std::fs::write(&manifest, csv).unwrap();
+    let out = tmp.path().join("m");
+    let o = run(facebatch()
+        .arg("train")
+        .arg("--labels-csv")
+        .arg(&manifest)
+        .args([
+            "--label-column",
+            "sex",
+            "--path-column",
+            "file",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--max-steps-per-epoch",
+            "1",
+            "--group-by",
+            "band",
+        ])
+        .arg("--out")
+        .arg(&out));
+    assert!(o.status.success());
+    let test = std::fs::read_to_string(out.join("splits/test.csv")).unwrap();
+    assert!(
+        test.lines().next().unwrap().ends_with(",band"),
+        "extra column kept: {test}"
+    );
+    let card = read_json(&out.join("card.json"));
+    let groups = card["metrics"]["test"]["groups"]["band"]
+        .as_object()
+        .unwrap();
+    assert!(!groups.is_empty());
+}
+
+#[test]
+fn bad_training_data_gives_one_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    // An empty folder.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert_fatal(
+        &run(facebatch().arg("train").arg(&empty).arg("--out").arg(&out)),
+        "holds no images",
+    );
+    // A single class.
+    let single = tmp.path().join("single");
+    seed_subset(&single, 3);
+    std::fs::remove_dir_all(single.join("male")).unwrap();
+    assert_fatal(
+        &run(facebatch().arg("train").arg(&single).arg("--out").arg(&out)),
+        "at least two classes",
+    );
+    // A manifest naming files that do not exist.
+    let manifest = tmp.path().join("m.csv");
+    std::fs::write(
+        &manifest,
+        "path,gender\nnope/a.jpg,female\nnope/b.jpg,male\n",
+    )
+    .unwrap();
+    assert_fatal(
+        &run(facebatch()
+            .arg("train")
+            .arg("--labels-csv")
+            .arg(&manifest)
+            .args(["--label-column", "gender"])
+            .arg("--out")
+            .arg(&out)),
+        "2 listed file(s) do not exist",
+    );
+    // A manifest without the label column.
+    assert_fatal(
+        &run(facebatch()
+            .arg("train")
+            .arg("--labels-csv")
+            .arg(&manifest)
+            .arg("--out")
+            .arg(&out)),
+        "no column named \"label\"",
+    );
+    // A folder that does not exist.
+    assert_fatal(
+        &run(facebatch()
+            .arg("train")
+            .arg(tmp.path().join("missing"))
+            .arg("--out")
+            .arg(&out)),
+        "missing",
+    );
+}
