@@ -24,6 +24,10 @@ pub enum Error {
     RuntimeUnavailable(String),
     #[error("ONNX Runtime error while {context}: {message}")]
     Ort { context: String, message: String },
+    #[error(
+        "--device cuda is unavailable: {reason}. Run with --device cpu, or see docs/operations.md for the GPU runtime"
+    )]
+    CudaUnavailable { reason: String },
     #[error("invalid model {path}: {reason}")]
     InvalidModel { path: PathBuf, reason: String },
     #[error("model card {path}: {reason}")]
@@ -44,6 +48,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("output: {0}")]
+    Output(String),
     #[error("plotting failed: {0}")]
     Plot(String),
     #[error("{context}: {source}")]

@@ -52,11 +52,7 @@ pub fn build_session(bytes: &[u8], opts: &SessionOptions, what: &Path) -> Result
         .with_intra_op_spinning(false)
         .map_err(|e| Error::ort(ctx("disabling spinning"), e))?;
     if opts.device == ExecDevice::Cuda {
-        return Err(Error::InvalidOption(
-            "--device cuda needs a facebatch built with the `cuda` feature and a GPU machine; \
-             this build runs on the CPU only"
-                .into(),
-        ));
+        builder = with_cuda(builder, what)?;
     }
     builder
         .commit_from_memory(bytes)
@@ -64,6 +60,31 @@ pub fn build_session(bytes: &[u8], opts: &SessionOptions, what: &Path) -> Result
             path: what.to_path_buf(),
             reason: format!("ONNX Runtime rejected it: {e}"),
         })
+}
+
+/// Registers the CUDA execution provider strictly: if it cannot be registered the session
+/// fails, rather than silently running on the CPU.
+#[cfg(feature = "cuda")]
+fn with_cuda(
+    builder: ort::session::builder::SessionBuilder,
+    what: &Path,
+) -> Result<ort::session::builder::SessionBuilder> {
+    let ep = ort::ep::CUDA::default().build().error_on_failure();
+    builder
+        .with_execution_providers([ep])
+        .map_err(|e| Error::CudaUnavailable {
+            reason: format!("{e} (model {})", what.display()),
+        })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn with_cuda(
+    _: ort::session::builder::SessionBuilder,
+    _: &Path,
+) -> Result<ort::session::builder::SessionBuilder> {
+    Err(Error::CudaUnavailable {
+        reason: "this facebatch was built without the `cuda` feature (cargo build --release --features cuda)".into(),
+    })
 }
 
 /// Outputs for one batch, row-major.

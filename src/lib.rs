@@ -5,6 +5,7 @@
 
 pub mod augment;
 pub mod card;
+pub mod classify;
 pub mod data;
 pub mod error;
 pub mod eval;

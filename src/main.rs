@@ -8,9 +8,10 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use facebatch::augment::Augment;
+use facebatch::classify::ClassifySettings;
 use facebatch::data::{self, Source, SplitSpec};
 use facebatch::eval::{GroupBy, evaluate, report_json};
-use facebatch::infer::{Classifier, SessionOptions};
+use facebatch::infer::{Classifier, ExecDevice, SessionOptions};
 use facebatch::model::Arch;
 use facebatch::preprocess::DecodeLimits;
 use facebatch::train::{TrainSettings, train};
@@ -21,6 +22,8 @@ const EXIT_OK: u8 = 0;
 const EXIT_PARTIAL: u8 = 1;
 /// Exit status: fatal error (bad options, input, model or runtime); nothing useful done.
 const EXIT_FATAL: u8 = 2;
+/// Exit status: interrupted (Ctrl-C); the output holds the rows finished so far.
+const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -62,6 +65,8 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Classify every image under the inputs and write one Parquet row per image.
+    Classify(ClassifyArgs),
     /// Train a classifier and export model.onnx, card.json and reports into --out.
     Train(TrainArgs),
     /// Evaluate an exported model on labeled data (folder per class or CSV manifest).
@@ -139,6 +144,51 @@ struct TrainArgs {
 }
 
 #[derive(Args, Debug)]
+struct ClassifyArgs {
+    /// Folders (walked recursively, in sorted order) or single image files.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// The Parquet file to write (atomically: a temporary name, then a rename).
+    #[arg(long)]
+    out: PathBuf,
+    /// Model directory or its model.onnx.
+    #[arg(
+        long,
+        env = "FACEBATCH_MODEL",
+        default_value = "models/facebatch-gender/v1"
+    )]
+    model: PathBuf,
+    /// Images per inference batch.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Where inference runs.
+    #[arg(long, value_enum, default_value_t = ExecDevice::Cpu)]
+    device: ExecDevice,
+    /// Add each image's pooled feature vector, and write run-level feature statistics
+    /// to OUT.features.json.
+    #[arg(long)]
+    features: bool,
+    /// Complete an interrupted or crashed run: skip what OUT (and OUT.parts/) already holds.
+    #[arg(long)]
+    resume: bool,
+    /// Images with more pixels than this are refused (decompression-bomb guard).
+    #[arg(long, default_value_t = facebatch::preprocess::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
+    /// Decode/preprocess threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// ONNX Runtime intra-op threads.
+    #[arg(long, default_value_t = 1)]
+    intra_threads: usize,
+    /// Rows per durable checkpoint part (the most a crash can lose).
+    #[arg(long, default_value_t = 1000)]
+    checkpoint_rows: usize,
+    /// Follow symbolic links while walking.
+    #[arg(long)]
+    follow_symlinks: bool,
+}
+
+#[derive(Args, Debug)]
 struct EvalArgs {
     /// A folder with one sub-folder per class, or a CSV manifest (e.g. a training run's splits/test.csv).
     data: PathBuf,
@@ -185,6 +235,7 @@ fn init_logging(g: &GlobalArgs) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     match g.log_format {
         LogFormat::Json => builder.json().init(),
@@ -264,9 +315,99 @@ impl TrainArgs {
     }
 }
 
+impl ClassifyArgs {
+    fn settings(&self, g: &GlobalArgs) -> anyhow::Result<ClassifySettings> {
+        anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        anyhow::ensure!(
+            self.checkpoint_rows > 0,
+            "--checkpoint-rows must be at least 1"
+        );
+        anyhow::ensure!(self.max_pixels > 0, "--max-pixels must be at least 1");
+        let threads = self
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        anyhow::ensure!(threads > 0, "--threads must be at least 1");
+        Ok(ClassifySettings {
+            inputs: self.inputs.clone(),
+            out: self.out.clone(),
+            model: self.model.clone(),
+            batch_size: self.batch_size,
+            session: SessionOptions {
+                ort_lib: g.ort_lib.clone(),
+                intra_threads: self.intra_threads,
+                device: self.device,
+            },
+            features: self.features,
+            resume: self.resume,
+            limits: DecodeLimits {
+                max_pixels: self.max_pixels,
+            },
+            threads,
+            checkpoint_rows: self.checkpoint_rows,
+            follow_symlinks: self.follow_symlinks,
+            progress: progress_enabled(g),
+        })
+    }
+}
+
+fn print_summary(s: &facebatch::classify::Summary, json_logs: bool) {
+    println!(
+        "{} images: {} ok, {} errors{} in {:.1}s ({:.1} images/s) -> {}",
+        s.rows,
+        s.ok,
+        s.errors,
+        if s.already_done > 0 {
+            format!(", {} already done earlier", s.already_done)
+        } else {
+            String::new()
+        },
+        s.elapsed.as_secs_f64(),
+        s.images_per_second,
+        s.out.display()
+    );
+    let stages: Vec<String> = s
+        .stages
+        .iter()
+        .map(|st| format!("{} {:.2}s", st.name, st.busy.as_secs_f64()))
+        .collect();
+    println!("busy time per stage: {}", stages.join(", "));
+    if s.interrupted {
+        println!(
+            "interrupted: the output holds the rows finished so far; run again with --resume to complete it"
+        );
+    }
+    if !json_logs {
+        return; // the lines above are the summary; JSON logs get it as one record below
+    }
+    tracing::info!(
+        rows = s.rows,
+        ok = s.ok,
+        errors = s.errors,
+        already_done = s.already_done,
+        interrupted = s.interrupted,
+        seconds = s.elapsed.as_secs_f64(),
+        images_per_second = s.images_per_second,
+        stages = %serde_json::to_string(&s.stages).unwrap_or_default(),
+        "classify finished"
+    );
+}
+
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let g = &cli.global;
     match &cli.command {
+        Command::Classify(args) => {
+            let settings = args.settings(g)?;
+            let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let summary = facebatch::classify::run(&settings, cancel)?;
+            print_summary(&summary, matches!(g.log_format, LogFormat::Json));
+            Ok(if summary.interrupted {
+                EXIT_INTERRUPTED
+            } else if summary.errors > 0 {
+                EXIT_PARTIAL
+            } else {
+                EXIT_OK
+            })
+        }
         Command::Train(args) => {
             let settings = args.settings(g)?;
             let outcome = train(&settings)?;

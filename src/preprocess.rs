@@ -202,20 +202,20 @@ impl Default for DecodeLimits {
 
 /// Decodes an image file, applying its EXIF orientation, within the pixel limit.
 pub fn decode_path(path: &Path, limits: DecodeLimits) -> Result<DynamicImage> {
-    let reader = ImageReader::open(path).map_err(|e| Error::Image {
+    let file = std::fs::File::open(path).map_err(|e| Error::Image {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    decode_reader(reader, path, limits)
+    decode_reader(std::io::BufReader::new(file), path, limits)
 }
 
 /// Decodes in-memory bytes (the file at `path`), applying EXIF orientation.
 pub fn decode_bytes(bytes: &[u8], path: &Path, limits: DecodeLimits) -> Result<DynamicImage> {
-    decode_reader(ImageReader::new(std::io::Cursor::new(bytes)), path, limits)
+    decode_reader(std::io::Cursor::new(bytes), path, limits)
 }
 
 fn decode_reader<R: BufRead + Seek>(
-    reader: ImageReader<R>,
+    mut input: R,
     path: &Path,
     limits: DecodeLimits,
 ) -> Result<DynamicImage> {
@@ -223,7 +223,16 @@ fn decode_reader<R: BufRead + Seek>(
         path: path.to_path_buf(),
         reason,
     };
-    let reader = reader
+    let head = input.fill_buf().map_err(|e| err(e.to_string()))?;
+    if head.is_empty() {
+        return Err(err("empty file".into()));
+    }
+    if image::guess_format(head).ok() == Some(image::ImageFormat::Jpeg) {
+        // The JPEG decoder fills a truncated scan with grey instead of failing; a file cut
+        // short has no end-of-image marker near its end, so refuse it here.
+        check_jpeg_end(&mut input).map_err(err)?;
+    }
+    let reader = ImageReader::new(input)
         .with_guessed_format()
         .map_err(|e| err(e.to_string()))?;
     if reader.format().is_none() {
@@ -246,6 +255,32 @@ fn decode_reader<R: BufRead + Seek>(
         img.apply_orientation(o);
     }
     Ok(img)
+}
+
+/// How far from the end of a JPEG its end-of-image marker may sit (cameras append
+/// trailers after it).
+const JPEG_EOI_WINDOW: u64 = 64 * 1024;
+
+fn check_jpeg_end<R: BufRead + Seek>(r: &mut R) -> std::result::Result<(), String> {
+    use std::io::SeekFrom;
+    let start = r.stream_position().map_err(|e| e.to_string())?;
+    let len = r.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+    let from = len.saturating_sub(JPEG_EOI_WINDOW);
+    r.seek(SeekFrom::Start(from)).map_err(|e| e.to_string())?;
+    let mut tail = Vec::with_capacity((len - from) as usize);
+    r.read_to_end(&mut tail).map_err(|e| e.to_string())?;
+    r.seek(SeekFrom::Start(start)).map_err(|e| e.to_string())?;
+    // Skip the header region: an EXIF thumbnail's own end marker must not count.
+    let body = if from == 0 {
+        &tail[tail.len().min(2048)..]
+    } else {
+        &tail[..]
+    };
+    if body.windows(2).any(|w| w == [0xFF, 0xD9]) {
+        Ok(())
+    } else {
+        Err("truncated JPEG: no end-of-image marker".into())
+    }
 }
 
 /// Decodes a file straight to 8-bit RGB (grey, alpha and 16-bit inputs are converted).

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Reads a facebatch classify output with the analysts' tools (pyarrow and DuckDB) and
+checks the output contract. Exit status 0 when everything holds.
+
+    python scripts/check_interop.py results.parquet
+"""
+import json
+import sys
+
+import duckdb
+import pyarrow.parquet as pq
+
+
+def main(path: str) -> int:
+    table = pq.read_table(path)
+    meta = {k.decode(): v.decode() for k, v in (pq.read_metadata(path).metadata or {}).items()}
+    card = json.loads(meta["facebatch.model_card"])
+    labels = card["labels"]
+    expected = ["root", "path", "status", "error", "label", "confidence"] + [f"p_{l}" for l in labels] + ["width", "height", "bytes"]
+    names = table.schema.names
+    assert names[: len(expected)] == expected, names
+    assert str(table.schema.field("confidence").type) == "float", table.schema
+    for l in labels:
+        assert str(table.schema.field(f"p_{l}").type) == "float"
+    for key in ["facebatch.version", "facebatch.run_id", "facebatch.started_at", "facebatch.finished_at", "facebatch.model_sha256"]:
+        assert meta.get(key), key
+    assert meta["facebatch.model_sha256"] == card["onnx"]["sha256"]
+
+    con = duckdb.connect()
+    rows = con.execute(
+        f"select status, count(*) from read_parquet('{path}') group by status order by status"
+    ).fetchall()
+    by_status = dict(rows)
+    assert set(by_status) <= {"ok", "error"}, by_status
+    bad = con.execute(
+        f"select count(*) from read_parquet('{path}') where (status = 'ok') != (error is null) "
+        f"or (status = 'ok') != (label is not null)"
+    ).fetchone()[0]
+    assert bad == 0, f"{bad} rows break the status/error/label contract"
+    top = con.execute(
+        f"select label, count(*) n, round(avg(confidence), 3) from read_parquet('{path}') "
+        f"where status = 'ok' group by label order by label"
+    ).fetchall()
+    print(f"pyarrow: {table.num_rows} rows, {len(names)} columns; duckdb: {by_status}; per label: {top}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

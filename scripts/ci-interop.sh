@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs the README's main command and reads its output with the analysts' tools (pyarrow
+# and DuckDB, pinned, from PyPI) to prove the Parquet contract holds outside Rust.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=.cache/interop-venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --disable-pip-version-check pyarrow==22.0.0 duckdb==1.4.2
+out=target/ci-results.parquet
+rm -rf "$out" "$out.parts"
+# data/samples holds one broken file on purpose: exit 1 (finished with per-image errors).
+status=0
+cargo run --release --locked -- --no-progress classify data/samples --out "$out" --features || status=$?
+[ "$status" -eq 1 ] || { echo "expected exit 1 (one broken sample), got $status"; exit 1; }
+"$venv/bin/python" scripts/check_interop.py "$out"

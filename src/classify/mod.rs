@@ -1,0 +1,141 @@
+//! `facebatch classify`: a streaming pipeline from photo folders to one Parquet row per image.
+//!
+//! ```text
+//! source ──▶ decode ──▶ preprocess ──▶ batch ──▶ infer ──▶ sink
+//! (walkdir)  (rayon)    (rayon)               (ORT)     (arrow/parquet parts)
+//! ```
+//!
+//! Each stage is a module that knows only its input and output channels; [`pipeline`]
+//! wires them together with bounded channels, so memory stays flat however many images
+//! there are. Per-image problems become rows with `status = "error"`; the run goes on.
+
+pub mod batch;
+pub mod decode;
+pub mod infer;
+pub mod output;
+pub mod pipeline;
+pub mod preprocess;
+pub mod sink;
+pub mod source;
+pub mod stage;
+pub mod stats;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use image::RgbImage;
+
+use crate::infer::SessionOptions;
+use crate::preprocess::DecodeLimits;
+
+pub use pipeline::run;
+
+/// Validated settings for one classify run.
+#[derive(Clone, Debug)]
+pub struct ClassifySettings {
+    /// Folders (walked recursively) or single image files.
+    pub inputs: Vec<PathBuf>,
+    /// The Parquet file to write.
+    pub out: PathBuf,
+    /// Model directory or its model.onnx.
+    pub model: PathBuf,
+    pub batch_size: usize,
+    pub session: SessionOptions,
+    /// Add each image's pooled feature vector and write run-level feature statistics.
+    pub features: bool,
+    /// Continue an interrupted or crashed run into the same output.
+    pub resume: bool,
+    pub limits: DecodeLimits,
+    /// Rayon threads for decoding and preprocessing.
+    pub threads: usize,
+    /// Rows per durable part file (how much work a crash can lose at most).
+    pub checkpoint_rows: usize,
+    pub follow_symlinks: bool,
+    pub progress: bool,
+}
+
+/// One file found by the source stage.
+#[derive(Clone, Debug)]
+pub struct FileRef {
+    /// Position in the walk: rows come out in this order.
+    pub seq: u64,
+    /// The input root as given on the command line.
+    pub root: Arc<str>,
+    /// Path relative to the root (lossy UTF-8).
+    pub rel: String,
+    pub abs: PathBuf,
+    /// File size, when it could be read.
+    pub bytes: Option<u64>,
+    /// A problem found before decoding (broken symlink, not UTF-8, not a regular file).
+    pub problem: Option<String>,
+}
+
+/// A decoded image, or why not.
+pub enum Decoded {
+    Image { file: FileRef, image: RgbImage },
+    Failed { file: FileRef, error: String },
+}
+
+/// A model-ready tensor, or why not.
+pub enum Prepared {
+    Tensor {
+        file: FileRef,
+        width: u32,
+        height: u32,
+        data: Vec<f32>,
+    },
+    Failed {
+        file: FileRef,
+        width: Option<u32>,
+        height: Option<u32>,
+        error: String,
+    },
+}
+
+/// One output row.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub root: Arc<str>,
+    pub path: String,
+    pub error: Option<String>,
+    pub label: Option<String>,
+    pub confidence: Option<f32>,
+    /// Probabilities in label order (empty on error).
+    pub probs: Vec<f32>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub bytes: Option<u64>,
+    pub features: Option<Vec<f32>>,
+}
+
+/// What a stage did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct StageStats {
+    pub name: &'static str,
+    pub items: u64,
+    /// Time spent working, not waiting on its channels.
+    #[serde(serialize_with = "secs")]
+    pub busy: Duration,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// The result of a run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Summary {
+    pub out: PathBuf,
+    /// Rows written by this invocation.
+    pub rows: u64,
+    pub ok: u64,
+    pub errors: u64,
+    /// Files skipped because an earlier run already wrote them (`--resume`).
+    pub already_done: u64,
+    pub interrupted: bool,
+    #[serde(serialize_with = "secs")]
+    pub elapsed: Duration,
+    pub images_per_second: f64,
+    pub stages: Vec<StageStats>,
+}

@@ -1,0 +1,353 @@
+//! The output contract: Arrow schema, Parquet files, durable part files and resume.
+//!
+//! Rows are first written to small, complete Parquet part files in `OUT.parts/` (each
+//! written to a temporary name and renamed), so a crash or `kill -9` loses at most the rows
+//! not yet in a part. At the end, or on Ctrl-C, the parts are merged into `OUT` (written
+//! to a temporary name and renamed) and the parts directory is removed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, Float32Builder, ListBuilder, RecordBatch, StringArray, StringBuilder,
+    UInt32Builder, UInt64Builder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+
+use super::Row;
+use super::stats::FeatureStats;
+use crate::error::{Error, Result};
+
+/// Rows per Parquet row group in the final file.
+pub const ROW_GROUP_ROWS: usize = 65_536;
+
+/// Key-value metadata keys in the output file.
+pub mod meta {
+    pub const VERSION: &str = "facebatch.version";
+    pub const RUN_ID: &str = "facebatch.run_id";
+    pub const STARTED: &str = "facebatch.started_at";
+    pub const FINISHED: &str = "facebatch.finished_at";
+    pub const MODEL_SHA256: &str = "facebatch.model_sha256";
+    pub const MODEL_CARD: &str = "facebatch.model_card";
+    pub const MODEL_NAME: &str = "facebatch.model_name";
+    pub const INPUTS: &str = "facebatch.inputs";
+    pub const STATUS: &str = "facebatch.run_status";
+    pub const FEATURE_DIM: &str = "facebatch.feature_dim";
+}
+
+/// The Arrow schema for a model's labels (and, with features, the pooled dimension).
+pub fn schema(labels: &[String], feature_dim: Option<usize>) -> SchemaRef {
+    let mut fields = vec![
+        Field::new("root", DataType::Utf8, false),
+        Field::new("path", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, true),
+        Field::new("label", DataType::Utf8, true),
+        Field::new("confidence", DataType::Float32, true),
+    ];
+    for l in labels {
+        fields.push(Field::new(format!("p_{l}"), DataType::Float32, true));
+    }
+    fields.extend([
+        Field::new("width", DataType::UInt32, true),
+        Field::new("height", DataType::UInt32, true),
+        Field::new("bytes", DataType::UInt64, true),
+    ]);
+    if feature_dim.is_some() {
+        // A list of exactly `feature_dim` floats per ok row, null on error rows. (A Parquet
+        // fixed-size list cannot hold null rows in a way pyarrow reads back, so the fixed
+        // length is a documented invariant plus the `facebatch.feature_dim` metadata.)
+        fields.push(Field::new(
+            "features",
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, false))),
+            true,
+        ));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Builds one record batch from rows.
+pub fn record_batch(
+    schema: &SchemaRef,
+    labels: &[String],
+    feature_dim: Option<usize>,
+    rows: &[Row],
+) -> Result<RecordBatch> {
+    let n = rows.len();
+    let mut root = StringBuilder::with_capacity(n, n * 8);
+    let mut path = StringBuilder::with_capacity(n, n * 32);
+    let mut status = StringBuilder::with_capacity(n, n * 2);
+    let mut error = StringBuilder::new();
+    let mut label = StringBuilder::new();
+    let mut confidence = Float32Builder::with_capacity(n);
+    let mut probs: Vec<Float32Builder> = labels
+        .iter()
+        .map(|_| Float32Builder::with_capacity(n))
+        .collect();
+    let mut width = UInt32Builder::with_capacity(n);
+    let mut height = UInt32Builder::with_capacity(n);
+    let mut bytes = UInt64Builder::with_capacity(n);
+    let mut features = feature_dim.map(|d| {
+        ListBuilder::new(Float32Builder::with_capacity(n * d)).with_field(Arc::new(Field::new(
+            "item",
+            DataType::Float32,
+            false,
+        )))
+    });
+    for r in rows {
+        root.append_value(&*r.root);
+        path.append_value(&r.path);
+        status.append_value(if r.error.is_some() { "error" } else { "ok" });
+        error.append_option(r.error.as_deref());
+        label.append_option(r.label.as_deref());
+        confidence.append_option(r.confidence);
+        for (i, b) in probs.iter_mut().enumerate() {
+            b.append_option(r.probs.get(i).copied());
+        }
+        width.append_option(r.width);
+        height.append_option(r.height);
+        bytes.append_option(r.bytes);
+        if let (Some(fb), Some(dim)) = (features.as_mut(), feature_dim) {
+            match &r.features {
+                Some(v) if v.len() == dim => {
+                    fb.values().append_slice(v);
+                    fb.append(true);
+                }
+                _ => fb.append(false),
+            }
+        }
+    }
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(root.finish()),
+        Arc::new(path.finish()),
+        Arc::new(status.finish()),
+        Arc::new(error.finish()),
+        Arc::new(label.finish()),
+        Arc::new(confidence.finish()),
+    ];
+    columns.extend(probs.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    columns.push(Arc::new(width.finish()));
+    columns.push(Arc::new(height.finish()));
+    columns.push(Arc::new(bytes.finish()));
+    if let Some(mut fb) = features {
+        columns.push(Arc::new(fb.finish()));
+    }
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| Error::Output(format!("building a record batch: {e}")))
+}
+
+fn props(metadata: Vec<KeyValue>) -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_key_value_metadata(Some(metadata))
+        .build()
+}
+
+fn pq_err(what: &str, path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> Error {
+    let msg = format!("{what} {}", path.display());
+    move |e| Error::Output(format!("{msg}: {e}"))
+}
+
+/// Run identity stored beside the parts, checked on `--resume`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RunInfo {
+    pub run_id: String,
+    pub started_at: String,
+    pub model_sha256: String,
+    pub labels: Vec<String>,
+    pub feature_dim: Option<usize>,
+}
+
+/// The directory holding durable part files for `out`.
+pub fn parts_dir(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".parts");
+    out.with_file_name(name)
+}
+
+/// The feature statistics file for `out`.
+pub fn stats_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".features.json");
+    out.with_file_name(name)
+}
+
+/// Writes durable part files.
+pub struct PartWriter {
+    dir: PathBuf,
+    next: usize,
+    schema: SchemaRef,
+    labels: Vec<String>,
+    feature_dim: Option<usize>,
+}
+
+impl PartWriter {
+    /// Opens the parts directory (creating it), numbering after any existing parts.
+    pub fn open(
+        dir: PathBuf,
+        schema: SchemaRef,
+        labels: Vec<String>,
+        feature_dim: Option<usize>,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let next = list_parts(&dir)?.len() + 1;
+        Ok(PartWriter {
+            dir,
+            next,
+            schema,
+            labels,
+            feature_dim,
+        })
+    }
+
+    /// Writes `rows` as one complete part file (temporary name, fsync, rename).
+    pub fn write(&mut self, rows: &[Row], stats: Option<&FeatureStats>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let batch = record_batch(&self.schema, &self.labels, self.feature_dim, rows)?;
+        let final_path = self.dir.join(format!("part-{:06}.parquet", self.next));
+        let tmp = self.dir.join(format!(".part-{:06}.parquet.tmp", self.next));
+        let mut metadata = Vec::new();
+        if let Some(s) = stats {
+            metadata.push(KeyValue::new(
+                "facebatch.part_feature_stats".to_string(),
+                serde_json::to_string(s).unwrap_or_default(),
+            ));
+        }
+        let file =
+            File::create(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        let mut w = ArrowWriter::try_new(file, self.schema.clone(), Some(props(metadata)))
+            .map_err(pq_err("opening", &tmp))?;
+        w.write(&batch).map_err(pq_err("writing", &tmp))?;
+        let file = w.into_inner().map_err(pq_err("closing", &tmp))?;
+        file.sync_all()
+            .map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, &final_path)
+            .map_err(|e| Error::io(format!("renaming {}", final_path.display()), e))?;
+        self.next += 1;
+        Ok(())
+    }
+}
+
+/// Finished part files in order.
+pub fn list_parts(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut parts: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("part-") && n.ends_with(".parquet"))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+    };
+    parts.sort();
+    Ok(parts)
+}
+
+/// Reads a Parquet file's key-value metadata.
+pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+    let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq_err("reading", path))?;
+    Ok(builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kvs| {
+            kvs.iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// Calls `f` with every record batch of a Parquet file.
+pub fn for_each_batch(path: &Path, mut f: impl FnMut(&RecordBatch) -> Result<()>) -> Result<()> {
+    let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(pq_err("reading", path))?
+        .with_batch_size(8192)
+        .build()
+        .map_err(pq_err("reading", path))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::Output(format!("reading {}: {e}", path.display())))?;
+        f(&batch)?;
+    }
+    Ok(())
+}
+
+/// The (root, path) keys already written to a Parquet file, and its ok/error counts.
+pub fn done_keys(path: &Path, keys: &mut HashSet<(String, String)>) -> Result<()> {
+    for_each_batch(path, |b| {
+        let col = |name: &str| {
+            b.column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+                .ok_or_else(|| Error::Output(format!("{} has no {name} column", path.display())))
+        };
+        let (root, p) = (col("root")?, col("path")?);
+        for i in 0..b.num_rows() {
+            if root.is_valid(i) && p.is_valid(i) {
+                keys.insert((root.value(i).to_string(), p.value(i).to_string()));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Merges `sources` (earlier output and parts, in order) into `out`, atomically.
+pub fn merge(
+    sources: &[PathBuf],
+    out: &Path,
+    schema: &SchemaRef,
+    metadata: Vec<KeyValue>,
+) -> Result<u64> {
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".facebatch-")
+        .suffix(".parquet.tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
+    let file = tmp
+        .reopen()
+        .map_err(|e| Error::io("reopening the temporary output", e))?;
+    let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props(metadata)))
+        .map_err(pq_err("opening", tmp.path()))?;
+    let mut rows = 0u64;
+    for src in sources {
+        for_each_batch(src, |b| {
+            if b.schema().fields() != schema.fields() {
+                return Err(Error::Output(format!(
+                    "{} has a different schema (another model or --features setting)",
+                    src.display()
+                )));
+            }
+            rows += b.num_rows() as u64;
+            w.write(b).map_err(pq_err("writing", out))
+        })?;
+    }
+    let file = w.into_inner().map_err(pq_err("closing", out))?;
+    crate::fsutil::set_readable(&file)
+        .map_err(|e| Error::io(format!("setting permissions of {}", out.display()), e))?;
+    file.sync_all()
+        .map_err(|e| Error::io(format!("syncing {}", out.display()), e))?;
+    tmp.persist(out)
+        .map_err(|e| Error::io(format!("renaming into {}", out.display()), e.error))?;
+    Ok(rows)
+}

@@ -1,0 +1,75 @@
+//! Sink stage: counts rows, accumulates feature statistics and writes durable part files
+//! every `checkpoint_rows` rows (and whatever is left at the end).
+
+use std::time::Instant;
+
+use tokio::sync::mpsc::Receiver;
+
+use super::output::PartWriter;
+use super::stats::FeatureStats;
+use super::{Row, StageStats};
+use crate::error::Result;
+
+/// What the sink saw.
+#[derive(Debug, Default)]
+pub struct SinkResult {
+    pub stats: StageStats,
+    pub ok: u64,
+    pub errors: u64,
+    pub features: FeatureStats,
+}
+
+/// Runs the stage until its input closes. A write failure is fatal (returned).
+pub fn run(
+    mut rx: Receiver<Vec<Row>>,
+    mut parts: PartWriter,
+    checkpoint_rows: usize,
+    progress: indicatif::ProgressBar,
+) -> Result<SinkResult> {
+    let mut out = SinkResult {
+        stats: StageStats {
+            name: "sink",
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut pending: Vec<Row> = Vec::with_capacity(checkpoint_rows);
+    let mut part_stats = FeatureStats::default();
+    let flush = |pending: &mut Vec<Row>,
+                 part_stats: &mut FeatureStats,
+                 parts: &mut PartWriter|
+     -> Result<()> {
+        let has_features = pending.iter().any(|r| r.features.is_some());
+        parts.write(pending, has_features.then_some(&*part_stats))?;
+        pending.clear();
+        *part_stats = FeatureStats::default();
+        Ok(())
+    };
+    while let Some(rows) = rx.blocking_recv() {
+        let t = Instant::now();
+        for row in rows {
+            out.stats.items += 1;
+            if row.error.is_some() {
+                out.errors += 1;
+                tracing::debug!(path = %row.path, error = row.error.as_deref().unwrap_or(""), "image failed");
+            } else {
+                out.ok += 1;
+            }
+            if let Some(f) = &row.features {
+                part_stats.push(f);
+                out.features.push(f);
+            }
+            pending.push(row);
+            progress.inc(1);
+        }
+        progress.set_message(format!("{} errors", out.errors));
+        if pending.len() >= checkpoint_rows {
+            flush(&mut pending, &mut part_stats, &mut parts)?;
+        }
+        out.stats.busy += t.elapsed();
+    }
+    let t = Instant::now();
+    flush(&mut pending, &mut part_stats, &mut parts)?;
+    out.stats.busy += t.elapsed();
+    Ok(out)
+}

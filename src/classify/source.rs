@@ -1,0 +1,165 @@
+//! Source stage: walks the inputs in a deterministic order and emits every file that looks
+//! like an image (by extension), including ones that will fail later, so each gets a row.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::Sender;
+
+use super::{FileRef, StageStats};
+
+/// Extensions of image formats facebatch decodes, plus common ones it does not (HEIC,
+/// AVIF, JPEG XL, RAW), which are listed so they get an "unsupported" row rather than
+/// vanishing silently.
+pub const WALK_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "jpe", "jfif", "png", "bmp", "webp", "tif", "tiff", "pgm", "ppm", "pbm", "pnm",
+    "gif", "heic", "heif", "avif", "jxl", "dng", "cr2", "nef", "arw",
+];
+
+/// True when the path's extension marks it as a (possibly unsupported) image.
+pub fn is_candidate(path: &Path) -> bool {
+    path.extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .is_some_and(|e| WALK_EXTENSIONS.contains(&e.as_str()))
+}
+
+/// How the walk behaves.
+#[derive(Clone, Debug)]
+pub struct SourceConfig {
+    pub inputs: Vec<PathBuf>,
+    pub follow_symlinks: bool,
+}
+
+/// The walk itself, as an iterator of (root, path-relative-to-root, absolute, walk error).
+pub fn walk(
+    config: &SourceConfig,
+) -> impl Iterator<Item = (Arc<str>, PathBuf, PathBuf, Option<String>)> + '_ {
+    config.inputs.iter().flat_map(move |input| {
+        let root: Arc<str> = Arc::from(input.to_string_lossy().as_ref());
+        let base = if input.is_dir() {
+            input.clone()
+        } else {
+            input.parent().map(Path::to_path_buf).unwrap_or_default()
+        };
+        walkdir::WalkDir::new(input)
+            .follow_links(config.follow_symlinks)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(move |entry| match entry {
+                Ok(e) => {
+                    if e.file_type().is_dir() || !is_candidate(e.path()) {
+                        return None;
+                    }
+                    let rel = e
+                        .path()
+                        .strip_prefix(&base)
+                        .unwrap_or(e.path())
+                        .to_path_buf();
+                    Some((root.clone(), rel, e.into_path(), None))
+                }
+                Err(err) => {
+                    // A broken symlink (when following links) or an unreadable directory.
+                    let path = err.path().map(Path::to_path_buf)?;
+                    if err.depth() > 0 && path.is_dir() {
+                        // An unreadable directory: report it under its own name.
+                    } else if !is_candidate(&path) {
+                        return None;
+                    }
+                    let rel = path.strip_prefix(&base).unwrap_or(&path).to_path_buf();
+                    let msg = err
+                        .io_error()
+                        .map(|e| e.to_string())
+                        .unwrap_or_else(|| err.to_string());
+                    Some((root.clone(), rel, path, Some(msg)))
+                }
+            })
+    })
+}
+
+/// Inspects one walked file: size, regular-file check, UTF-8 name.
+fn inspect(
+    seq: u64,
+    root: Arc<str>,
+    rel: PathBuf,
+    abs: PathBuf,
+    walk_error: Option<String>,
+) -> FileRef {
+    let rel_str = rel.to_string_lossy().into_owned();
+    let mut problem = walk_error;
+    let mut bytes = None;
+    if problem.is_none() {
+        match std::fs::metadata(&abs) {
+            Ok(m) if m.is_file() => bytes = Some(m.len()),
+            Ok(_) => problem = Some("not a regular file".into()),
+            Err(e) if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.file_type().is_symlink()) => {
+                problem = Some(format!("broken symbolic link: {e}"))
+            }
+            Err(e) => problem = Some(e.to_string()),
+        }
+    }
+    if problem.is_none() && rel.to_str().is_none() {
+        problem = Some("file name is not valid UTF-8 (stored lossily in `path`)".into());
+    }
+    FileRef {
+        seq,
+        root,
+        rel: rel_str,
+        abs,
+        bytes,
+        problem,
+    }
+}
+
+/// Runs the stage: emits files not in `done`, until the walk ends or `cancel` is set.
+/// Returns its stats and how many files were skipped as already done.
+pub fn run(
+    config: SourceConfig,
+    done: Arc<HashSet<(String, String)>>,
+    cancel: Arc<AtomicBool>,
+    tx: Sender<FileRef>,
+) -> (StageStats, u64) {
+    let mut stats = StageStats {
+        name: "source",
+        ..Default::default()
+    };
+    let mut skipped = 0;
+    let mut seq = 0;
+    let mut busy = Duration::ZERO;
+    let mut t = Instant::now();
+    for (root, rel, abs, err) in walk(&config) {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        let key = (root.to_string(), rel.to_string_lossy().into_owned());
+        if done.contains(&key) {
+            skipped += 1;
+            continue;
+        }
+        let file = inspect(seq, root, rel, abs, err);
+        seq += 1;
+        stats.items += 1;
+        busy += t.elapsed();
+        if tx.blocking_send(file).is_err() {
+            break; // downstream stopped
+        }
+        t = Instant::now();
+    }
+    busy += t.elapsed();
+    stats.busy = busy;
+    (stats, skipped)
+}
+
+/// Counts candidate files (for the progress bar's length), stopping early on cancel.
+pub fn count(config: &SourceConfig, cancel: &AtomicBool) -> Option<u64> {
+    let mut n = 0;
+    for _ in walk(config) {
+        if cancel.load(Ordering::Relaxed) {
+            return None;
+        }
+        n += 1;
+    }
+    Some(n)
+}

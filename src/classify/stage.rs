@@ -1,0 +1,51 @@
+//! Plumbing shared by the stages that do their work in parallel on the rayon pool.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+use tokio::sync::mpsc::{Receiver, Sender};
+
+use super::StageStats;
+
+/// Receives up to `max` items: blocks for the first, then takes what is already queued.
+fn recv_chunk<T>(rx: &mut Receiver<T>, max: usize) -> Option<Vec<T>> {
+    let first = rx.blocking_recv()?;
+    let mut chunk = Vec::with_capacity(max);
+    chunk.push(first);
+    while chunk.len() < max {
+        match rx.try_recv() {
+            Ok(item) => chunk.push(item),
+            Err(_) => break,
+        }
+    }
+    Some(chunk)
+}
+
+/// Maps every item through `f`, a chunk at a time, in parallel on `pool`, keeping the
+/// order. The loop runs on the calling thread; only the parallel work runs on the pool, so
+/// no pool thread ever waits on a channel.
+pub fn parallel_map<I: Send, O: Send>(
+    name: &'static str,
+    mut rx: Receiver<I>,
+    tx: Sender<O>,
+    chunk: usize,
+    pool: &rayon::ThreadPool,
+    f: impl Fn(I) -> O + Sync,
+) -> StageStats {
+    let mut stats = StageStats {
+        name,
+        ..Default::default()
+    };
+    while let Some(items) = recv_chunk(&mut rx, chunk) {
+        let t = Instant::now();
+        let out: Vec<O> = pool.install(|| items.into_par_iter().map(&f).collect());
+        stats.items += out.len() as u64;
+        stats.busy += t.elapsed();
+        for o in out {
+            if tx.blocking_send(o).is_err() {
+                return stats;
+            }
+        }
+    }
+    stats
+}
