@@ -122,7 +122,13 @@ fn provision(dir: &Path) -> Result<()> {
     }
     std::fs::write(staging.join(".verified"), ORT_WHEEL_SHA256)
         .io_context(|| "writing verification marker".into())?;
+    if dir.join(".verified").is_file() {
+        // Another process provisioned it meanwhile (and may be loading it): keep theirs.
+        let _ = std::fs::remove_dir_all(&staging);
+        return Ok(());
+    }
     if dir.exists() {
+        // A leftover without the verification marker: never trusted, replaced.
         let _ = std::fs::remove_dir_all(dir);
     }
     match std::fs::rename(&staging, dir) {
