@@ -11,7 +11,14 @@ fi
 out=target/ci-results.parquet
 rm -rf "$out" "$out.parts"
 # data/samples holds one broken file on purpose: exit 1 (finished with per-image errors).
+# The same command as `cargo run --release -- classify ...`; CI reuses the binary that
+# `cargo test --release` just built instead of rebuilding with other feature unification.
+if [ -x target/release/facebatch ]; then
+  facebatch=(target/release/facebatch)
+else
+  facebatch=(cargo run --release --locked --)
+fi
 status=0
-cargo run --release --locked -- --no-progress classify data/samples --out "$out" --features || status=$?
+"${facebatch[@]}" --no-progress classify data/samples --out "$out" --features || status=$?
 [ "$status" -eq 1 ] || { echo "expected exit 1 (one broken sample), got $status"; exit 1; }
 "$venv/bin/python" scripts/check_interop.py "$out"
