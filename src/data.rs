@@ -250,6 +250,16 @@ pub struct DedupReport {
     pub conflicting_removed: usize,
     /// Files that could not be read at all.
     pub unreadable: Vec<String>,
+    /// The same counts per source name.
+    pub by_source: BTreeMap<String, SourceRemovals>,
+}
+
+/// What was dropped from one source.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SourceRemovals {
+    pub duplicates: usize,
+    pub conflicting: usize,
+    pub unreadable: usize,
 }
 
 /// Hashes file contents and keeps the first copy of each distinct image.
@@ -277,12 +287,18 @@ pub fn dedup(samples: Vec<Sample>) -> (Vec<(Sample, String)>, DedupReport) {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for (s, h) in hashed {
+        let removed = report.by_source.entry(s.source.clone()).or_default();
         match h {
-            Err(e) => report.unreadable.push(format!("{}: {e}", s.path.display())),
+            Err(e) => {
+                removed.unreadable += 1;
+                report.unreadable.push(format!("{}: {e}", s.path.display()));
+            }
             Ok(h) => {
                 if labels_by_hash[&h].len() > 1 {
+                    removed.conflicting += 1;
                     report.conflicting_removed += 1;
                 } else if !seen.insert(h.clone()) {
+                    removed.duplicates += 1;
                     report.duplicates_removed += 1;
                 } else {
                     out.push((s, h));

@@ -109,6 +109,7 @@ fn prepare(settings: &TrainSettings, spec: &InputSpec) -> Result<Prepared> {
         .map(|(s, _)| load_rgb(&s.path, limits).map(|img| spec.fit(&img).into_raw()))
         .collect();
     let mut unreadable: Vec<String> = dedup.unreadable.clone();
+    let mut removals = dedup.by_source.clone();
     let mut kept = Vec::new();
     let mut pixels = Vec::with_capacity(unique.len() * w * h * 3);
     for ((s, hash), d) in unique.into_iter().zip(decoded) {
@@ -117,7 +118,10 @@ fn prepare(settings: &TrainSettings, spec: &InputSpec) -> Result<Prepared> {
                 pixels.extend_from_slice(&px);
                 kept.push((s, hash));
             }
-            Err(e) => unreadable.push(e.to_string()),
+            Err(e) => {
+                removals.entry(s.source.clone()).or_default().unreadable += 1;
+                unreadable.push(e.to_string());
+            }
         }
     }
     if !unreadable.is_empty() {
@@ -166,12 +170,11 @@ fn prepare(settings: &TrainSettings, spec: &InputSpec) -> Result<Prepared> {
             *info.per_class.entry(it.sample.label.clone()).or_default() += 1;
         }
     }
-    // Deduplication and unreadable counts are run-wide; attribute them to the first source
-    // when there is only one, else record them on every source's entry as totals.
-    for info in sources.values_mut() {
-        info.duplicates_removed = dedup.duplicates_removed;
-        info.conflicting_labels_removed = dedup.conflicting_removed;
-        info.unreadable_skipped = unreadable.len();
+    for (name, info) in sources.iter_mut() {
+        let r = removals.get(name).cloned().unwrap_or_default();
+        info.duplicates_removed = r.duplicates;
+        info.conflicting_labels_removed = r.conflicting;
+        info.unreadable_skipped = r.unreadable;
     }
     Ok(Prepared {
         labels,

@@ -408,3 +408,48 @@ fn bad_training_data_gives_one_clear_error() {
         "missing",
     );
 }
+
+/// Regression: the card once repeated run-wide removal counts on every source.
+#[test]
+fn removal_counts_are_attributed_to_their_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    seed_subset(&a, 12);
+    for class in ["female", "male"] {
+        std::fs::create_dir_all(b.join(class)).unwrap();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(a.join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for f in &files[6..] {
+            std::fs::rename(f, b.join(class).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    let first = std::fs::read_dir(a.join("male"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::copy(&first, a.join("male/zz-copy.bmp")).unwrap();
+    std::fs::write(b.join("female/zz-broken.png"), b"nope").unwrap();
+    let out = tmp.path().join("m");
+    let mut cmd = facebatch();
+    cmd.arg("train")
+        .arg(&a)
+        .arg(&b)
+        .arg("--out")
+        .arg(&out)
+        .args(["--epochs", "1", "--max-steps-per-epoch", "1"]);
+    assert!(run(&mut cmd).status.success());
+    let card = read_json(&out.join("card.json"));
+    let sources = card["training"]["sources"].as_array().unwrap();
+    let by_name = |n: &str| sources.iter().find(|s| s["name"] == n).unwrap().clone();
+    assert_eq!(by_name("a")["duplicates_removed"], 1);
+    assert_eq!(by_name("a")["unreadable_skipped"], 0);
+    assert_eq!(by_name("b")["duplicates_removed"], 0);
+    assert_eq!(by_name("b")["unreadable_skipped"], 1);
+    assert_eq!(by_name("a")["per_class"]["male"], 6);
+}
