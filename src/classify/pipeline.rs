@@ -217,7 +217,9 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
                 }
             })
         };
-        {
+        if s.progress {
+            // A second, counting walk only for the progress bar's length and ETA; scheduled
+            // (non-terminal) runs skip it and walk the tree once.
             let (config, cancel, bar) = (source_config.clone(), cancel.clone(), progress.clone());
             let already = done.len() as u64;
             std::thread::spawn(move || {
