@@ -9,7 +9,6 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -270,7 +269,7 @@ pub fn dedup(samples: Vec<Sample>) -> (Vec<(Sample, String)>, DedupReport) {
     let hashed: Vec<(Sample, std::io::Result<String>)> = samples
         .into_par_iter()
         .map(|s| {
-            let h = std::fs::read(&s.path).map(|b| hex::encode(Sha256::digest(&b)));
+            let h = std::fs::read(&s.path).map(|b| crate::fsutil::sha256_hex(&b));
             (s, h)
         })
         .collect();

@@ -25,12 +25,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// sha256 of a file, hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
+/// sha256 of some bytes, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
-    let bytes =
-        std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Gives a file made by `tempfile` (mode 0600) the usual 0644, so outputs are readable by

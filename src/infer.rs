@@ -121,27 +121,54 @@ pub struct Classifier {
     pub onnx_sha256: String,
 }
 
-impl Classifier {
-    /// Loads `model` (a directory or its `model.onnx`) and checks it against its card.
-    pub fn load(model: &Path, opts: &SessionOptions) -> Result<Classifier> {
+/// A model's files, read once and checked against each other.
+pub struct CheckedModel {
+    pub onnx_path: PathBuf,
+    pub card: ModelCard,
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+}
+
+impl CheckedModel {
+    /// Reads `model` (a directory or its `model.onnx`) and its card, and refuses an ONNX file
+    /// whose sha256 differs from the card's.
+    pub fn read(model: &Path) -> Result<CheckedModel> {
         let (onnx_path, card_path) = resolve_model_paths(model)?;
         let card = ModelCard::load(&card_path)?;
         let bytes = std::fs::read(&onnx_path)
             .map_err(|e| Error::io(format!("reading {}", onnx_path.display()), e))?;
-        let sha = {
-            use sha2::{Digest, Sha256};
-            hex::encode(Sha256::digest(&bytes))
-        };
+        let sha256 = crate::fsutil::sha256_hex(&bytes);
+        if sha256 != card.onnx.sha256 {
+            return Err(Error::InvalidModel {
+                path: onnx_path,
+                reason: format!(
+                    "sha256 {sha256} does not match its card ({}); the model or the card was changed",
+                    card.onnx.sha256
+                ),
+            });
+        }
+        Ok(CheckedModel {
+            onnx_path,
+            card,
+            bytes,
+            sha256,
+        })
+    }
+}
+
+impl Classifier {
+    /// Loads `model` (a directory or its `model.onnx`) and checks it against its card.
+    pub fn load(model: &Path, opts: &SessionOptions) -> Result<Classifier> {
+        let CheckedModel {
+            onnx_path,
+            card,
+            bytes,
+            sha256: sha,
+        } = CheckedModel::read(model)?;
         let invalid = |reason: String| Error::InvalidModel {
             path: onnx_path.clone(),
             reason,
         };
-        if sha != card.onnx.sha256 {
-            return Err(invalid(format!(
-                "sha256 {sha} does not match its card ({}); the model or the card was changed",
-                card.onnx.sha256
-            )));
-        }
         let session = build_session(&bytes, opts, &onnx_path)?;
         let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         if inputs != [card.input.name.as_str()] {

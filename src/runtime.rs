@@ -13,9 +13,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use sha2::{Digest, Sha256};
-
 use crate::error::{Error, IoContext, Result};
+use crate::fsutil::sha256_hex;
 
 /// The ONNX Runtime version facebatch is built and tested against.
 pub const ORT_VERSION: &str = "1.31.1";
@@ -60,10 +59,6 @@ fn explicit_lib(flag: Option<&Path>) -> Option<PathBuf> {
         .filter_map(std::env::var_os)
         .find(|v| !v.is_empty())
         .map(PathBuf::from)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 /// Returns the path of a usable ONNX Runtime library, downloading and verifying it if needed.

@@ -630,10 +630,7 @@ pub fn train(settings: &TrainSettings) -> Result<TrainOutcome> {
     let onnx = crate::export::export_onnx(&best, h as usize, w as usize, &prepared.labels)?;
     let onnx_path = out.join(MODEL_FILE);
     write_atomic(&onnx_path, &onnx)?;
-    let sha = {
-        use sha2::{Digest, Sha256};
-        hex::encode(Sha256::digest(&onnx))
-    };
+    let sha = crate::fsutil::sha256_hex(&onnx);
 
     let mut split_counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for (it, s) in prepared.items.iter().zip(&prepared.splits) {

@@ -10,10 +10,8 @@ use image::{Rgb, RgbImage};
 use onnx_ir::{Message, ModelProto};
 use ort::value::TensorRef;
 
-use crate::card::{ModelCard, resolve_model_paths};
 use crate::error::{Error, Result};
-use crate::fsutil::sha256_file;
-use crate::infer::{SessionOptions, build_session};
+use crate::infer::{CheckedModel, SessionOptions, build_session};
 use crate::plot::save_titled;
 use crate::preprocess::{DecodeLimits, load_rgb};
 
@@ -137,17 +135,12 @@ pub fn feature_maps(
     out_dir: &Path,
     opts: &SessionOptions,
 ) -> Result<Vec<LayerMaps>> {
-    let (onnx_path, card_path) = resolve_model_paths(model)?;
-    let card = ModelCard::load(&card_path)?;
-    let sha = sha256_file(&onnx_path)?;
-    if sha != card.onnx.sha256 {
-        return Err(Error::InvalidModel {
-            path: onnx_path,
-            reason: "sha256 does not match its card".into(),
-        });
-    }
-    let bytes = std::fs::read(&onnx_path)
-        .map_err(|e| Error::io(format!("reading {}", onnx_path.display()), e))?;
+    let CheckedModel {
+        onnx_path,
+        card,
+        bytes,
+        ..
+    } = CheckedModel::read(model)?;
     let (rewritten, layers) = expose_activations(&bytes, &onnx_path)?;
     let mut session = build_session(&rewritten, opts, &onnx_path)?;
 

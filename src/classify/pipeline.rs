@@ -67,7 +67,8 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     let started = Instant::now();
     preflight(s)?;
     let classifier = Classifier::load(&s.model, &s.session)?;
-    let labels = classifier.card.labels.clone();
+    let card = classifier.card.clone();
+    let labels = card.labels.clone();
     let feature_dim = if s.features {
         let dim = classifier
             .card
@@ -283,7 +284,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     }
     sources.extend(output::list_parts(&parts_dir)?);
     let finished_at = crate::train::now_rfc3339();
-    let card_json = serde_json::to_string(&classifier_card(&s.model)?).unwrap_or_default();
+    let card_json = serde_json::to_string(&card).unwrap_or_default();
     let metadata = vec![
         KeyValue::new(
             meta::VERSION.to_string(),
@@ -293,7 +294,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         KeyValue::new(meta::STARTED.to_string(), info.started_at.clone()),
         KeyValue::new(meta::FINISHED.to_string(), finished_at),
         KeyValue::new(meta::MODEL_SHA256.to_string(), info.model_sha256.clone()),
-        KeyValue::new(meta::MODEL_NAME.to_string(), model_name(&card_json)),
+        KeyValue::new(meta::MODEL_NAME.to_string(), card.name.clone()),
         KeyValue::new(meta::MODEL_CARD.to_string(), card_json),
         KeyValue::new(
             meta::INPUTS.to_string(),
@@ -370,16 +371,4 @@ fn schema_has_features(path: &Path) -> Result<bool> {
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| Error::Output(format!("reading {}: {e}", path.display())))?;
     Ok(builder.schema().field_with_name("features").is_ok())
-}
-
-fn classifier_card(model: &Path) -> Result<crate::card::ModelCard> {
-    let (_, card) = crate::card::resolve_model_paths(model)?;
-    crate::card::ModelCard::load(&card)
-}
-
-fn model_name(card_json: &str) -> String {
-    serde_json::from_str::<serde_json::Value>(card_json)
-        .ok()
-        .and_then(|v| v["name"].as_str().map(String::from))
-        .unwrap_or_default()
 }
