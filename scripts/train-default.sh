@@ -6,14 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${FACEBATCH_SHARED_DATA:-../shared/data}
-OUT=${OUT:-models/facebatch-gender/v1}
+OUT=${OUT:-models/facebatch-gender/v2}
 cargo build --release --locked
 exec ./target/release/facebatch train \
   --labels-csv "$DATA/utkface/labels.csv" --label-column gender \
   "$DATA/seed-faces" \
   --out "$OUT" --name facebatch-gender \
   --arch compact --epochs 20 --batch-size 32 --lr 2e-3 --weight-decay 1e-4 \
-  --label-smoothing 0.05 --patience 6 --seed 42 \
+  --label-smoothing 0.05 --patience 6 --seed 42 --align \
   --group-by age:15 --group-by source \
   --licence-note "UTKFace (https://susanqq.github.io/UTKFace/): non-commercial research purposes only. The model is trained on it and inherits that restriction." \
   --licence-note "seed-faces: the 399 face crops of the original blog post, redistributed in ../shared; terms as given by their author." \

@@ -56,6 +56,15 @@ pub struct DataSourceInfo {
     pub duplicates_removed: usize,
     pub conflicting_labels_removed: usize,
     pub unreadable_skipped: usize,
+    /// With alignment: images whose subject face was detected and aligned ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aligned: Option<usize>,
+    /// ... small crops with no detection, used whole (the `auto` rule) ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole_fallback: Option<usize>,
+    /// ... and larger images with no face, left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_face_skipped: Option<usize>,
 }
 
 /// What the model was trained on and how.
@@ -86,6 +95,10 @@ pub struct ModelCard {
     /// Class labels in output order.
     pub labels: Vec<String>,
     pub input: InputSpec,
+    /// Face detection and alignment the model was trained with (absent: trained on crops
+    /// fitted by `input.fit` alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alignment: Option<crate::align::AlignSpec>,
     pub outputs: Vec<OutputSpec>,
     pub architecture: ArchitectureInfo,
     pub onnx: OnnxInfo,

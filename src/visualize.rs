@@ -11,7 +11,8 @@ use onnx_ir::{Message, ModelProto};
 use ort::value::TensorRef;
 
 use crate::error::{Error, Result};
-use crate::infer::{CheckedModel, SessionOptions, build_session};
+use crate::faces::{FaceFinder, FaceMode, FaceOptions};
+use crate::infer::{CheckedModel, Classifier, SessionOptions, build_session};
 use crate::plot::save_titled;
 use crate::preprocess::{DecodeLimits, load_rgb};
 
@@ -134,6 +135,7 @@ pub fn feature_maps(
     image_path: &Path,
     out_dir: &Path,
     opts: &SessionOptions,
+    faces: &FaceOptions,
 ) -> Result<Vec<LayerMaps>> {
     let CheckedModel {
         onnx_path,
@@ -146,7 +148,12 @@ pub fn feature_maps(
 
     let spec = &card.input;
     let rgb = load_rgb(image_path, DecodeLimits::default())?;
-    let fitted = spec.fit(&rgb);
+    // The subject face exactly as classify would crop it (aligned models), else the fit.
+    let finder = FaceFinder::for_model(&card, faces, opts, 1)?;
+    let fitted = finder
+        .subject(&rgb)?
+        .map(|c| c.image)
+        .ok_or_else(|| Error::Dataset(format!("no face found in {}", image_path.display())))?;
     let mut input = vec![0f32; spec.len()];
     spec.write_tensor(&fitted, &mut input);
     std::fs::create_dir_all(out_dir)
@@ -230,4 +237,121 @@ mod tests {
         // 3 columns x 2 rows of 48px tiles with 2px gaps.
         assert_eq!(g.dimensions(), (3 * 50 + 2, 2 * 50 + 2));
     }
+}
+
+/// One face drawn by [`draw_boxes`].
+#[derive(Clone, Debug)]
+pub struct DrawnFace {
+    pub bbox: [f32; 4],
+    pub score: f32,
+    pub label: String,
+    pub confidence: f32,
+}
+
+/// Detects and classifies every face of a photo and draws boxes, the five landmarks and
+/// "label confidence" onto it: `out_dir/<stem>.boxes.png`.
+pub fn draw_boxes(
+    model: &Path,
+    image_path: &Path,
+    out_dir: &Path,
+    opts: &SessionOptions,
+    faces: &FaceOptions,
+) -> Result<(PathBuf, Vec<DrawnFace>)> {
+    let mut classifier = Classifier::load(model, opts)?;
+    let mut fo = faces.clone();
+    if fo.mode.is_none() || fo.mode == Some(FaceMode::Whole) {
+        fo.mode = Some(FaceMode::Detect);
+    }
+    let finder = FaceFinder::for_model(&classifier.card, &fo, opts, 1)?;
+    let rgb = load_rgb(image_path, DecodeLimits::default())?;
+    let crops = finder.crops(&rgb)?;
+    let spec = classifier.card.input.clone();
+    let labels = classifier.card.labels.clone();
+    let mut input = Vec::with_capacity(crops.len() * spec.len());
+    for c in &crops {
+        input.extend_from_slice(&spec.tensor_from_rgb(&c.image));
+    }
+    let mut drawn = Vec::new();
+    if !crops.is_empty() {
+        let out = classifier.run(&input, crops.len())?;
+        for (i, c) in crops.iter().enumerate() {
+            let Some(f) = &c.face else { continue };
+            let best = out.argmax(i, labels.len());
+            drawn.push((
+                f.clone(),
+                DrawnFace {
+                    bbox: f.bbox,
+                    score: f.score,
+                    label: labels[best].clone(),
+                    confidence: out.probs[i * labels.len() + best],
+                },
+            ));
+        }
+    }
+    let (w, h) = rgb.dimensions();
+    let mut buf = rgb.into_raw();
+    {
+        use plotters::prelude::*;
+        crate::plot::ensure_font();
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        let thick = (w.max(h) / 400).max(2);
+        let font = (w.max(h) / 45).max(12);
+        let palette = [
+            RGBColor(230, 60, 150),
+            RGBColor(40, 120, 240),
+            RGBColor(250, 180, 0),
+            RGBColor(0, 190, 120),
+        ];
+        let perr = |e: &dyn std::fmt::Display| Error::Plot(e.to_string());
+        for (f, d) in &drawn {
+            let k = labels.iter().position(|l| *l == d.label).unwrap_or(0);
+            let color = palette[k % palette.len()];
+            let [x1, y1, x2, y2] = f.bbox.map(|v| v.round() as i32);
+            root.draw(&Rectangle::new(
+                [(x1, y1), (x2, y2)],
+                color.stroke_width(thick),
+            ))
+            .map_err(|e| perr(&e))?;
+            for p in &f.landmarks {
+                root.draw(&Circle::new(
+                    (p[0].round() as i32, p[1].round() as i32),
+                    thick as i32 + 1,
+                    color.filled(),
+                ))
+                .map_err(|e| perr(&e))?;
+            }
+            let text = format!("{} {:.2}", d.label, d.confidence);
+            let ty = (y1 - font as i32 - 4).max(0);
+            let tw = (text.len() as u32 * font * 3 / 5) as i32;
+            root.draw(&Rectangle::new(
+                [(x1, ty), (x1 + tw, ty + font as i32 + 4)],
+                color.filled(),
+            ))
+            .map_err(|e| perr(&e))?;
+            root.draw(&Text::new(
+                text,
+                (x1 + 2, ty + 2),
+                ("sans-serif", font).into_font().color(&WHITE),
+            ))
+            .map_err(|e| perr(&e))?;
+        }
+        root.present().map_err(|e| perr(&e))?;
+    }
+    let img = RgbImage::from_raw(w, h, buf)
+        .ok_or_else(|| Error::Plot("drawing buffer has the wrong size".into()))?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| Error::io(format!("creating {}", out_dir.display()), e))?;
+    let stem = image_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    let file = out_dir.join(format!("{stem}.boxes.png"));
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| Error::Plot(format!("encoding {}: {e}", file.display())))?;
+    crate::fsutil::write_atomic(&file, &bytes)?;
+    Ok((file, drawn.into_iter().map(|(_, d)| d).collect()))
 }

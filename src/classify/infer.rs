@@ -5,15 +5,25 @@ use std::time::Instant;
 use tokio::sync::mpsc::{Receiver, Sender};
 
 use super::batch::Batch;
-use super::{Prepared, Row, StageStats};
+use super::{FileRef, Prepared, Row, StageStats, Status};
 use crate::error::Result;
-use crate::infer::Classifier;
+use crate::infer::{BatchOutput, Classifier};
 
-fn error_row(file: super::FileRef, width: Option<u32>, height: Option<u32>, error: String) -> Row {
+/// A row without a classification: an error, or an image without a face.
+fn empty_row(
+    file: FileRef,
+    status: Status,
+    width: Option<u32>,
+    height: Option<u32>,
+    error: Option<String>,
+) -> Row {
     Row {
         root: file.root,
         path: file.rel,
-        error: Some(error),
+        status,
+        face: None,
+        last_of_file: true,
+        error,
         label: None,
         confidence: None,
         probs: Vec::new(),
@@ -25,7 +35,7 @@ fn error_row(file: super::FileRef, width: Option<u32>, height: Option<u32>, erro
 }
 
 /// Runs one batch through the model. A failure of the model on a batch becomes error rows
-/// for that batch's images (the run goes on).
+/// for that batch's faces (the run goes on).
 fn rows_for(classifier: &mut Classifier, batch: Batch, features: bool) -> Vec<Row> {
     let labels = classifier.card.labels.clone();
     let classes = labels.len();
@@ -35,7 +45,7 @@ fn rows_for(classifier: &mut Classifier, batch: Batch, features: bool) -> Vec<Ro
             input.extend_from_slice(data);
         }
     }
-    let result: Result<_> = if batch.tensors > 0 {
+    let result: Result<Option<BatchOutput>> = if batch.tensors > 0 {
         classifier.run(&input, batch.tensors).map(Some)
     } else {
         Ok(None)
@@ -43,71 +53,66 @@ fn rows_for(classifier: &mut Classifier, batch: Batch, features: bool) -> Vec<Ro
     let mut k = 0;
     let mut rows = Vec::with_capacity(batch.entries.len());
     for e in batch.entries {
-        match (e, &result) {
-            (
-                Prepared::Failed {
-                    file,
-                    width,
-                    height,
-                    error,
-                },
-                _,
-            ) => rows.push(error_row(file, width, height, error)),
-            (
-                Prepared::Tensor {
-                    file,
-                    width,
-                    height,
-                    ..
-                },
-                Ok(Some(out)),
-            ) => {
-                let probs = out.probs[k * classes..(k + 1) * classes].to_vec();
-                let best = out.argmax(k, classes);
-                let pooled_dim = out.pooled.len() / out.n.max(1);
-                rows.push(Row {
-                    root: file.root,
-                    path: file.rel,
-                    error: None,
-                    label: Some(labels[best].clone()),
-                    confidence: Some(probs[best]),
-                    probs,
-                    width: Some(width),
-                    height: Some(height),
-                    bytes: file.bytes,
-                    features: features
-                        .then(|| out.pooled[k * pooled_dim..(k + 1) * pooled_dim].to_vec()),
-                });
+        match e {
+            Prepared::Failed {
+                file,
+                width,
+                height,
+                error,
+            } => rows.push(empty_row(file, Status::Error, width, height, Some(error))),
+            Prepared::NoFace {
+                file,
+                width,
+                height,
+            } => rows.push(empty_row(
+                file,
+                Status::NoFace,
+                Some(width),
+                Some(height),
+                None,
+            )),
+            Prepared::Tensor {
+                file,
+                width,
+                height,
+                face,
+                ..
+            } => {
+                let last_of_file = face.index + 1 == face.count;
+                let mut row = match &result {
+                    Ok(Some(out)) => {
+                        let probs = out.probs[k * classes..(k + 1) * classes].to_vec();
+                        let best = out.argmax(k, classes);
+                        let pooled_dim = out.pooled.len() / out.n.max(1);
+                        Row {
+                            label: Some(labels[best].clone()),
+                            confidence: Some(probs[best]),
+                            probs,
+                            features: features
+                                .then(|| out.pooled[k * pooled_dim..(k + 1) * pooled_dim].to_vec()),
+                            ..empty_row(file, Status::Ok, Some(width), Some(height), None)
+                        }
+                    }
+                    Err(e) => empty_row(
+                        file,
+                        Status::Error,
+                        Some(width),
+                        Some(height),
+                        Some(format!("inference failed: {e}")),
+                    ),
+                    Ok(None) => empty_row(
+                        file,
+                        Status::Error,
+                        Some(width),
+                        Some(height),
+                        Some("internal: no model output".into()),
+                    ),
+                };
+                row.face = Some(face);
+                row.last_of_file = last_of_file;
+                rows.push(row);
                 k += 1;
             }
-            (
-                Prepared::Tensor {
-                    file,
-                    width,
-                    height,
-                    ..
-                },
-                Err(e),
-            ) => rows.push(error_row(
-                file,
-                Some(width),
-                Some(height),
-                format!("inference failed: {e}"),
-            )),
-            (
-                Prepared::Tensor {
-                    file,
-                    width,
-                    height,
-                    ..
-                },
-                Ok(None),
-            ) => rows.push(error_row(
-                file,
-                Some(width),
-                Some(height),
-                "internal: no model output".into(),
-            )),
         }
     }
     rows

@@ -1,16 +1,20 @@
 //! `facebatch classify`: a streaming pipeline from photo folders to one Parquet row per image.
 //!
 //! ```text
-//! source ──▶ decode ──▶ preprocess ──▶ batch ──▶ infer ──▶ sink
-//! (walkdir)  (rayon)    (rayon)               (ORT)     (arrow/parquet parts)
+//! source ──▶ decode ──▶ detect ──▶ preprocess ──▶ batch ──▶ infer ──▶ sink
+//! (walkdir)  (rayon)    (rayon,    (rayon)               (ORT)     (arrow/parquet parts)
+//!                        ORT, align)
 //! ```
 //!
 //! Each stage is a module that knows only its input and output channels; [`pipeline`]
 //! wires them together with bounded channels, so memory stays flat however many images
-//! there are. Per-image problems become rows with `status = "error"`; the run goes on.
+//! there are. With face detection each face becomes a row; a photo without a face becomes
+//! one `no_face` row; per-image problems become one row with `status = "error"`; the run
+//! goes on.
 
 pub mod batch;
 pub mod decode;
+pub mod detect;
 pub mod infer;
 pub mod output;
 pub mod pipeline;
@@ -26,6 +30,8 @@ use std::time::Duration;
 
 use image::RgbImage;
 
+use crate::detect::Face;
+use crate::faces::{Crop, CropKind, FaceOptions};
 use crate::infer::SessionOptions;
 use crate::preprocess::DecodeLimits;
 
@@ -53,6 +59,10 @@ pub struct ClassifySettings {
     pub checkpoint_rows: usize,
     pub follow_symlinks: bool,
     pub progress: bool,
+    /// How faces are found (`--faces`, detection options).
+    pub faces: FaceOptions,
+    /// Write every classified crop (exactly the model's input) under this folder.
+    pub save_crops: Option<PathBuf>,
 }
 
 /// One file found by the source stage.
@@ -77,13 +87,42 @@ pub enum Decoded {
     Failed { file: FileRef, error: String },
 }
 
-/// A model-ready tensor, or why not.
+/// The crops found in an image (none: no face), or why not.
+pub enum Located {
+    Crops {
+        file: FileRef,
+        width: u32,
+        height: u32,
+        crops: Vec<Crop>,
+    },
+    Failed {
+        file: FileRef,
+        error: String,
+    },
+}
+
+/// Which face of its image a row describes.
+#[derive(Clone, Debug)]
+pub struct FaceMeta {
+    pub index: u32,
+    pub count: u32,
+    pub kind: CropKind,
+    pub face: Option<Face>,
+}
+
+/// A model-ready tensor (one per face), an image without a face, or why not.
 pub enum Prepared {
     Tensor {
         file: FileRef,
         width: u32,
         height: u32,
+        face: FaceMeta,
         data: Vec<f32>,
+    },
+    NoFace {
+        file: FileRef,
+        width: u32,
+        height: u32,
     },
     Failed {
         file: FileRef,
@@ -93,11 +132,35 @@ pub enum Prepared {
     },
 }
 
+/// Row status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    NoFace,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::NoFace => "no_face",
+            Status::Error => "error",
+        }
+    }
+}
+
 /// One output row.
 #[derive(Clone, Debug)]
 pub struct Row {
     pub root: Arc<str>,
     pub path: String,
+    pub status: Status,
+    /// The face this row describes (absent on `no_face` and `error` rows).
+    pub face: Option<FaceMeta>,
+    /// True on the last row of its file: part files end only at file boundaries, so
+    /// `--resume` never sees half a photo.
+    pub last_of_file: bool,
     pub error: Option<String>,
     pub label: Option<String>,
     pub confidence: Option<f32>,
@@ -129,8 +192,12 @@ pub struct Summary {
     pub out: PathBuf,
     /// Rows written by this invocation.
     pub rows: u64,
+    /// Files read by this invocation (a photo gives one row per face).
+    pub files: u64,
     pub ok: u64,
     pub errors: u64,
+    /// Rows for images in which no face was found.
+    pub no_face: u64,
     /// Files skipped because an earlier run already wrote them (`--resume`).
     pub already_done: u64,
     pub interrupted: bool,

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Float32Builder, ListBuilder, RecordBatch, StringArray, StringBuilder,
-    UInt32Builder, UInt64Builder,
+    Array, ArrayRef, Float32Builder, Int32Builder, ListBuilder, RecordBatch, StringArray,
+    StringBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
@@ -22,8 +22,8 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
-use super::Row;
 use super::stats::FeatureStats;
+use super::{Row, Status};
 use crate::error::{Error, Result};
 
 /// Rows per Parquet row group in the final file.
@@ -41,6 +41,7 @@ pub mod meta {
     pub const INPUTS: &str = "facebatch.inputs";
     pub const STATUS: &str = "facebatch.run_status";
     pub const FEATURE_DIM: &str = "facebatch.feature_dim";
+    pub const FACES: &str = "facebatch.faces";
 }
 
 /// The Arrow schema for a model's labels (and, with features, the pooled dimension).
@@ -48,6 +49,7 @@ pub fn schema(labels: &[String], feature_dim: Option<usize>) -> SchemaRef {
     let mut fields = vec![
         Field::new("root", DataType::Utf8, false),
         Field::new("path", DataType::Utf8, false),
+        Field::new("face_index", DataType::Int32, true),
         Field::new("status", DataType::Utf8, false),
         Field::new("error", DataType::Utf8, true),
         Field::new("label", DataType::Utf8, true),
@@ -57,6 +59,18 @@ pub fn schema(labels: &[String], feature_dim: Option<usize>) -> SchemaRef {
         fields.push(Field::new(format!("p_{l}"), DataType::Float32, true));
     }
     fields.extend([
+        Field::new("face_count", DataType::Int32, true),
+        Field::new("crop", DataType::Utf8, true),
+        Field::new("det_score", DataType::Float32, true),
+        Field::new("box_x1", DataType::Float32, true),
+        Field::new("box_y1", DataType::Float32, true),
+        Field::new("box_x2", DataType::Float32, true),
+        Field::new("box_y2", DataType::Float32, true),
+        Field::new(
+            "landmarks",
+            DataType::List(Arc::new(Field::new("item", DataType::Float32, false))),
+            true,
+        ),
         Field::new("width", DataType::UInt32, true),
         Field::new("height", DataType::UInt32, true),
         Field::new("bytes", DataType::UInt64, true),
@@ -84,6 +98,13 @@ pub fn record_batch(
     let n = rows.len();
     let mut root = StringBuilder::with_capacity(n, n * 8);
     let mut path = StringBuilder::with_capacity(n, n * 32);
+    let mut face_index = Int32Builder::with_capacity(n);
+    let mut face_count = Int32Builder::with_capacity(n);
+    let mut crop = StringBuilder::with_capacity(n, n * 7);
+    let mut det_score = Float32Builder::with_capacity(n);
+    let mut boxes: [Float32Builder; 4] = std::array::from_fn(|_| Float32Builder::with_capacity(n));
+    let mut landmarks = ListBuilder::new(Float32Builder::with_capacity(n * 10))
+        .with_field(Arc::new(Field::new("item", DataType::Float32, false)));
     let mut status = StringBuilder::with_capacity(n, n * 2);
     let mut error = StringBuilder::new();
     let mut label = StringBuilder::new();
@@ -105,7 +126,28 @@ pub fn record_batch(
     for r in rows {
         root.append_value(&*r.root);
         path.append_value(&r.path);
-        status.append_value(if r.error.is_some() { "error" } else { "ok" });
+        status.append_value(r.status.as_str());
+        let face = r.face.as_ref();
+        let det = face.and_then(|f| f.face.as_ref());
+        face_index.append_option(face.map(|f| f.index as i32));
+        face_count.append_option(match r.status {
+            Status::NoFace => Some(0),
+            _ => face.map(|f| f.count as i32),
+        });
+        crop.append_option(face.map(|f| f.kind.as_str()));
+        det_score.append_option(det.map(|d| d.score));
+        for (i, b) in boxes.iter_mut().enumerate() {
+            b.append_option(det.map(|d| d.bbox[i]));
+        }
+        match det {
+            Some(d) => {
+                for p in &d.landmarks {
+                    landmarks.values().append_slice(p);
+                }
+                landmarks.append(true);
+            }
+            None => landmarks.append(false),
+        }
         error.append_option(r.error.as_deref());
         label.append_option(r.label.as_deref());
         confidence.append_option(r.confidence);
@@ -128,12 +170,18 @@ pub fn record_batch(
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(root.finish()),
         Arc::new(path.finish()),
+        Arc::new(face_index.finish()),
         Arc::new(status.finish()),
         Arc::new(error.finish()),
         Arc::new(label.finish()),
         Arc::new(confidence.finish()),
     ];
     columns.extend(probs.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    columns.push(Arc::new(face_count.finish()));
+    columns.push(Arc::new(crop.finish()));
+    columns.push(Arc::new(det_score.finish()));
+    columns.extend(boxes.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    columns.push(Arc::new(landmarks.finish()));
     columns.push(Arc::new(width.finish()));
     columns.push(Arc::new(height.finish()));
     columns.push(Arc::new(bytes.finish()));
@@ -165,6 +213,9 @@ pub struct RunInfo {
     pub model_sha256: String,
     pub labels: Vec<String>,
     pub feature_dim: Option<usize>,
+    /// The face settings (mode, detector, thresholds): a resumed run must use the same.
+    #[serde(default)]
+    pub faces: String,
 }
 
 /// The directory holding durable part files for `out`.

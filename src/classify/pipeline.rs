@@ -12,8 +12,9 @@ use tokio::sync::mpsc::channel;
 use super::output::{self, RunInfo, meta};
 use super::source::SourceConfig;
 use super::stats::FeatureStats;
-use super::{ClassifySettings, Summary, batch, decode, infer, preprocess, sink, source};
+use super::{ClassifySettings, Summary, batch, decode, detect, infer, preprocess, sink, source};
 use crate::error::{Error, Result};
+use crate::faces::FaceFinder;
 use crate::infer::Classifier;
 
 /// Checks everything that can be checked before any work starts.
@@ -68,6 +69,20 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     preflight(s)?;
     let classifier = Classifier::load(&s.model, &s.session)?;
     let card = classifier.card.clone();
+    let threads = s.threads.max(1);
+    let detector_session = crate::infer::SessionOptions {
+        intra_threads: 1,
+        ..s.session.clone()
+    };
+    let finder = FaceFinder::for_model(&card, &s.faces, &detector_session, threads)?;
+    let faces_json = serde_json::json!({
+        "mode": finder.mode,
+        "detector": finder.detector.as_ref().map(|d| &d.info),
+        "detection": finder.detector.as_ref().map(|_| &finder.settings),
+        "alignment": finder.detector.as_ref().map(|_| &finder.align),
+    })
+    .to_string();
+    tracing::info!(mode = %finder.mode, detector = finder.detector.as_ref().map(|d| d.info.name.as_str()).unwrap_or("none"), "faces");
     let labels = card.labels.clone();
     let feature_dim = if s.features {
         let dim = classifier
@@ -98,6 +113,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         model_sha256: classifier.onnx_sha256.clone(),
         labels: labels.clone(),
         feature_dim,
+        faces: faces_json.clone(),
     };
     let earlier_out = s.resume && s.out.is_file();
     if parts_dir.exists() && !s.resume {
@@ -117,6 +133,12 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
                 source: e,
             })?;
             check_same_run(&saved.model_sha256, saved.feature_dim, &info)?;
+            if !saved.faces.is_empty() && saved.faces != info.faces {
+                return Err(Error::InvalidOption(format!(
+                    "--resume: the earlier run found faces differently ({}); use the same --faces and detection options",
+                    saved.faces
+                )));
+            }
             info.run_id = saved.run_id;
             info.started_at = saved.started_at;
         }
@@ -183,7 +205,6 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         indicatif::ProgressBar::hidden()
     };
 
-    let threads = s.threads.max(1);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("facebatch-decode-{i}"))
@@ -203,6 +224,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         // Bounded channels: memory is set by these capacities, not by the number of images.
         let (file_tx, file_rx) = channel(256);
         let (decoded_tx, decoded_rx) = channel(chunk);
+        let (located_tx, located_rx) = channel(chunk);
         let (prepared_tx, prepared_rx) = channel(s.batch_size * 2);
         let (batch_tx, batch_rx) = channel(2);
         let (rows_tx, rows_rx) = channel(4);
@@ -237,9 +259,13 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
             let (pool, limits) = (pool.clone(), s.limits);
             move || decode::run(file_rx, decoded_tx, limits, chunk, &pool)
         });
+        let det = tokio::task::spawn_blocking({
+            let (pool, save) = (pool.clone(), s.save_crops.clone());
+            move || detect::run(decoded_rx, located_tx, &finder, save, chunk, &pool)
+        });
         let pre = tokio::task::spawn_blocking({
             let pool = pool.clone();
-            move || preprocess::run(decoded_rx, prepared_tx, spec, chunk, &pool)
+            move || preprocess::run(located_rx, prepared_tx, spec, chunk, &pool)
         });
         let bat = tokio::task::spawn_blocking({
             let n = s.batch_size;
@@ -256,6 +282,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         let joined = (
             src.await,
             dec.await,
+            det.await,
             pre.await,
             bat.await,
             inf.await,
@@ -266,13 +293,14 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     });
     progress.finish_and_clear();
     let join = |e: tokio::task::JoinError| Error::Output(format!("a pipeline stage failed: {e}"));
-    let ((src_stats, already_done), dec, pre, bat, inf, snk) = (
+    let ((src_stats, already_done), dec, det, pre, bat, inf, snk) = (
         result.0.map_err(join)?,
         result.1.map_err(join)?,
         result.2.map_err(join)?,
         result.3.map_err(join)?,
         result.4.map_err(join)?,
         result.5.map_err(join)?,
+        result.6.map_err(join)?,
     );
     let sink_result = snk?;
     let interrupted = cancel.load(Ordering::SeqCst);
@@ -296,6 +324,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         KeyValue::new(meta::MODEL_SHA256.to_string(), info.model_sha256.clone()),
         KeyValue::new(meta::MODEL_NAME.to_string(), card.name.clone()),
         KeyValue::new(meta::MODEL_CARD.to_string(), card_json),
+        KeyValue::new(meta::FACES.to_string(), faces_json),
         KeyValue::new(
             meta::INPUTS.to_string(),
             serde_json::to_string(
@@ -335,17 +364,19 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         .map_err(|e| Error::io(format!("removing {}", parts_dir.display()), e))?;
 
     let elapsed = started.elapsed();
-    let rows = sink_result.ok + sink_result.errors;
+    let rows = sink_result.ok + sink_result.errors + sink_result.no_face;
     Ok(Summary {
         out: s.out.clone(),
         rows,
+        files: dec.items,
         ok: sink_result.ok,
         errors: sink_result.errors,
+        no_face: sink_result.no_face,
         already_done,
         interrupted,
         elapsed,
-        images_per_second: rows as f64 / elapsed.as_secs_f64().max(1e-9),
-        stages: vec![src_stats, dec, pre, bat, inf, sink_result.stats],
+        images_per_second: dec.items as f64 / elapsed.as_secs_f64().max(1e-9),
+        stages: vec![src_stats, dec, det, pre, bat, inf, sink_result.stats],
     })
 }
 

@@ -1,38 +1,60 @@
-//! Preprocess stage: fits each decoded image to the model input exactly as the model card
-//! says (the shared [`InputSpec`] code), in parallel.
+//! Preprocess stage: turns each crop into the model's input tensor exactly as the model
+//! card says (the shared [`InputSpec`] code), in parallel. One tensor per face.
 
 use tokio::sync::mpsc::{Receiver, Sender};
 
-use super::{Decoded, Prepared, StageStats};
+use super::{FaceMeta, Located, Prepared, StageStats};
 use crate::preprocess::InputSpec;
 
-fn prepare(d: Decoded, spec: &InputSpec) -> Prepared {
-    match d {
-        Decoded::Image { file, image } => {
-            let (width, height) = image.dimensions();
-            Prepared::Tensor {
-                data: spec.tensor_from_rgb(&image),
-                file,
-                width,
-                height,
+fn prepare(l: Located, spec: &InputSpec) -> Vec<Prepared> {
+    match l {
+        Located::Crops {
+            file,
+            width,
+            height,
+            crops,
+        } => {
+            if crops.is_empty() {
+                return vec![Prepared::NoFace {
+                    file,
+                    width,
+                    height,
+                }];
             }
+            let count = crops.len() as u32;
+            crops
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| Prepared::Tensor {
+                    data: spec.tensor_from_rgb(&c.image),
+                    file: file.clone(),
+                    width,
+                    height,
+                    face: FaceMeta {
+                        index: i as u32,
+                        count,
+                        kind: c.kind,
+                        face: c.face,
+                    },
+                })
+                .collect()
         }
-        Decoded::Failed { file, error } => Prepared::Failed {
+        Located::Failed { file, error } => vec![Prepared::Failed {
             file,
             width: None,
             height: None,
             error,
-        },
+        }],
     }
 }
 
 /// Runs the stage until its input closes.
 pub fn run(
-    rx: Receiver<Decoded>,
-    tx: Sender<Prepared>,
+    rx: Receiver<Located>,
+    tx: Sender<Vec<Prepared>>,
     spec: InputSpec,
     chunk: usize,
     pool: &rayon::ThreadPool,
 ) -> StageStats {
-    super::stage::parallel_map("preprocess", rx, tx, chunk, pool, |d| prepare(d, &spec))
+    super::stage::parallel_map("preprocess", rx, tx, chunk, pool, |l| prepare(l, &spec))
 }

@@ -1,5 +1,5 @@
 //! Sink stage: counts rows, accumulates feature statistics and writes durable part files
-//! every `checkpoint_rows` rows (and whatever is left at the end).
+//! every `checkpoint_rows` rows, at a file boundary (and whatever is left at the end).
 
 use std::time::Instant;
 
@@ -7,7 +7,7 @@ use tokio::sync::mpsc::Receiver;
 
 use super::output::PartWriter;
 use super::stats::FeatureStats;
-use super::{Row, StageStats};
+use super::{Row, StageStats, Status};
 use crate::error::Result;
 
 /// What the sink saw.
@@ -16,6 +16,7 @@ pub struct SinkResult {
     pub stats: StageStats,
     pub ok: u64,
     pub errors: u64,
+    pub no_face: u64,
     pub features: FeatureStats,
 }
 
@@ -49,21 +50,26 @@ pub fn run(
         let t = Instant::now();
         for row in rows {
             out.stats.items += 1;
-            if row.error.is_some() {
-                out.errors += 1;
-                tracing::debug!(path = %row.path, error = row.error.as_deref().unwrap_or(""), "image failed");
-            } else {
-                out.ok += 1;
+            match row.status {
+                Status::Error => {
+                    out.errors += 1;
+                    tracing::debug!(path = %row.path, error = row.error.as_deref().unwrap_or(""), "image failed");
+                }
+                Status::NoFace => out.no_face += 1,
+                Status::Ok => out.ok += 1,
+            }
+            if row.last_of_file {
+                progress.inc(1);
             }
             if let Some(f) = &row.features {
                 part_stats.push(f);
                 out.features.push(f);
             }
             pending.push(row);
-            progress.inc(1);
         }
         progress.set_message(format!("{} errors", out.errors));
-        if pending.len() >= checkpoint_rows {
+        // A part ends only after the last face of a file.
+        if pending.len() >= checkpoint_rows && pending.last().is_some_and(|r| r.last_of_file) {
             flush(&mut pending, &mut part_stats, &mut parts)?;
         }
         out.stats.busy += t.elapsed();
