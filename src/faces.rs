@@ -157,7 +157,7 @@ pub struct FaceOptions {
 
 impl FaceFinder {
     /// The face finder for a model: its card's alignment (or the standard one for its input
-    /// size), the card's detection settings unless overridden, `workers` detector sessions.
+    /// size), the default detection settings unless overridden, `workers` detector sessions.
     /// Default mode: `auto` for models trained on aligned faces, `whole` otherwise.
     pub fn for_model(
         card: &crate::card::ModelCard,
@@ -171,15 +171,11 @@ impl FaceFinder {
             FaceMode::Whole
         });
         let defaults = DetectSettings::default();
+        // Which faces are kept is an inference choice (the alignment of a kept face does not
+        // depend on it), so the defaults apply, not the values training used.
         let settings = DetectSettings {
-            threshold: opts
-                .threshold
-                .or(card.alignment.as_ref().map(|a| a.det_threshold))
-                .unwrap_or(defaults.threshold),
-            max_side: opts
-                .max_side
-                .or(card.alignment.as_ref().map(|a| a.det_max_side))
-                .unwrap_or(defaults.max_side),
+            threshold: opts.threshold.unwrap_or(defaults.threshold),
+            max_side: opts.max_side.unwrap_or(defaults.max_side),
             min_face: opts.min_face.unwrap_or(defaults.min_face),
             max_faces: opts.max_faces.unwrap_or(defaults.max_faces),
             nms_iou: defaults.nms_iou,

@@ -71,10 +71,10 @@ struct FaceArgs {
     /// Default: auto for models trained on aligned faces, whole otherwise.
     #[arg(long, value_enum)]
     faces: Option<FaceMode>,
-    /// Minimum detection score, 0..1 (default: the model card's, else 0.9).
+    /// Minimum detection score, 0..1 (default 0.8).
     #[arg(long)]
     det_threshold: Option<f32>,
-    /// Photos are downscaled to this long side before detection (default 640).
+    /// Photos are downscaled to this long side before detection (default 960).
     #[arg(long)]
     det_size: Option<u32>,
     /// Ignore faces smaller than this many pixels (box's shorter side; default 16).
@@ -190,7 +190,7 @@ struct TrainArgs {
     #[arg(long)]
     no_align: bool,
     /// Minimum detection score for alignment, 0..1.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.8)]
     det_threshold: f32,
 }
 
