@@ -100,6 +100,11 @@ pub struct ModelCard {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alignment: Option<crate::align::AlignSpec>,
     pub outputs: Vec<OutputSpec>,
+    /// Classify each input and its mirror image and average the probabilities (test-time
+    /// augmentation; twice the inference cost). facebatch applies it wherever it runs the
+    /// model (classify, eval, the card's test metrics).
+    #[serde(default)]
+    pub test_time_flip: bool,
     pub architecture: ArchitectureInfo,
     pub onnx: OnnxInfo,
     pub training: TrainingInfo,

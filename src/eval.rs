@@ -161,7 +161,14 @@ pub fn evaluate(
         kept.extend(members);
     }
     if kept.is_empty() {
-        return Err(Error::Dataset("no readable images to evaluate".into()));
+        return Err(Error::Dataset(if coverage.no_face > 0 {
+            format!(
+                "no face found in any of the {} readable images (try --faces whole for face crops)",
+                coverage.no_face
+            )
+        } else {
+            "no readable images to evaluate".into()
+        }));
     }
     if !skipped.is_empty() {
         tracing::warn!(

@@ -212,8 +212,39 @@ impl Classifier {
         self.card.labels.len()
     }
 
-    /// Runs a batch of `n` preprocessed images laid out as the card's input says.
+    /// Runs a batch of `n` preprocessed images laid out as the card's input says. With the
+    /// card's `test_time_flip`, each image is also run mirrored and the two probability
+    /// vectors averaged (embedding and pooled features stay those of the image itself).
     pub fn run(&mut self, input: &[f32], n: usize) -> Result<BatchOutput> {
+        if !self.card.test_time_flip || n == 0 {
+            return self.run_raw(input, n);
+        }
+        let (h, w) = (
+            self.card.input.height as usize,
+            self.card.input.width as usize,
+        );
+        let mut both = Vec::with_capacity(input.len() * 2);
+        both.extend_from_slice(input);
+        for row in input.chunks(w) {
+            both.extend(row.iter().rev());
+        }
+        debug_assert_eq!(both.len(), 2 * n * 3 * h * w);
+        let mut out = self.run_raw(&both, 2 * n)?;
+        let classes = out.probs.len() / (2 * n);
+        let half = n * classes;
+        let probs: Vec<f32> = (0..half)
+            .map(|i| (out.probs[i] + out.probs[half + i]) / 2.0)
+            .collect();
+        let emb = out.embedding.len() / 2;
+        let pooled = out.pooled.len() / 2;
+        out.embedding.truncate(emb);
+        out.pooled.truncate(pooled);
+        out.probs = probs;
+        out.n = n;
+        Ok(out)
+    }
+
+    fn run_raw(&mut self, input: &[f32], n: usize) -> Result<BatchOutput> {
         let spec = &self.card.input;
         let (c, h, w) = (
             spec.channels as usize,

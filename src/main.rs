@@ -192,6 +192,10 @@ struct TrainArgs {
     /// Minimum detection score for alignment, 0..1.
     #[arg(long, default_value_t = 0.8)]
     det_threshold: f32,
+    /// Do not average each face's prediction with its mirror image's at inference (the
+    /// card's `test_time_flip`; on by default).
+    #[arg(long)]
+    no_flip_tta: bool,
 }
 
 #[derive(Args, Debug)]
@@ -383,6 +387,7 @@ impl TrainArgs {
                 AlignChoice::Auto
             },
             detector: g.detector.clone(),
+            test_time_flip: !self.no_flip_tta,
             detect: {
                 let d = DetectSettings {
                     threshold: self.det_threshold,

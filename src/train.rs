@@ -63,6 +63,8 @@ pub struct TrainSettings {
     /// Explicit detector ONNX file (else the verified cache / download).
     pub detector: Option<PathBuf>,
     pub detect: DetectSettings,
+    /// Record test-time flip averaging in the card (the card's `test_time_flip`).
+    pub test_time_flip: bool,
 }
 
 /// Whether training aligns faces.
@@ -736,6 +738,7 @@ pub fn train(settings: &TrainSettings) -> Result<TrainOutcome> {
         labels: prepared.labels.clone(),
         input: spec.clone(),
         alignment: finder.as_ref().map(|f| f.align.clone()),
+        test_time_flip: settings.test_time_flip,
         outputs: vec![
             OutputSpec {
                 name: "probs".into(),

@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -15,7 +15,6 @@ use arrow::array::{
 };
 use common::*;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// A face from the shared seed faces, so predictions are made on real content.
 fn face() -> RgbImage {
@@ -142,31 +141,6 @@ fn fixtures(dir: &Path) -> BTreeMap<String, &'static str> {
         expect.insert("bad/latin1-\u{FFFD}.jpg".into(), "error");
     }
     expect
-}
-
-fn read_parquet(path: &Path) -> (Vec<RecordBatch>, HashMap<String, String>) {
-    let file = std::fs::File::open(path).unwrap();
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-    let meta = builder
-        .metadata()
-        .file_metadata()
-        .key_value_metadata()
-        .map(|kv| {
-            kv.iter()
-                .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let batches = builder.build().unwrap().map(|b| b.unwrap()).collect();
-    (batches, meta)
-}
-
-fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> &'a T {
-    b.column_by_name(name)
-        .unwrap_or_else(|| panic!("column {name}"))
-        .as_any()
-        .downcast_ref::<T>()
-        .unwrap()
 }
 
 /// Rows as (path -> (status, error, label)) for assertions.

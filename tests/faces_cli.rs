@@ -1,0 +1,442 @@
+//! Faces in real photos, through the real binary: detection on real group photos (npm
+//! `@vladmandic/face-api@1.7.15`, six photos, 22 faces), one row per face, `no_face` rows,
+//! the `auto` fallback, options, crops, drawn boxes, `eval --faces` and `train --align`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use arrow::array::{Array, Float32Array, Int32Array, ListArray, StringArray, UInt32Array};
+use common::*;
+use image::{Rgb, RgbImage};
+
+/// One output row, as the tests look at it.
+#[derive(Debug)]
+struct FaceRow {
+    path: String,
+    face_index: Option<i32>,
+    face_count: Option<i32>,
+    status: String,
+    label: Option<String>,
+    crop: Option<String>,
+    score: Option<f32>,
+    bbox: Option<[f32; 4]>,
+    landmarks: Option<Vec<f32>>,
+    width: Option<u32>,
+    height: Option<u32>,
+}
+
+fn face_rows(out: &Path) -> Vec<FaceRow> {
+    let (batches, _) = read_parquet(out);
+    let mut rows = Vec::new();
+    for b in &batches {
+        let s = |n: &str| col::<StringArray>(b, n).clone();
+        let i32c = |n: &str| col::<Int32Array>(b, n).clone();
+        let f = |n: &str| col::<Float32Array>(b, n).clone();
+        let (path, status, label, crop) = (s("path"), s("status"), s("label"), s("crop"));
+        let (fi, fc) = (i32c("face_index"), i32c("face_count"));
+        let score = f("det_score");
+        let boxes = [f("box_x1"), f("box_y1"), f("box_x2"), f("box_y2")];
+        let lms = col::<ListArray>(b, "landmarks").clone();
+        let (w, h) = (
+            col::<UInt32Array>(b, "width").clone(),
+            col::<UInt32Array>(b, "height").clone(),
+        );
+        let opt_s = |a: &StringArray, i: usize| a.is_valid(i).then(|| a.value(i).to_string());
+        for i in 0..b.num_rows() {
+            rows.push(FaceRow {
+                path: path.value(i).to_string(),
+                face_index: fi.is_valid(i).then(|| fi.value(i)),
+                face_count: fc.is_valid(i).then(|| fc.value(i)),
+                status: status.value(i).to_string(),
+                label: opt_s(&label, i),
+                crop: opt_s(&crop, i),
+                score: score.is_valid(i).then(|| score.value(i)),
+                bbox: boxes[0]
+                    .is_valid(i)
+                    .then(|| [0, 1, 2, 3].map(|k| boxes[k].value(i))),
+                landmarks: lms.is_valid(i).then(|| {
+                    let v = lms.value(i);
+                    let v = v.as_any().downcast_ref::<Float32Array>().unwrap();
+                    v.values().to_vec()
+                }),
+                width: w.is_valid(i).then(|| w.value(i)),
+                height: h.is_valid(i).then(|| h.value(i)),
+            });
+        }
+    }
+    rows
+}
+
+fn classify(inputs: &[&Path], out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut c = facebatch();
+    c.arg("classify")
+        .args(inputs)
+        .arg("--out")
+        .arg(out)
+        .arg("--model")
+        .arg(default_model())
+        .args(extra);
+    run(&mut c)
+}
+
+fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+}
+
+#[test]
+fn every_face_in_the_group_photos_is_found_and_none_is_invented() {
+    let photos = group_photos();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("faces.parquet");
+    let crops = tmp.path().join("crops");
+    let o = classify(
+        &[&photos],
+        &out,
+        &["--faces", "detect", "--save-crops", crops.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains("6 images, 22 rows: 22 ok"),
+        "{}",
+        stdout(&o)
+    );
+    let rows = face_rows(&out);
+    let mut per_file: BTreeMap<String, Vec<&FaceRow>> = BTreeMap::new();
+    for r in &rows {
+        per_file.entry(r.path.clone()).or_default().push(r);
+    }
+    let counts: Vec<usize> = per_file.values().map(Vec::len).collect();
+    assert_eq!(
+        counts,
+        vec![3, 3, 3, 4, 5, 4],
+        "faces per photo (as counted by eye)"
+    );
+    for (path, faces) in &per_file {
+        for (k, r) in faces.iter().enumerate() {
+            assert_eq!(r.status, "ok");
+            assert_eq!(r.face_index, Some(k as i32), "{path}: rows in face order");
+            assert_eq!(r.face_count, Some(faces.len() as i32));
+            assert_eq!(r.crop.as_deref(), Some("aligned"));
+            assert!(r.label.is_some());
+            assert!(r.score.unwrap() >= 0.8);
+            let b = r.bbox.unwrap();
+            let (w, h) = (r.width.unwrap() as f32, r.height.unwrap() as f32);
+            assert!(b[0] >= -0.05 * w && b[2] <= 1.05 * w && b[1] >= -0.05 * h && b[3] <= 1.05 * h);
+            // Faces in these photos are 150-330 px: boxes of a sane size.
+            assert!((100.0..450.0).contains(&(b[2] - b[0])), "{path}: box {b:?}");
+            let l = r.landmarks.as_ref().unwrap();
+            assert_eq!(l.len(), 10);
+            // Eyes above the mouth corners, left eye left of the right eye, all in the box.
+            assert!(l[0] < l[2] && l[6] < l[8], "{path}: {l:?}");
+            assert!(l[1] < l[7] && l[3] < l[9], "{path}: {l:?}");
+            for p in l.chunks(2) {
+                assert!(p[0] >= b[0] && p[0] <= b[2] && p[1] >= b[1] && p[1] <= b[3]);
+            }
+            if k > 0 {
+                let prev = faces[k - 1].bbox.unwrap();
+                assert!(prev[0] <= b[0], "{path}: faces left to right");
+            }
+            for other in faces.iter().skip(k + 1) {
+                assert!(
+                    iou(b, other.bbox.unwrap()) < 0.2,
+                    "{path}: one box per face"
+                );
+            }
+            let crop = image::open(crops.join(format!("{path}.face{k}.png"))).unwrap();
+            assert_eq!((crop.width(), crop.height()), (64, 64));
+        }
+    }
+    // sample1.jpg: the three faces' centres, checked by eye on the drawn boxes.
+    let centres: Vec<(f32, f32)> = per_file["sample1.jpg"]
+        .iter()
+        .map(|r| {
+            let b = r.bbox.unwrap();
+            ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0)
+        })
+        .collect();
+    for (got, want) in centres
+        .iter()
+        .zip([(509.0, 475.0), (930.0, 540.0), (1576.0, 317.0)])
+    {
+        assert!(
+            (got.0 - want.0).abs() < 25.0 && (got.1 - want.1).abs() < 25.0,
+            "{got:?} vs {want:?}"
+        );
+    }
+}
+
+/// A face-free scene: a gradient with shapes.
+fn scene(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        let inside = (x / 97 + y / 61) % 3 == 0;
+        Rgb([
+            (x * 255 / w) as u8,
+            (y * 255 / h) as u8,
+            if inside { 200 } else { 40 },
+        ])
+    })
+}
+
+#[test]
+fn photos_without_faces_small_crops_and_broken_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    scene(800, 600).save(photos.join("scene.png")).unwrap();
+    RgbImage::from_pixel(120, 120, Rgb([128, 128, 128]))
+        .save(photos.join("tiny.png"))
+        .unwrap();
+    std::fs::copy(
+        repo().join("data/samples/male/truncated.jpg"),
+        photos.join("truncated.jpg"),
+    )
+    .unwrap();
+    std::fs::copy(group_photos().join("sample2.jpg"), photos.join("group.jpg")).unwrap();
+
+    let out = tmp.path().join("auto.parquet");
+    let o = classify(&[&photos], &out, &["--faces", "auto"]);
+    assert_eq!(o.status.code(), Some(1), "an error row gives exit code 1");
+    let rows = face_rows(&out);
+    let by = |p: &str| rows.iter().filter(|r| r.path == p).collect::<Vec<_>>();
+    let scene_rows = by("scene.png");
+    assert_eq!(scene_rows.len(), 1);
+    assert_eq!(scene_rows[0].status, "no_face");
+    assert_eq!(scene_rows[0].face_count, Some(0));
+    assert!(scene_rows[0].label.is_none() && scene_rows[0].face_index.is_none());
+    assert_eq!(
+        (scene_rows[0].width, scene_rows[0].height),
+        (Some(800), Some(600))
+    );
+    // auto: a small image without a detection is taken as a face crop, whole.
+    let tiny = by("tiny.png");
+    assert_eq!(tiny.len(), 1);
+    assert_eq!(
+        (tiny[0].status.as_str(), tiny[0].crop.as_deref()),
+        ("ok", Some("whole"))
+    );
+    assert!(tiny[0].bbox.is_none() && tiny[0].score.is_none());
+    let broken = by("truncated.jpg");
+    assert_eq!(broken.len(), 1, "errors stay one row per file");
+    assert_eq!(broken[0].status, "error");
+    assert!(broken[0].face_count.is_none());
+    assert_eq!(by("group.jpg").len(), 3);
+
+    // detect: no fallback.
+    let out2 = tmp.path().join("detect.parquet");
+    classify(&[&photos], &out2, &["--faces", "detect"]);
+    let rows = face_rows(&out2);
+    let tiny: Vec<_> = rows.iter().filter(|r| r.path == "tiny.png").collect();
+    assert_eq!(tiny[0].status, "no_face");
+
+    // whole: one row per readable file, no detection.
+    let out3 = tmp.path().join("whole.parquet");
+    classify(&[&photos], &out3, &["--faces", "whole"]);
+    let rows = face_rows(&out3);
+    assert_eq!(rows.len(), 4);
+    for r in rows.iter().filter(|r| r.status == "ok") {
+        assert_eq!((r.face_index, r.face_count), (Some(0), Some(1)));
+        assert_eq!(r.crop.as_deref(), Some("whole"));
+        assert!(r.bbox.is_none() && r.landmarks.is_none());
+    }
+}
+
+#[test]
+fn face_options_limit_and_filter() {
+    let photo = group_photos().join("sample5.jpg");
+    let tmp = tempfile::tempdir().unwrap();
+    let all = tmp.path().join("all.parquet");
+    classify(&[&photo], &all, &["--faces", "detect"]);
+    let mut scores: Vec<f32> = face_rows(&all).iter().map(|r| r.score.unwrap()).collect();
+    assert_eq!(scores.len(), 5);
+    scores.sort_by(|a, b| b.total_cmp(a));
+
+    let two = tmp.path().join("two.parquet");
+    classify(&[&photo], &two, &["--faces", "detect", "--max-faces", "2"]);
+    let mut got: Vec<f32> = face_rows(&two).iter().map(|r| r.score.unwrap()).collect();
+    got.sort_by(|a, b| b.total_cmp(a));
+    assert_eq!(
+        got,
+        scores[..2].to_vec(),
+        "--max-faces keeps the best-scored faces"
+    );
+
+    let none = tmp.path().join("none.parquet");
+    classify(
+        &[&photo],
+        &none,
+        &["--faces", "detect", "--min-face-size", "2000"],
+    );
+    let rows = face_rows(&none);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "no_face");
+
+    for (flag, value, needle) in [
+        ("--det-threshold", "1.5", "--det-threshold"),
+        ("--max-faces", "0", "--max-faces"),
+        ("--det-size", "8", "--det-size"),
+    ] {
+        let o = classify(&[&photo], &tmp.path().join("x.parquet"), &[flag, value]);
+        assert_fatal(&o, needle);
+    }
+    let mut c = facebatch();
+    c.env("FACEBATCH_DETECTOR", tmp.path().join("missing.onnx"))
+        .arg("classify")
+        .arg(&photo)
+        .arg("--out")
+        .arg(tmp.path().join("y.parquet"))
+        .args(["--faces", "detect"]);
+    assert_fatal(&run(&mut c), "detector file");
+    assert!(!tmp.path().join("y.parquet").exists());
+}
+
+#[test]
+fn visualize_draws_every_face() {
+    let photo = group_photos().join("sample1.jpg");
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(facebatch()
+        .arg("visualize")
+        .arg(&photo)
+        .arg("--model")
+        .arg(default_model())
+        .arg("--out")
+        .arg(tmp.path())
+        .arg("--boxes"));
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("3 face(s) drawn"));
+    let drawn = image::open(tmp.path().join("sample1.boxes.png"))
+        .unwrap()
+        .to_rgb8();
+    let original = image::open(&photo).unwrap().to_rgb8();
+    assert_eq!(drawn.dimensions(), original.dimensions());
+    let changed = drawn
+        .pixels()
+        .zip(original.pixels())
+        .filter(|(a, b)| a != b)
+        .count();
+    assert!(changed > 1000, "boxes and labels are drawn");
+}
+
+/// Pastes each sample face crop into a larger scene, off-centre: labeled loose photos.
+fn loose_photos(dir: &Path) -> usize {
+    let mut n = 0;
+    for class in ["female", "male"] {
+        std::fs::create_dir_all(dir.join(class)).unwrap();
+        let src = repo().join("data/samples").join(class);
+        let mut files: Vec<_> = std::fs::read_dir(&src)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "jpg") && !p.ends_with("truncated.jpg"))
+            .collect();
+        files.sort();
+        for (k, f) in files.iter().enumerate() {
+            let face = image::open(f).unwrap().to_rgb8();
+            let face =
+                image::imageops::resize(&face, 150, 150, image::imageops::FilterType::Triangle);
+            let mut canvas = scene(720, 540);
+            image::imageops::replace(&mut canvas, &face, 60 + 100 * k as i64, 80 + 50 * k as i64);
+            canvas
+                .save(dir.join(class).join(format!("loose{k}.png")))
+                .unwrap();
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn eval_detects_the_subject_of_loose_photos() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("loose");
+    let n = loose_photos(&data);
+    let o = run(facebatch()
+        .arg("eval")
+        .arg(&data)
+        .arg("--model")
+        .arg(default_model())
+        .args(["--faces", "detect", "--json"]));
+    assert!(o.status.success());
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let faces = &report["faces"];
+    assert_eq!(faces["mode"], "detect");
+    assert_eq!(faces["aligned"].as_u64(), Some(n as u64), "{faces}");
+    assert_eq!(faces["no_face"].as_u64(), Some(0));
+    assert_eq!(report["n"].as_u64(), Some(n as u64));
+
+    // The same scenes without the faces: nothing to evaluate is one clear error.
+    let empty = tmp.path().join("empty");
+    for class in ["female", "male"] {
+        std::fs::create_dir_all(empty.join(class)).unwrap();
+        scene(720, 540)
+            .save(empty.join(class).join("s.png"))
+            .unwrap();
+    }
+    let o = run(facebatch()
+        .arg("eval")
+        .arg(&empty)
+        .arg("--model")
+        .arg(default_model())
+        .args(["--faces", "detect"]));
+    assert_fatal(&o, "no face found in any of the 2");
+}
+
+#[test]
+fn train_aligns_with_the_same_detector_and_records_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("faces");
+    seed_subset(&data, 6);
+    let quick = [
+        "--batch-size",
+        "4",
+        "--max-steps-per-epoch",
+        "1",
+        "--epochs",
+        "1",
+    ];
+    let out = tmp.path().join("aligned");
+    let o = run(train_cmd(&data, &out, &quick).arg("--align"));
+    assert!(o.status.success());
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("card.json")).unwrap()).unwrap();
+    let a = &card["alignment"];
+    assert_eq!(a["method"], "similarity-5pt");
+    assert_eq!(a["detector"]["sha256"], facebatch::detect::ONNX_SHA256);
+    assert_eq!(
+        (a["width"].as_u64(), a["height"].as_u64()),
+        (Some(64), Some(64))
+    );
+    let src = &card["training"]["sources"][0];
+    let aligned = src["aligned"].as_u64().unwrap();
+    let whole = src["whole_fallback"].as_u64().unwrap();
+    assert_eq!(
+        aligned + whole,
+        12,
+        "every image aligned or used whole: {src}"
+    );
+    assert!(aligned >= 10, "the detector finds the seed faces: {src}");
+    assert!(
+        card["metrics"]["test"]["faces"]["aligned"]
+            .as_u64()
+            .is_some()
+    );
+
+    let plain = tmp.path().join("plain");
+    assert!(
+        run(train_cmd(&data, &plain, &quick).arg("--no-align"))
+            .status
+            .success()
+    );
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(plain.join("card.json")).unwrap()).unwrap();
+    assert!(card.get("alignment").is_none());
+
+    // --align needs the detector; without it, one clear error and exit code 2.
+    let o = run(train_cmd(&data, &tmp.path().join("x"), &quick)
+        .arg("--align")
+        .env("FACEBATCH_DETECTOR", tmp.path().join("missing.onnx")));
+    assert_fatal(&o, "detector file");
+}
