@@ -16,7 +16,12 @@ def main(path: str) -> int:
     meta = {k.decode(): v.decode() for k, v in (pq.read_metadata(path).metadata or {}).items()}
     card = json.loads(meta["facebatch.model_card"])
     labels = card["labels"]
-    expected = ["root", "path", "status", "error", "label", "confidence"] + [f"p_{l}" for l in labels] + ["width", "height", "bytes"]
+    expected = (
+        ["root", "path", "face_index", "status", "error", "label", "confidence"]
+        + [f"p_{l}" for l in labels]
+        + ["face_count", "crop", "det_score", "box_x1", "box_y1", "box_x2", "box_y2", "landmarks"]
+        + ["width", "height", "bytes"]
+    )
     names = table.schema.names
     assert names[: len(expected)] == expected, names
     assert str(table.schema.field("confidence").type) == "float", table.schema
@@ -31,17 +36,31 @@ def main(path: str) -> int:
         f"select status, count(*) from read_parquet('{path}') group by status order by status"
     ).fetchall()
     by_status = dict(rows)
-    assert set(by_status) <= {"ok", "error"}, by_status
+    assert set(by_status) <= {"ok", "no_face", "error"}, by_status
     bad = con.execute(
-        f"select count(*) from read_parquet('{path}') where (status = 'ok') != (error is null) "
-        f"or (status = 'ok') != (label is not null)"
+        f"select count(*) from read_parquet('{path}') where (status = 'error') != (error is not null) "
+        f"or (status = 'ok') != (label is not null) "
+        f"or (status = 'ok') != (face_index is not null) "
+        f"or (status = 'no_face' and face_count != 0) "
+        f"or (crop = 'aligned') != (det_score is not null) "
+        f"or (crop = 'aligned' and len(landmarks) != 10)"
     ).fetchone()[0]
-    assert bad == 0, f"{bad} rows break the status/error/label contract"
+    assert bad == 0, f"{bad} rows break the status/error/label/face contract"
+    # One row per file unless faces were detected; face_index runs 0..face_count-1.
+    bad = con.execute(
+        f"select count(*) from (select root, path, count(*) n, max(face_count) c, "
+        f"count(distinct face_index) d from read_parquet('{path}') group by root, path) "
+        f"where n > 1 and (n != c or d != n)"
+    ).fetchone()[0]
+    assert bad == 0, f"{bad} files with inconsistent face rows"
+    faces = json.loads(meta["facebatch.faces"])
+    assert faces["mode"] in ("auto", "detect", "whole"), faces
     top = con.execute(
         f"select label, count(*) n, round(avg(confidence), 3) from read_parquet('{path}') "
         f"where status = 'ok' group by label order by label"
     ).fetchall()
-    print(f"pyarrow: {table.num_rows} rows, {len(names)} columns; duckdb: {by_status}; per label: {top}")
+    files = con.execute(f"select count(distinct (root, path)) from read_parquet('{path}')").fetchone()[0]
+    print(f"pyarrow: {table.num_rows} rows ({files} files), {len(names)} columns; duckdb: {by_status}; per label: {top}; faces: {faces['mode']}")
     return 0
 
 

@@ -410,6 +410,9 @@ def main() -> None:
         dc = r["dlib_crops"]
         if (dc["n"] if dc else 0) != r["n"]:
             problems.append(f"dlib crops {r['subset']}: {dc and dc['n']} images, subset {r['n']}")
+    dc = rows[-1]["dlib_crops"]
+    if (dc["n"] if dc else 0) != n_rows:
+        problems.append(f"dlib crops all: {dc and dc['n']} images (the subsets), test rows {n_rows}")
     if fb_status.get("missing") or fb_status.get("error"):
         problems.append(f"facebatch classify statuses: {fb_status}")
     for p in problems:
@@ -504,7 +507,7 @@ def render(s: dict, json_rel: str) -> str:
       f"random place and size (face_px, the crop's side, log-uniform 64-256 px; canvases 640-1280 px wide) by "
       f"`{lo['generator']} --seed {lo['seed']}` into `{lo['path']}` (labels.csv sha256 `{lo['labels_sha256']}`).")
     for why, n in sorted(t["unplaced"].items()):
-        w(f"  Left out of the subsets (but in `all`): {n} row(s) with {why}.")
+        w(f"  In no subset: {n} row(s) with {why} (in `all` except for dlib on crops).")
     w("- **Subject**: on both sides the detected face nearest the photo centre (ties: the higher score). "
       "A photo with no detected face is an error: end-to-end accuracy = correct / all photos.")
     w("")
