@@ -14,7 +14,7 @@ fn bench(c: &mut Criterion) {
     let photo = image::open(root.join("data/samples/photos/group-2.jpg"))
         .expect("sample photo")
         .to_rgb8();
-    let crop = image::open(root.join("data/samples/male/55_0_0_20170113190612249.jpg"))
+    let crop = image::open(root.join("data/samples/faces/male/55_0_0_20170113190612249.jpg"))
         .expect("sample crop")
         .to_rgb8();
     let mut group = c.benchmark_group("detect");

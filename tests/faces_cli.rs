@@ -192,7 +192,7 @@ fn photos_without_faces_small_crops_and_broken_files() {
         .save(photos.join("tiny.png"))
         .unwrap();
     std::fs::copy(
-        repo().join("data/samples/male/truncated.jpg"),
+        repo().join("data/samples/faces/male/truncated.jpg"),
         photos.join("truncated.jpg"),
     )
     .unwrap();
@@ -326,7 +326,7 @@ fn loose_photos(dir: &Path) -> usize {
     let mut n = 0;
     for class in ["female", "male"] {
         std::fs::create_dir_all(dir.join(class)).unwrap();
-        let src = repo().join("data/samples").join(class);
+        let src = repo().join("data/samples/faces").join(class);
         let mut files: Vec<_> = std::fs::read_dir(&src)
             .unwrap()
             .map(|e| e.unwrap().path())

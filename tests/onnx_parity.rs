@@ -51,10 +51,25 @@ fn parity(arch: Arch, steps: &str) {
     }
     let ort = classifier.run(&batch, images.len()).unwrap();
     let shape = [images.len(), 3, spec.height as usize, spec.width as usize];
-    let burn_out = net.forward(Tensor::<4>::from_data(
-        TensorData::new(batch, shape),
-        &Device::default(),
-    ));
+    // The card's test-time flip: burn runs the mirrored batch too and the probabilities of
+    // the two are averaged, as facebatch does around ONNX Runtime.
+    assert!(
+        classifier.card.test_time_flip,
+        "flip averaging is on by default"
+    );
+    let mirrored: Vec<f32> = batch
+        .chunks(spec.width as usize)
+        .flat_map(|row| row.iter().rev().copied())
+        .collect();
+    let run_burn = |data: Vec<f32>| {
+        net.forward(Tensor::<4>::from_data(
+            TensorData::new(data, shape),
+            &Device::default(),
+        ))
+    };
+    let mut burn_out = run_burn(batch);
+    let flipped = run_burn(mirrored);
+    burn_out.probs = (burn_out.probs + flipped.probs) / 2.0;
     for (name, ours, theirs) in [
         ("probs", burn_out.probs, &ort.probs),
         ("embedding", burn_out.embedding, &ort.embedding),

@@ -9,7 +9,7 @@ fn a_missing_runtime_library_is_one_clear_error() {
     let o = run(facebatch()
         .env("FACEBATCH_ORT_LIB", "/nonexistent/libonnxruntime.so")
         .arg("eval")
-        .arg(repo().join("data/samples"))
+        .arg(repo().join("data/samples/faces"))
         .arg("--model")
         .arg(default_model()));
     assert_fatal(
@@ -28,7 +28,7 @@ fn a_wrong_runtime_library_is_one_clear_error() {
         .arg("--ort-lib")
         .arg(&fake)
         .arg("eval")
-        .arg(repo().join("data/samples"))
+        .arg(repo().join("data/samples/faces"))
         .arg("--model")
         .arg(default_model()));
     assert_fatal(&o, "ONNX Runtime could not be loaded");
@@ -59,7 +59,7 @@ fn a_model_that_does_not_match_its_card_is_refused() {
     std::fs::write(m.join("model.onnx"), bytes).unwrap();
     let o = run(facebatch()
         .arg("eval")
-        .arg(repo().join("data/samples"))
+        .arg(repo().join("data/samples/faces"))
         .arg("--model")
         .arg(&m));
     assert_fatal(&o, "does not match its card");
@@ -73,7 +73,7 @@ fn a_model_without_a_card_is_refused() {
     std::fs::remove_file(m.join("card.json")).unwrap();
     let o = run(facebatch()
         .arg("eval")
-        .arg(repo().join("data/samples"))
+        .arg(repo().join("data/samples/faces"))
         .arg("--model")
         .arg(m.join("model.onnx")));
     assert_fatal(&o, "card.json");
@@ -95,7 +95,7 @@ fn garbage_onnx_with_a_matching_card_is_refused() {
     std::fs::write(m.join("card.json"), card.to_string()).unwrap();
     let o = run(facebatch()
         .arg("eval")
-        .arg(repo().join("data/samples"))
+        .arg(repo().join("data/samples/faces"))
         .arg("--model")
         .arg(&m));
     assert_fatal(&o, "ONNX Runtime rejected it");
@@ -105,7 +105,7 @@ fn garbage_onnx_with_a_matching_card_is_refused() {
 fn the_shipped_model_labels_the_sample_faces() {
     let o = run(facebatch()
         .arg("eval")
-        .arg(repo().join("data/samples"))
+        .arg(repo().join("data/samples/faces"))
         .arg("--model")
         .arg(default_model())
         .arg("--json"));

@@ -553,13 +553,14 @@ def render(s: dict, json_rel: str) -> str:
       "a clean scene with one face. They measure detection recall and the effect of the detect-align-crop "
       "path, not behaviour on real photographs with clutter, blur or other people.")
     w("- facebatch was trained on the other splits of the same data; dlib's model was trained elsewhere.")
-    w("- dlib's HOG detector (frontal faces, no upsampling, 80x80 px sliding window) is the package's own "
-      "choice; a different dlib detector (upsampling, or the CNN mmod model, which the package does not "
-      "ship or use) would find more small or turned faces.")
+    w("- dlib's detector is the package's own choice: HOG, frontal faces only, no upsampling (dlib documents "
+      "about 80x80 px as the smallest face found that way). Upsampling, or dlib's CNN (mmod) detector, which "
+      "the package neither ships nor uses, would find more small or turned faces, but that would no longer be "
+      "the package's pipeline.")
     w("")
     w(f"Raw results: `{json_rel}/` (`facebatch_crops.json`, `facebatch_loose.json` from `facebatch eval --json`; "
       "`dlib_crops_*.json`, `dlib_loose.json` from `dlib_gender.py`; `summary.json` with the tables above). "
-      f"Run time: {s['timings_s']['total']:.0f} s in all ("
+      f"Run time: {s['timings_s']['total']:.0f} s, not counting setup and building the loose photos ("
       + ", ".join(f"{k} {v:.0f} s" for k, v in s["timings_s"].items() if k != "total") + ").")
     return "\n".join(out) + "\n"
 
