@@ -440,3 +440,43 @@ fn train_aligns_with_the_same_detector_and_records_it() {
         .env("FACEBATCH_DETECTOR", tmp.path().join("missing.onnx")));
     assert_fatal(&o, "detector file");
 }
+
+#[test]
+fn boxes_are_in_the_oriented_frame_of_exif_rotated_photos() {
+    // The same photo stored sideways with EXIF orientation 6 ("rotate 90° clockwise to
+    // display"): boxes and landmarks come back in the displayed (upright) frame.
+    let src = image::open(group_photos().join("sample1.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let small = image::imageops::resize(&src, 960, 699, image::imageops::FilterType::Triangle);
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("p");
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::write(
+        photos.join("upright.jpg"),
+        encode(
+            &image::DynamicImage::ImageRgb8(small.clone()),
+            image::ImageFormat::Jpeg,
+        ),
+    )
+    .unwrap();
+    let stored = image::imageops::rotate270(&small);
+    std::fs::write(
+        photos.join("sideways.jpg"),
+        jpeg_with_orientation(&stored, 6),
+    )
+    .unwrap();
+    let out = tmp.path().join("o.parquet");
+    classify(&[&photos], &out, &["--faces", "detect"]);
+    let rows = face_rows(&out);
+    let get = |p: &str| -> Vec<&FaceRow> { rows.iter().filter(|r| r.path == p).collect() };
+    let (up, side) = (get("upright.jpg"), get("sideways.jpg"));
+    assert_eq!((up.len(), side.len()), (3, 3));
+    assert_eq!((side[0].width, side[0].height), (Some(960), Some(699)));
+    for (a, b) in up.iter().zip(&side) {
+        let (a, b) = (a.bbox.unwrap(), b.bbox.unwrap());
+        for k in 0..4 {
+            assert!((a[k] - b[k]).abs() < 6.0, "{a:?} vs {b:?}");
+        }
+    }
+}

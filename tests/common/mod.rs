@@ -180,3 +180,33 @@ pub fn group_photos() -> PathBuf {
     let _ = std::fs::remove_dir_all(&staging);
     demo
 }
+
+pub fn encode(img: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut buf, format).unwrap();
+    buf.into_inner()
+}
+
+/// A JPEG with an EXIF orientation tag spliced in after SOI.
+pub fn jpeg_with_orientation(img: &image::RgbImage, orientation: u16) -> Vec<u8> {
+    let jpeg = encode(
+        &image::DynamicImage::ImageRgb8(img.clone()),
+        image::ImageFormat::Jpeg,
+    );
+    let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+    tiff.extend(1u16.to_le_bytes()); // one IFD entry
+    tiff.extend(0x0112u16.to_le_bytes()); // Orientation
+    tiff.extend(3u16.to_le_bytes()); // SHORT
+    tiff.extend(1u32.to_le_bytes());
+    tiff.extend(orientation.to_le_bytes());
+    tiff.extend([0, 0]);
+    tiff.extend(0u32.to_le_bytes()); // no next IFD
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend(tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend([0xFF, 0xE1]);
+    out.extend(((app1.len() + 2) as u16).to_be_bytes());
+    out.extend(app1);
+    out.extend(&jpeg[2..]);
+    out
+}
