@@ -196,7 +196,7 @@ pub fn decode(
         let Some(score) = conf.get(k * 2 + 1).copied() else {
             break;
         };
-        if !(score >= threshold) {
+        if score.is_nan() || score < threshold {
             continue;
         }
         let l = &loc[k * 4..k * 4 + 4];

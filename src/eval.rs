@@ -84,6 +84,9 @@ impl GroupBy {
     }
 }
 
+/// How an image's subject was cropped, and its pixels or tensor.
+type Subject<T> = (CropKind, Vec<T>);
+
 /// The outcome of evaluating a labeled set.
 pub struct Evaluation {
     pub report: Report,
@@ -122,7 +125,7 @@ pub fn evaluate(
     };
     for chunk in samples.chunks(batch_size.max(1)) {
         // The subject's crop (the face nearest the centre), or the whole image.
-        let decoded: Vec<Result<Option<(CropKind, Vec<f32>)>>> = chunk
+        let decoded: Vec<Result<Option<Subject<f32>>>> = chunk
             .par_iter()
             .map(|s| {
                 let img = load_rgb(&s.path, limits)?;

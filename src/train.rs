@@ -84,6 +84,9 @@ struct Item {
     label: usize,
 }
 
+/// How an image's subject face was cropped, and its pixels (HxWx3).
+type SubjectPixels = (CropKind, Vec<u8>);
+
 /// The whole dataset in memory: items plus their fitted pixels, HxWx3 each.
 struct Prepared {
     labels: Vec<String>,
@@ -160,7 +163,7 @@ fn prepare(
     let limits = DecodeLimits::default();
     let t = Instant::now();
     // Each image's subject face, aligned (or the whole crop, per the `auto` rule).
-    let decoded: Vec<Result<Option<(CropKind, Vec<u8>)>>> = unique
+    let decoded: Vec<Result<Option<SubjectPixels>>> = unique
         .par_iter()
         .map(|(s, _)| {
             let img = load_rgb(&s.path, limits)?;
