@@ -210,7 +210,7 @@ struct ClassifyArgs {
     #[arg(
         long,
         env = "FACEBATCH_MODEL",
-        default_value = "models/facebatch-gender/v1"
+        default_value = "models/facebatch-gender/v2"
     )]
     model: PathBuf,
     /// Images per inference batch.

