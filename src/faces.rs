@@ -90,9 +90,8 @@ impl FaceFinder {
     /// Every face in `img`, left to right, as aligned crops (or the whole image, per mode).
     /// Empty means no face.
     pub fn crops(&self, img: &RgbImage) -> Result<Vec<Crop>> {
-        let faces = match (&self.detector, self.mode) {
-            (_, FaceMode::Whole) | (None, _) => return Ok(vec![self.whole(img)]),
-            (Some(d), _) => d.detect(img, &self.settings)?,
+        let Some(mut faces) = self.detect(img)? else {
+            return Ok(vec![self.whole(img)]);
         };
         if faces.is_empty() {
             return Ok(if self.falls_back(img) {
@@ -101,7 +100,6 @@ impl FaceFinder {
                 Vec::new()
             });
         }
-        let mut faces = faces;
         faces.sort_by(|a, b| a.bbox[0].total_cmp(&b.bbox[0]));
         Ok(faces
             .into_iter()
@@ -115,9 +113,8 @@ impl FaceFinder {
 
     /// The subject of a one-person image (the face nearest the centre), per mode.
     pub fn subject(&self, img: &RgbImage) -> Result<Option<Crop>> {
-        let faces = match (&self.detector, self.mode) {
-            (_, FaceMode::Whole) | (None, _) => return Ok(Some(self.whole(img))),
-            (Some(d), _) => d.detect(img, &self.settings)?,
+        let Some(faces) = self.detect(img)? else {
+            return Ok(Some(self.whole(img)));
         };
         match subject(&faces, img.width(), img.height()) {
             Some(f) => Ok(Some(Crop {
@@ -127,6 +124,14 @@ impl FaceFinder {
             })),
             None if self.falls_back(img) => Ok(Some(self.whole(img))),
             None => Ok(None),
+        }
+    }
+
+    /// The detections, or `None` when images are taken whole (`whole` mode, or no detector).
+    fn detect(&self, img: &RgbImage) -> Result<Option<Vec<Face>>> {
+        match (&self.detector, self.mode) {
+            (_, FaceMode::Whole) | (None, _) => Ok(None),
+            (Some(d), _) => d.detect(img, &self.settings).map(Some),
         }
     }
 

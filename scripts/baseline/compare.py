@@ -145,6 +145,11 @@ def build_lists(test_csv: str, workdir: str) -> tuple[dict, dict]:
 def run_facebatch(facebatch: str, data: str, model_dir: str, out_json: str) -> dict:
     cmd = [facebatch, "--no-progress", "eval", data, "--model", model_dir, "--json",
            "--group-by", "age:15", "--group-by", "source"]
+    return run_json(cmd, out_json)
+
+
+def run_json(cmd: list[str], out_json: str) -> dict:
+    """Runs a command that prints one JSON object, saves it to out_json and returns it."""
     log(" ".join(shlex.quote(c) for c in cmd))
     res = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
     report = json.loads(res.stdout)

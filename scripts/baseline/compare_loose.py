@@ -68,6 +68,7 @@ from compare import (  # noqa: E402  (the crop-side helpers are shared with comp
     display_path,
     parse_age,
     run_dlib,
+    run_json,
     sh,
     stats,
 )
@@ -125,16 +126,6 @@ def timed(fn, *a, **kw):
     t = time.monotonic()
     out = fn(*a, **kw)
     return out, time.monotonic() - t
-
-
-def run_json(cmd: list[str], out_json: str) -> dict:
-    log(" ".join(shlex.quote(c) for c in cmd))
-    res = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
-    report = json.loads(res.stdout)
-    with open(out_json, "w") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
-    return report
 
 
 def facebatch_classify(facebatch: str, model_dir: str, inputs: list[str], out: str) -> str:
