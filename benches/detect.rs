@@ -38,7 +38,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| detector.detect(&crop, &s).unwrap())
     });
     let face = detector.detect(&photo, &s).unwrap().remove(0);
-    let spec = AlignSpec::standard(64, 64, detector.info.clone(), 0.8, 960);
+    let spec = AlignSpec::standard(
+        64,
+        64,
+        facebatch::align::DEFAULT_ZOOM,
+        detector.info.clone(),
+        0.8,
+        960,
+    );
     group.bench_function("align_one_face_64x64", |b| {
         b.iter(|| spec.align(&photo, &face))
     });

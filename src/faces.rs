@@ -14,7 +14,7 @@
 //! measured and found no extra faces (UTKFace 21,314/21,326 either way; seed faces 399/399
 //! unpadded, 397/399 padded).
 
-use image::RgbImage;
+use image::{GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use crate::align::AlignSpec;
@@ -75,6 +75,9 @@ pub struct Crop {
     pub face: Option<Face>,
     /// Exactly the model's input size.
     pub image: RgbImage,
+    /// For aligned crops, how much of each pixel lies inside the photo (see
+    /// [`AlignSpec::align_with_coverage`](crate::align::AlignSpec::align_with_coverage)).
+    pub coverage: Option<GrayImage>,
 }
 
 /// Finds and aligns faces.
@@ -101,14 +104,7 @@ impl FaceFinder {
             });
         }
         faces.sort_by(|a, b| a.bbox[0].total_cmp(&b.bbox[0]));
-        Ok(faces
-            .into_iter()
-            .map(|f| Crop {
-                kind: CropKind::Aligned,
-                image: self.align.align(img, &f),
-                face: Some(f),
-            })
-            .collect())
+        Ok(faces.into_iter().map(|f| self.aligned(img, f)).collect())
     }
 
     /// The subject of a one-person image (the face nearest the centre), per mode.
@@ -117,11 +113,7 @@ impl FaceFinder {
             return Ok(Some(self.whole(img)));
         };
         match subject(&faces, img.width(), img.height()) {
-            Some(f) => Ok(Some(Crop {
-                kind: CropKind::Aligned,
-                image: self.align.align(img, f),
-                face: Some(f.clone()),
-            })),
+            Some(f) => Ok(Some(self.aligned(img, f.clone()))),
             None if self.falls_back(img) => Ok(Some(self.whole(img))),
             None => Ok(None),
         }
@@ -139,11 +131,22 @@ impl FaceFinder {
         self.mode == FaceMode::Auto && img.width().max(img.height()) <= CROP_MAX_SIDE
     }
 
+    fn aligned(&self, img: &RgbImage, face: Face) -> Crop {
+        let (image, coverage) = self.align.align_with_coverage(img, &face);
+        Crop {
+            kind: CropKind::Aligned,
+            face: Some(face),
+            image,
+            coverage: Some(coverage),
+        }
+    }
+
     fn whole(&self, img: &RgbImage) -> Crop {
         Crop {
             kind: CropKind::Whole,
             face: None,
             image: self.input.fit(img),
+            coverage: None,
         }
     }
 }
@@ -213,6 +216,7 @@ impl FaceFinder {
             AlignSpec::standard(
                 card.input.height,
                 card.input.width,
+                crate::align::DEFAULT_ZOOM,
                 info,
                 settings.threshold,
                 settings.max_side,

@@ -71,7 +71,7 @@ struct FaceArgs {
     /// Default: auto for models trained on aligned faces, whole otherwise.
     #[arg(long, value_enum)]
     faces: Option<FaceMode>,
-    /// Minimum detection score, 0..1 (default 0.8).
+    /// Minimum detection score, 0..1 (default 0.6).
     #[arg(long)]
     det_threshold: Option<f32>,
     /// Photos are downscaled to this long side before detection (default 960).
@@ -176,6 +176,11 @@ struct TrainArgs {
     /// Continue from the last checkpoint in --out.
     #[arg(long)]
     resume: bool,
+    /// Fine-tune: start from the weights of an earlier model trained by facebatch (a model
+    /// folder with card.json and checkpoints/best.bpk). Its architecture, labels and input
+    /// must match; the card records it.
+    #[arg(long, value_name = "MODEL_DIR")]
+    init: Option<PathBuf>,
     /// Licence terms of the training data, recorded in the card (repeatable).
     #[arg(long = "licence-note")]
     licence_notes: Vec<String>,
@@ -189,7 +194,12 @@ struct TrainArgs {
     /// Train on the images as they are, without detection and alignment.
     #[arg(long)]
     no_align: bool,
-    /// Minimum detection score for alignment, 0..1.
+    /// Zoom of the alignment template about the crop centre (1 = the ArcFace 112x112
+    /// geometry; larger is tighter on the face), 0.5..=2.
+    #[arg(long, default_value_t = facebatch::align::DEFAULT_ZOOM)]
+    align_zoom: f32,
+    /// Minimum detection score for aligning a training image, 0..1 (stricter than
+    /// classify's default 0.6: training keeps only confident landmarks).
     #[arg(long, default_value_t = 0.8)]
     det_threshold: f32,
     /// Do not average each face's prediction with its mirror image's at inference (the
@@ -210,7 +220,7 @@ struct ClassifyArgs {
     #[arg(
         long,
         env = "FACEBATCH_MODEL",
-        default_value = "models/facebatch-gender/v2"
+        default_value = "models/facebatch-gender/v3"
     )]
     model: PathBuf,
     /// Images per inference batch.
@@ -375,6 +385,7 @@ impl TrainArgs {
             max_images: self.max_images,
             max_steps_per_epoch: self.max_steps_per_epoch,
             resume: self.resume,
+            init: self.init.clone(),
             licence_notes: self.licence_notes.clone(),
             group_by: self.group_by.clone(),
             session: session_options(g),
@@ -385,6 +396,14 @@ impl TrainArgs {
                 AlignChoice::On
             } else {
                 AlignChoice::Auto
+            },
+            align_zoom: {
+                anyhow::ensure!(
+                    (0.5..=2.0).contains(&self.align_zoom),
+                    "--align-zoom must be within 0.5..=2, got {}",
+                    self.align_zoom
+                );
+                self.align_zoom
             },
             detector: g.detector.clone(),
             test_time_flip: !self.no_flip_tta,

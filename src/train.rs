@@ -10,8 +10,8 @@ use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::SeedableRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -54,12 +54,16 @@ pub struct TrainSettings {
     /// Stop each epoch after this many steps; for quick runs.
     pub max_steps_per_epoch: Option<usize>,
     pub resume: bool,
+    /// Start from this earlier model's best weights (fine-tuning).
+    pub init: Option<PathBuf>,
     pub licence_notes: Vec<String>,
     pub group_by: Vec<GroupBy>,
     pub session: SessionOptions,
     pub progress: bool,
     /// Detect and align every training image (the `auto` face rule).
     pub align: AlignChoice,
+    /// Zoom of the alignment template (see [`crate::align::DEFAULT_ZOOM`]).
+    pub align_zoom: f32,
     /// Explicit detector ONNX file (else the verified cache / download).
     pub detector: Option<PathBuf>,
     pub detect: DetectSettings,
@@ -84,14 +88,17 @@ struct Item {
     label: usize,
 }
 
-/// How an image's subject face was cropped, and its pixels (HxWx3).
-type SubjectPixels = (CropKind, Vec<u8>);
+/// How an image's subject face was cropped, its pixels (HxWx3) and, for aligned crops,
+/// its photo coverage (HxW).
+type SubjectPixels = (CropKind, Vec<u8>, Option<Vec<u8>>);
 
 /// The whole dataset in memory: items plus their fitted pixels, HxWx3 each.
 struct Prepared {
     labels: Vec<String>,
     items: Vec<Item>,
     pixels: Vec<u8>,
+    /// How much of each pixel came from the photo, HxW each (255 for whole crops).
+    coverage: Vec<u8>,
     splits: Vec<Split>,
     sources: Vec<DataSourceInfo>,
 }
@@ -113,6 +120,7 @@ fn face_finder(settings: &TrainSettings, spec: &InputSpec) -> Result<Option<Face
     let align = AlignSpec::standard(
         spec.height,
         spec.width,
+        settings.align_zoom,
         detector.info.clone(),
         settings.detect.threshold,
         settings.detect.max_side,
@@ -168,8 +176,10 @@ fn prepare(
         .map(|(s, _)| {
             let img = load_rgb(&s.path, limits)?;
             Ok(match finder {
-                Some(f) => f.subject(&img)?.map(|c| (c.kind, c.image.into_raw())),
-                None => Some((CropKind::Whole, spec.fit(&img).into_raw())),
+                Some(f) => f
+                    .subject(&img)?
+                    .map(|c| (c.kind, c.image.into_raw(), c.coverage.map(|g| g.into_raw()))),
+                None => Some((CropKind::Whole, spec.fit(&img).into_raw(), None)),
             })
         })
         .collect();
@@ -185,13 +195,22 @@ fn prepare(
     let mut face_counts: BTreeMap<String, [usize; 3]> = BTreeMap::new();
     let mut kept = Vec::new();
     let mut pixels = Vec::with_capacity(unique.len() * w * h * 3);
+    let mut coverage = Vec::with_capacity(unique.len() * w * h);
+    let mut partial = 0usize;
     for ((s, hash), d) in unique.into_iter().zip(decoded) {
         let counts = face_counts.entry(s.source.clone()).or_default();
         match d {
             Ok(None) => counts[2] += 1,
-            Ok(Some((kind, px))) => {
+            Ok(Some((kind, px, cov))) => {
                 counts[usize::from(kind == CropKind::Whole)] += 1;
                 pixels.extend_from_slice(&px);
+                match cov {
+                    Some(c) => {
+                        partial += usize::from(c.iter().any(|&v| v < 255));
+                        coverage.extend_from_slice(&c);
+                    }
+                    None => coverage.resize(coverage.len() + w * h, 255),
+                }
                 kept.push((s, hash));
             }
             Err(e) => {
@@ -199,6 +218,15 @@ fn prepare(
                 unreadable.push(e.to_string());
             }
         }
+    }
+    if finder.is_some() {
+        let out_of_photo =
+            coverage.iter().filter(|&&v| v < 128).count() as f64 / coverage.len().max(1) as f64;
+        tracing::info!(
+            crops_reaching_past_the_photo = partial,
+            share_of_pixels_outside = out_of_photo,
+            "aligned crops that reach past their source image"
+        );
     }
     if !unreadable.is_empty() {
         tracing::warn!(
@@ -267,6 +295,7 @@ fn prepare(
         labels,
         items,
         pixels,
+        coverage,
         splits,
         sources: sources.into_values().collect(),
     })
@@ -287,7 +316,7 @@ struct State {
 
 fn fingerprint(s: &TrainSettings, labels: &[String], n: usize) -> String {
     format!(
-        "{}|{:?}|{}|{}|{}|{:?}|{}|align={:?}",
+        "{}|{:?}|{}|{}|{}|{:?}|{}|align={:?}/{}|init={:?}",
         s.arch.name(),
         labels,
         n,
@@ -295,8 +324,66 @@ fn fingerprint(s: &TrainSettings, labels: &[String], n: usize) -> String {
         s.seed,
         s.max_images,
         s.split.seed,
-        s.align != AlignChoice::Off
+        s.align != AlignChoice::Off,
+        s.align_zoom,
+        s.init
     )
+}
+
+/// Loads the best weights of the earlier model in `dir` into `net`, after checking that its
+/// card matches this run. Returns the network and what to record about its origin.
+fn init_weights(
+    net: Net,
+    dir: &Path,
+    arch: Arch,
+    labels: &[String],
+    spec: &InputSpec,
+    load: bool,
+) -> Result<(Net, serde_json::Value)> {
+    let card = ModelCard::load(&dir.join(CARD_FILE))?;
+    let mismatch = |what: &str, theirs: String, ours: String| {
+        Error::InvalidOption(format!(
+            "--init {}: its {what} ({theirs}) differs from this run's ({ours})",
+            dir.display()
+        ))
+    };
+    if card.architecture.name != arch.name() {
+        return Err(mismatch(
+            "architecture",
+            card.architecture.name,
+            arch.name().into(),
+        ));
+    }
+    if card.labels != labels {
+        return Err(mismatch(
+            "labels",
+            format!("{:?}", card.labels),
+            format!("{labels:?}"),
+        ));
+    }
+    if card.input.width != spec.width || card.input.height != spec.height {
+        return Err(mismatch(
+            "input size",
+            format!("{}x{}", card.input.width, card.input.height),
+            format!("{}x{}", spec.width, spec.height),
+        ));
+    }
+    let weights = dir.join("checkpoints").join("best.bpk");
+    let net = if load {
+        net.try_load_file(&weights)
+            .map_err(|e| Error::Training(format!("--init: loading {}: {e:?}", weights.display())))?
+    } else {
+        net
+    };
+    tracing::info!(model = %card.name, onnx_sha256 = %card.onnx.sha256, "fine-tuning from an earlier model");
+    Ok((
+        net,
+        serde_json::json!({
+            "name": card.name,
+            "onnx_sha256": card.onnx.sha256,
+            "created": card.created,
+        }),
+    ))
 }
 
 /// Learning rate: linear warm-up, then cosine decay to 2% of the peak.
@@ -328,7 +415,11 @@ fn batch_tensor(
                     let mut rng = ChaCha8Rng::seed_from_u64(
                         seed ^ (i as u64).wrapping_mul(0x2545_F491_4F6C_DD1D),
                     );
-                    aug.apply(px, spec, &mut rng, out);
+                    let plane = frame / 3;
+                    let coverage = &prepared.coverage[i * plane..(i + 1) * plane];
+                    let d = rng.random_range(0..prepared.items.len());
+                    let donor = &prepared.pixels[d * frame..(d + 1) * frame];
+                    aug.apply(px, Some(coverage), Some(donor), spec, &mut rng, out);
                 }
                 None => {
                     let img = image::RgbImage::from_raw(spec.width, spec.height, px.to_vec())
@@ -546,8 +637,10 @@ pub fn train(settings: &TrainSettings) -> Result<TrainOutcome> {
         steps: Vec::new(),
         epochs: Vec::new(),
     };
+    let mut resumed = false;
     if settings.resume {
         if state_path.is_file() {
+            resumed = true;
             let text = std::fs::read_to_string(&state_path)
                 .map_err(io(format!("reading {}", state_path.display())))?;
             let saved: State = serde_json::from_str(&text).map_err(|e| Error::Json {
@@ -578,6 +671,17 @@ pub fn train(settings: &TrainSettings) -> Result<TrainOutcome> {
             tracing::warn!(dir = %ckpt.display(), "--resume: no checkpoint yet, starting fresh");
         }
     }
+
+    let init_from = match &settings.init {
+        Some(dir) => {
+            // A resumed run already holds its own later weights: check and record only.
+            let (loaded, from) =
+                init_weights(net, dir, settings.arch, &prepared.labels, &spec, !resumed)?;
+            net = loaded;
+            Some(from)
+        }
+        None => None,
+    };
 
     let params = net.num_params();
     tracing::info!(
@@ -792,6 +896,7 @@ pub fn train(settings: &TrainSettings) -> Result<TrainOutcome> {
                 "early_stopping_patience": settings.patience,
                 "max_images": settings.max_images,
                 "max_steps_per_epoch": settings.max_steps_per_epoch,
+                "initialised_from": init_from,
             }),
             augmentation: serde_json::to_value(&settings.augment).unwrap_or_default(),
         },
