@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use image::RgbImage;
-use image::imageops::FilterType;
 use ort::session::Session;
 use ort::value::TensorRef;
 use serde::{Deserialize, Serialize};
@@ -284,7 +283,13 @@ impl Detector {
         let src = if scale < 1.0 {
             let w = ((w0 as f32 * scale).round() as u32).max(1);
             let h = ((h0 as f32 * scale).round() as u32).max(1);
-            resized = image::imageops::resize(img, w, h, FilterType::Triangle);
+            resized = crate::preprocess::resize_rgb(
+                img,
+                (0, 0, w0, h0),
+                w,
+                h,
+                crate::preprocess::ResizeFilter::Triangle,
+            );
             &resized
         } else {
             img

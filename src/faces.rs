@@ -93,18 +93,56 @@ impl FaceFinder {
     /// Every face in `img`, left to right, as aligned crops (or the whole image, per mode).
     /// Empty means no face.
     pub fn crops(&self, img: &RgbImage) -> Result<Vec<Crop>> {
-        let Some(mut faces) = self.detect(img)? else {
+        self.crops_scaled(img, 1.0)
+    }
+
+    /// [`crops`](Self::crops) of an image decoded at reduced scale: `scale` original pixels
+    /// per pixel of `img`. Sizes (`min_face`, the `auto` fallback) are judged, and boxes
+    /// and landmarks are returned, in original pixels; the crops come from `img`.
+    pub fn crops_scaled(&self, img: &RgbImage, scale: f32) -> Result<Vec<Crop>> {
+        let scale = if scale.is_finite() && scale > 0.0 {
+            scale
+        } else {
+            1.0
+        };
+        let original = (
+            (img.width() as f32 * scale).round() as u32,
+            (img.height() as f32 * scale).round() as u32,
+        );
+        let faces = match (&self.detector, self.mode) {
+            (_, FaceMode::Whole) | (None, _) => None,
+            (Some(d), _) => {
+                let settings = DetectSettings {
+                    min_face: self.settings.min_face / scale,
+                    ..self.settings.clone()
+                };
+                Some(d.detect(img, &settings)?)
+            }
+        };
+        let Some(mut faces) = faces else {
             return Ok(vec![self.whole(img)]);
         };
         if faces.is_empty() {
-            return Ok(if self.falls_back(img) {
+            return Ok(if self.falls_back(original) {
                 vec![self.whole(img)]
             } else {
                 Vec::new()
             });
         }
         faces.sort_by(|a, b| a.bbox[0].total_cmp(&b.bbox[0]));
-        Ok(faces.into_iter().map(|f| self.aligned(img, f)).collect())
+        Ok(faces
+            .into_iter()
+            .map(|f| {
+                let mut crop = self.aligned(img, f);
+                if scale != 1.0
+                    && let Some(face) = &mut crop.face
+                {
+                    face.bbox = face.bbox.map(|v| v * scale);
+                    face.landmarks = face.landmarks.map(|[x, y]| [x * scale, y * scale]);
+                }
+                crop
+            })
+            .collect())
     }
 
     /// The subject of a one-person image (the face nearest the centre), per mode.
@@ -114,7 +152,7 @@ impl FaceFinder {
         };
         match subject(&faces, img.width(), img.height()) {
             Some(f) => Ok(Some(self.aligned(img, f.clone()))),
-            None if self.falls_back(img) => Ok(Some(self.whole(img))),
+            None if self.falls_back(img.dimensions()) => Ok(Some(self.whole(img))),
             None => Ok(None),
         }
     }
@@ -127,8 +165,9 @@ impl FaceFinder {
         }
     }
 
-    fn falls_back(&self, img: &RgbImage) -> bool {
-        self.mode == FaceMode::Auto && img.width().max(img.height()) <= CROP_MAX_SIDE
+    /// The `auto` rule for an image of this (original) size without a detection.
+    fn falls_back(&self, (width, height): (u32, u32)) -> bool {
+        self.mode == FaceMode::Auto && width.max(height) <= CROP_MAX_SIDE
     }
 
     fn aligned(&self, img: &RgbImage, face: Face) -> Crop {

@@ -574,3 +574,98 @@ fn resume_refuses_a_different_features_setting() {
     assert!(stdout(&o).contains("0 images"), "{}", stdout(&o));
     assert_eq!(paths_in(&out).len(), 5);
 }
+
+/// (path, face_index) -> (label, probabilities) of a classify output.
+fn predictions(out: &Path) -> BTreeMap<(String, i32), (String, Vec<f32>)> {
+    let (batches, _) = read_parquet(out);
+    let mut m = BTreeMap::new();
+    for b in &batches {
+        let path = col::<StringArray>(b, "path");
+        let face = col::<arrow::array::Int32Array>(b, "face_index");
+        let label = col::<StringArray>(b, "label");
+        let pf = col::<Float32Array>(b, "p_female");
+        let pm = col::<Float32Array>(b, "p_male");
+        for i in 0..b.num_rows() {
+            if label.is_valid(i) {
+                m.insert(
+                    (path.value(i).to_string(), face.value(i)),
+                    (label.value(i).to_string(), vec![pf.value(i), pm.value(i)]),
+                );
+            }
+        }
+    }
+    m
+}
+
+#[test]
+fn labels_do_not_depend_on_threads_batch_size_or_decode_scale() {
+    // Faces, photos (several faces each) and a photo large enough to be decoded at half
+    // scale for detection.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let samples = repo().join("data/samples");
+    for (src, dst) in [
+        ("faces/female/24_1_3_20170117145425107.jpg", "a.jpg"),
+        ("faces/male/55_0_0_20170113190612249.jpg", "b.jpg"),
+        ("faces/female/face367.bmp", "c.bmp"),
+        ("photos/group-1.jpg", "d.jpg"),
+    ] {
+        std::fs::copy(samples.join(src), data.join(dst)).unwrap();
+    }
+    let photo = image::open(samples.join("photos/group-2.jpg")).unwrap();
+    let big = photo.resize(
+        photo.width() * 2,
+        photo.height() * 2,
+        image::imageops::FilterType::Triangle,
+    );
+    std::fs::write(data.join("e.jpg"), encode(&big, ImageFormat::Jpeg)).unwrap();
+
+    let run_with = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        let o = run(facebatch()
+            .arg("classify")
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .arg("--model")
+            .arg(default_model())
+            .args(extra));
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        predictions(&out)
+    };
+    let base = run_with("a.parquet", &["--threads", "1", "--batch-size", "1"]);
+    assert_eq!(base.len(), 3 + 4 + 4, "{base:?}");
+    for (name, extra) in [
+        ("b.parquet", &["--threads", "2", "--batch-size", "7"][..]),
+        (
+            "c.parquet",
+            &["--batch-size", "64", "--intra-threads", "2"][..],
+        ),
+    ] {
+        let other = run_with(name, extra);
+        assert_eq!(
+            base.keys().collect::<Vec<_>>(),
+            other.keys().collect::<Vec<_>>()
+        );
+        for (k, (label, p)) in &base {
+            let (l2, p2) = &other[k];
+            assert_eq!(label, l2, "{k:?} with {extra:?}");
+            for (a, b) in p.iter().zip(p2) {
+                assert!((a - b).abs() < 1e-4, "{k:?} with {extra:?}: {a} vs {b}");
+            }
+        }
+    }
+    // Decoding every pixel instead of the DCT-scaled JPEG changes pixels slightly, not
+    // what is found or how it is labelled.
+    let full = run_with("d.parquet", &["--full-decode"]);
+    assert_eq!(
+        base.keys().collect::<Vec<_>>(),
+        full.keys().collect::<Vec<_>>()
+    );
+    for (k, (label, p)) in &base {
+        let (l2, p2) = &full[k];
+        assert_eq!(label, l2, "{k:?} with --full-decode");
+        assert!((p[0] - p2[0]).abs() < 0.05, "{k:?}: {p:?} vs {p2:?}");
+    }
+}

@@ -10,9 +10,13 @@ use crate::faces::{Crop, FaceFinder};
 
 fn locate(d: Decoded, finder: &FaceFinder, save: Option<&Path>) -> Located {
     match d {
-        Decoded::Image { file, image } => {
-            let (width, height) = image.dimensions();
-            match finder.crops(&image) {
+        Decoded::Image {
+            file,
+            image,
+            original: (width, height),
+        } => {
+            let scale = width as f32 / image.width().max(1) as f32;
+            match finder.crops_scaled(&image, scale) {
                 Ok(crops) => {
                     if let Some(dir) = save
                         && let Err(error) = save_crops(dir, &file, &crops)

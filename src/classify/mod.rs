@@ -63,6 +63,9 @@ pub struct ClassifySettings {
     pub faces: FaceOptions,
     /// Write every classified crop (exactly the model's input) under this folder.
     pub save_crops: Option<PathBuf>,
+    /// Decode every pixel even where a JPEG could be decoded at a reduced DCT scale
+    /// (`--full-decode`).
+    pub full_decode: bool,
 }
 
 /// One file found by the source stage.
@@ -83,8 +86,16 @@ pub struct FileRef {
 
 /// A decoded image, or why not.
 pub enum Decoded {
-    Image { file: FileRef, image: RgbImage },
-    Failed { file: FileRef, error: String },
+    Image {
+        file: FileRef,
+        image: RgbImage,
+        /// The full-resolution (oriented) size; `image` may be a DCT-scaled decode.
+        original: (u32, u32),
+    },
+    Failed {
+        file: FileRef,
+        error: String,
+    },
 }
 
 /// The crops found in an image (none: no face), or why not.

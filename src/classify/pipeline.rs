@@ -14,8 +14,9 @@ use super::source::SourceConfig;
 use super::stats::FeatureStats;
 use super::{ClassifySettings, Summary, batch, decode, detect, infer, preprocess, sink, source};
 use crate::error::{Error, Result};
-use crate::faces::FaceFinder;
+use crate::faces::{FaceFinder, FaceMode};
 use crate::infer::Classifier;
+use crate::preprocess::DecodeTarget;
 
 /// Checks everything that can be checked before any work starts.
 fn preflight(s: &ClassifySettings) -> Result<()> {
@@ -219,6 +220,16 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
 
     let done = Arc::new(done);
     let spec = classifier.card.input.clone();
+    // The resolution the next step needs: the detector's input, or the model input of a
+    // whole-image crop. JPEGs are decoded at the smallest DCT scale that still gives it.
+    let target = if s.full_decode {
+        DecodeTarget::Full
+    } else if finder.mode == FaceMode::Whole {
+        DecodeTarget::Cover((spec.width, spec.height))
+    } else {
+        DecodeTarget::LongSide(finder.settings.max_side)
+    };
+    tracing::debug!(?target, "decode target");
     let chunk = threads * 2;
     let result = runtime.block_on(async {
         // Bounded channels: memory is set by these capacities, not by the number of images.
@@ -257,7 +268,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         });
         let dec = tokio::task::spawn_blocking({
             let (pool, limits) = (pool.clone(), s.limits);
-            move || decode::run(file_rx, decoded_tx, limits, chunk, &pool)
+            move || decode::run(file_rx, decoded_tx, limits, target, chunk, &pool)
         });
         let det = tokio::task::spawn_blocking({
             let (pool, save) = (pool.clone(), s.save_crops.clone());

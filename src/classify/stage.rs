@@ -1,6 +1,7 @@
 //! Plumbing shared by the stages that do their work in parallel on the rayon pool.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use tokio::sync::mpsc::{Receiver, Sender};
@@ -23,7 +24,8 @@ fn recv_chunk<T>(rx: &mut Receiver<T>, max: usize) -> Option<Vec<T>> {
 
 /// Maps every item through `f`, a chunk at a time, in parallel on `pool`, keeping the
 /// order. The loop runs on the calling thread; only the parallel work runs on the pool, so
-/// no pool thread ever waits on a channel.
+/// no pool thread ever waits on a channel. The stage's busy time is the sum of the time
+/// spent in `f` (thread-seconds; not the time queued behind other stages on the pool).
 pub fn parallel_map<I: Send, O: Send>(
     name: &'static str,
     mut rx: Receiver<I>,
@@ -37,10 +39,20 @@ pub fn parallel_map<I: Send, O: Send>(
         ..Default::default()
     };
     while let Some(items) = recv_chunk(&mut rx, chunk) {
-        let t = Instant::now();
-        let out: Vec<O> = pool.install(|| items.into_par_iter().map(&f).collect());
+        let work = AtomicU64::new(0);
+        let out: Vec<O> = pool.install(|| {
+            items
+                .into_par_iter()
+                .map(|item| {
+                    let t = Instant::now();
+                    let o = f(item);
+                    work.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    o
+                })
+                .collect()
+        });
         stats.items += out.len() as u64;
-        stats.busy += t.elapsed();
+        stats.busy += Duration::from_nanos(work.into_inner());
         for o in out {
             if tx.blocking_send(o).is_err() {
                 return stats;
