@@ -109,17 +109,7 @@ impl FaceFinder {
             (img.width() as f32 * scale).round() as u32,
             (img.height() as f32 * scale).round() as u32,
         );
-        let faces = match (&self.detector, self.mode) {
-            (_, FaceMode::Whole) | (None, _) => None,
-            (Some(d), _) => {
-                let settings = DetectSettings {
-                    min_face: self.settings.min_face / scale,
-                    ..self.settings.clone()
-                };
-                Some(d.detect(img, &settings)?)
-            }
-        };
-        let Some(mut faces) = faces else {
+        let Some(mut faces) = self.detect(img, scale)? else {
             return Ok(vec![self.whole(img)]);
         };
         if faces.is_empty() {
@@ -147,7 +137,7 @@ impl FaceFinder {
 
     /// The subject of a one-person image (the face nearest the centre), per mode.
     pub fn subject(&self, img: &RgbImage) -> Result<Option<Crop>> {
-        let Some(faces) = self.detect(img)? else {
+        let Some(faces) = self.detect(img, 1.0)? else {
             return Ok(Some(self.whole(img)));
         };
         match subject(&faces, img.width(), img.height()) {
@@ -158,10 +148,17 @@ impl FaceFinder {
     }
 
     /// The detections, or `None` when images are taken whole (`whole` mode, or no detector).
-    fn detect(&self, img: &RgbImage) -> Result<Option<Vec<Face>>> {
+    /// `scale`: original pixels per pixel of `img` (`min_face` is in original pixels).
+    fn detect(&self, img: &RgbImage, scale: f32) -> Result<Option<Vec<Face>>> {
         match (&self.detector, self.mode) {
             (_, FaceMode::Whole) | (None, _) => Ok(None),
-            (Some(d), _) => d.detect(img, &self.settings).map(Some),
+            (Some(d), _) => {
+                let settings = DetectSettings {
+                    min_face: self.settings.min_face / scale,
+                    ..self.settings.clone()
+                };
+                d.detect(img, &settings).map(Some)
+            }
         }
     }
 

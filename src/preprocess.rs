@@ -292,13 +292,6 @@ pub struct DecodedImage {
     pub original: (u32, u32),
 }
 
-impl DecodedImage {
-    /// Original pixels per decoded pixel (1 unless decoded at a reduced scale).
-    pub fn scale(&self) -> f32 {
-        self.original.0 as f32 / self.image.width().max(1) as f32
-    }
-}
-
 /// Decodes `bytes` at the smallest resolution that meets `target` (JPEG only; other
 /// formats, and JPEGs the scaled decoder cannot take, decode in full).
 pub fn decode_bytes_for(
