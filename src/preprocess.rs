@@ -37,6 +37,14 @@ pub enum ResizeFilter {
 }
 
 impl ResizeFilter {
+    fn filter(self) -> FilterType {
+        match self {
+            ResizeFilter::Triangle => FilterType::Triangle,
+            ResizeFilter::Nearest => FilterType::Nearest,
+            ResizeFilter::CatmullRom => FilterType::CatmullRom,
+        }
+    }
+
     fn algorithm(self) -> fast_image_resize::ResizeAlg {
         use fast_image_resize::{FilterType as F, ResizeAlg};
         match self {
@@ -61,12 +69,7 @@ pub fn resize_rgb(
     let (left, top, cw, ch) = crop;
     let fallback = || {
         let view = image::imageops::crop_imm(img, left, top, cw, ch).to_image();
-        let f = match filter {
-            ResizeFilter::Triangle => FilterType::Triangle,
-            ResizeFilter::Nearest => FilterType::Nearest,
-            ResizeFilter::CatmullRom => FilterType::CatmullRom,
-        };
-        image::imageops::resize(&view, width, height, f)
+        image::imageops::resize(&view, width, height, filter.filter())
     };
     let Ok(src) = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3) else {
         return fallback();
