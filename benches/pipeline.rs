@@ -153,6 +153,7 @@ fn parquet(c: &mut Criterion) {
             width: Some(200),
             height: Some(200),
             bytes: Some(8_000 + i as u64),
+            modified: Some(1_764_300_000_000_000),
             features: None,
         })
         .collect();

@@ -148,11 +148,76 @@ impl ModelCard {
     }
 }
 
+/// Orders version names naturally: `v2` < `v10`, `1.9.0` < `1.10.0`.
+fn version_key(name: &str) -> Vec<(u64, String)> {
+    let mut key = Vec::new();
+    let (mut num, mut text) = (String::new(), String::new());
+    for c in name.chars().chain(std::iter::once('.')) {
+        if c.is_ascii_digit() {
+            num.push(c);
+        } else {
+            if !num.is_empty() || !text.is_empty() {
+                key.push((num.parse().unwrap_or(0), std::mem::take(&mut text)));
+                num.clear();
+            }
+            if c != '.' {
+                text.push(c);
+            }
+        }
+    }
+    key
+}
+
+/// Resolves a model folder to one version's folder (the one holding `model.onnx`).
+///
+/// Models are kept as `models/<name>/<version>/` (onnx, card, reports). A folder that holds
+/// a `model.onnx` is a version and is used as is. A folder without one is a model name: its
+/// subfolders that hold a `model.onnx` are its versions, and `version` picks one by name,
+/// or `None` the latest (natural order of the names: `v2` < `v10`).
+pub fn resolve_version(model: &Path, version: Option<&str>) -> Result<PathBuf> {
+    if let Some(v) = version {
+        let dir = model.join(v);
+        if !dir.join(MODEL_FILE).is_file() {
+            return Err(Error::InvalidModel {
+                path: dir,
+                reason: format!("model version {v:?} not found (no {MODEL_FILE} there)"),
+            });
+        }
+        return Ok(dir);
+    }
+    if model.join(MODEL_FILE).is_file() {
+        return Ok(model.to_path_buf());
+    }
+    let versions = std::fs::read_dir(model)
+        .map_err(|e| Error::io(format!("listing model versions in {}", model.display()), e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(MODEL_FILE).is_file())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string));
+    versions
+        .max_by_key(|v| version_key(v))
+        .map(|v| model.join(v))
+        .ok_or_else(|| Error::InvalidModel {
+            path: model.join(MODEL_FILE),
+            reason: "no such file, and no version folders (NAME/VERSION/model.onnx) under it; \
+                     pass a model directory, a model name directory or a model.onnx"
+                .into(),
+        })
+}
+
+/// The version of a resolved model: the name of the folder holding its `model.onnx`.
+pub fn model_version(onnx: &Path) -> String {
+    onnx.parent()
+        .and_then(|d| d.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
 /// Resolves `--model`: a model directory, or the `.onnx` file inside one. Returns
 /// (onnx path, card path).
 pub fn resolve_model_paths(model: &Path) -> Result<(PathBuf, PathBuf)> {
     let (onnx, dir) = if model.is_dir() {
-        (model.join(MODEL_FILE), model.to_path_buf())
+        let dir = resolve_version(model, None)?;
+        (dir.join(MODEL_FILE), dir)
     } else {
         (
             model.to_path_buf(),
@@ -173,4 +238,32 @@ pub fn resolve_model_paths(model: &Path) -> Result<(PathBuf, PathBuf)> {
         });
     }
     Ok((onnx, card))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_version_is_the_natural_maximum() {
+        let tmp = tempfile::tempdir().unwrap();
+        for v in ["v1", "v2", "v10", "notes"] {
+            std::fs::create_dir_all(tmp.path().join(v)).unwrap();
+            if v != "notes" {
+                std::fs::write(tmp.path().join(v).join(MODEL_FILE), b"x").unwrap();
+            }
+        }
+        assert_eq!(
+            resolve_version(tmp.path(), None).unwrap(),
+            tmp.path().join("v10")
+        );
+        assert_eq!(
+            resolve_version(tmp.path(), Some("v2")).unwrap(),
+            tmp.path().join("v2")
+        );
+        assert!(resolve_version(tmp.path(), Some("v3")).is_err());
+        assert!(resolve_version(&tmp.path().join("notes"), None).is_err());
+        assert!(version_key("1.10.0") > version_key("1.9.2"));
+        assert!(version_key("v10") > version_key("v9"));
+    }
 }

@@ -15,11 +15,13 @@ pub mod export;
 pub mod faces;
 pub mod fsutil;
 pub mod infer;
+pub mod job;
 pub mod metrics;
 pub mod model;
 pub mod plot;
 pub mod preprocess;
 pub mod runtime;
+pub mod shard;
 pub mod train;
 pub mod visualize;
 

@@ -16,6 +16,7 @@ use facebatch::faces::{FaceFinder, FaceMode, FaceOptions};
 use facebatch::infer::{Classifier, ExecDevice, SessionOptions};
 use facebatch::model::Arch;
 use facebatch::preprocess::DecodeLimits;
+use facebatch::shard::ShardSpec;
 use facebatch::train::{AlignChoice, TrainSettings, train};
 
 /// Exit status: everything succeeded.
@@ -116,6 +117,22 @@ enum Command {
     Visualize(VisualizeArgs),
     /// Download and verify the pinned ONNX Runtime now, and print where it is.
     Setup,
+    /// Run a job file (pipelines/*.toml): classify the files that are new or changed since
+    /// the last successful run into the dataset partition of the run's date.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// The job file (TOML; see pipelines/nightly.toml and docs/operations.md).
+    job: PathBuf,
+    /// Run one shard of the job: K/N, or `auto` (Kubernetes Indexed Job / Slurm array
+    /// environment). Overrides the job file's `shard`.
+    #[arg(long)]
+    shard: Option<ShardSpec>,
+    /// The run date, YYYY-MM-DD (default: today, UTC); names the partition.
+    #[arg(long)]
+    date: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -213,16 +230,25 @@ struct ClassifyArgs {
     /// Folders (walked recursively, in sorted order) or single image files.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// The Parquet file to write (atomically: a temporary name, then a rename).
+    /// The Parquet file to write (atomically: a temporary name, then a rename). A folder
+    /// (an existing one, or a path ending in `/`) is a dataset: the run writes
+    /// `part-KKKKK-of-NNNNN.parquet` and a `_SUCCESS-KKKKK-of-NNNNN.json` marker there.
     #[arg(long)]
     out: PathBuf,
-    /// Model directory or its model.onnx.
+    /// Model: a version folder (models/NAME/VERSION), its model.onnx, or a model name
+    /// folder, which means its latest version.
     #[arg(
         long,
         env = "FACEBATCH_MODEL",
-        default_value = "models/facebatch-gender/v3"
+        default_value = "models/facebatch-gender"
     )]
     model: PathBuf,
+    /// Classify only shard K of N (0 <= K < N) of the inputs, split by a stable hash of
+    /// each file's path relative to its input; `auto` reads JOB_COMPLETION_INDEX and
+    /// JOB_COMPLETIONS (Kubernetes) or SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN and
+    /// SLURM_ARRAY_TASK_COUNT (Slurm).
+    #[arg(long)]
+    shard: Option<ShardSpec>,
     /// Images per inference batch.
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
@@ -247,11 +273,16 @@ struct ClassifyArgs {
     /// Decode/preprocess threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// ONNX Runtime intra-op threads of the classifier (default: --threads). Measured on
-    /// 2 cores: 2 threads classify 200x200 crops 1.24x faster than 1 (docs/benchmarks.md);
-    /// threads do not spin, so they yield the cores to decoding when idle.
+    /// ONNX Runtime intra-op threads of each inference worker (default: --threads divided
+    /// by --infer-workers, at least 1).
     #[arg(long)]
     intra_threads: Option<usize>,
+    /// Inference workers, each with its own ONNX Runtime session (default: on the CPU,
+    /// --threads divided by --intra-threads; with CUDA, 1). Measured on 2 cores: two
+    /// one-thread sessions classify 1.4x as many faces per second as one two-thread
+    /// session (docs/benchmarks.md).
+    #[arg(long)]
+    infer_workers: Option<usize>,
     /// Rows per durable checkpoint part (the most a crash can lose).
     #[arg(long, default_value_t = 1000)]
     checkpoint_rows: usize,
@@ -438,6 +469,17 @@ impl ClassifyArgs {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         anyhow::ensure!(threads > 0, "--threads must be at least 1");
+        anyhow::ensure!(
+            self.intra_threads != Some(0) && self.infer_workers != Some(0),
+            "--intra-threads and --infer-workers must be at least 1"
+        );
+        let infer_workers = self.infer_workers.unwrap_or(match self.device {
+            ExecDevice::Cuda => 1,
+            ExecDevice::Cpu => (threads / self.intra_threads.unwrap_or(1)).max(1),
+        });
+        let intra_threads = self
+            .intra_threads
+            .unwrap_or((threads / infer_workers).max(1));
         Ok(ClassifySettings {
             inputs: self.inputs.clone(),
             out: self.out.clone(),
@@ -445,9 +487,15 @@ impl ClassifyArgs {
             batch_size: self.batch_size,
             session: SessionOptions {
                 ort_lib: g.ort_lib.clone(),
-                intra_threads: self.intra_threads.unwrap_or(threads).max(1),
+                intra_threads,
                 device: self.device,
             },
+            infer_workers,
+            shard: self
+                .shard
+                .map(|spec| spec.resolve(|k| std::env::var(k).ok()))
+                .transpose()?,
+            seen: Default::default(),
             features: self.features,
             resume: self.resume,
             limits: DecodeLimits {
@@ -472,10 +520,11 @@ fn print_summary(s: &facebatch::classify::Summary, json_logs: bool) {
         s.ok,
         s.no_face,
         s.errors,
-        if s.already_done > 0 {
-            format!(", {} already done earlier", s.already_done)
-        } else {
-            String::new()
+        match (s.already_done, s.unchanged) {
+            (0, 0) => String::new(),
+            (d, 0) => format!(", {d} already done earlier"),
+            (0, u) => format!(", {u} unchanged since earlier runs"),
+            (d, u) => format!(", {d} already done earlier, {u} unchanged since earlier runs"),
         },
         s.elapsed.as_secs_f64(),
         s.images_per_second,
@@ -488,9 +537,15 @@ fn print_summary(s: &facebatch::classify::Summary, json_logs: bool) {
         .collect();
     println!("busy time per stage: {}", stages.join(", "));
     if s.interrupted {
-        println!(
-            "interrupted: the output holds the rows finished so far; run again with --resume to complete it"
-        );
+        if s.out.parent().and_then(|p| p.file_name()) == Some(std::ffi::OsStr::new("_staging")) {
+            println!(
+                "interrupted: the rows finished so far are kept; run the same command again to complete this shard"
+            );
+        } else {
+            println!(
+                "interrupted: the output holds the rows finished so far; run again with --resume to complete it"
+            );
+        }
     }
     if !json_logs {
         return; // the lines above are the summary; JSON logs get it as one record below
@@ -502,6 +557,7 @@ fn print_summary(s: &facebatch::classify::Summary, json_logs: bool) {
         no_face = s.no_face,
         errors = s.errors,
         already_done = s.already_done,
+        unchanged = s.unchanged,
         interrupted = s.interrupted,
         seconds = s.elapsed.as_secs_f64(),
         images_per_second = s.images_per_second,
@@ -510,21 +566,80 @@ fn print_summary(s: &facebatch::classify::Summary, json_logs: bool) {
     );
 }
 
+/// Runs classify into a file or, when `--out` is a folder, into a dataset folder.
+fn classify(settings: ClassifySettings, g: &GlobalArgs) -> anyhow::Result<u8> {
+    use facebatch::classify::dataset;
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let summary = if dataset::is_dataset_dir(&settings.out) {
+        let dir = settings.out.clone();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating dataset folder {}", dir.display()))?;
+        match dataset::run(&settings, &dir, cancel)? {
+            dataset::Outcome::AlreadyComplete { marker } => {
+                println!(
+                    "shard {} already complete ({}): nothing to do",
+                    settings.shard.unwrap_or(facebatch::shard::Shard::ALL),
+                    marker.display()
+                );
+                return Ok(EXIT_OK);
+            }
+            dataset::Outcome::Ran(summary) => summary,
+        }
+    } else {
+        facebatch::classify::run(&settings, cancel)?
+    };
+    print_summary(&summary, matches!(g.log_format, LogFormat::Json));
+    Ok(if summary.interrupted {
+        EXIT_INTERRUPTED
+    } else if summary.errors > 0 {
+        EXIT_PARTIAL
+    } else {
+        EXIT_OK
+    })
+}
+
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let g = &cli.global;
     match &cli.command {
-        Command::Classify(args) => {
-            let settings = args.settings(g)?;
-            let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let summary = facebatch::classify::run(&settings, cancel)?;
-            print_summary(&summary, matches!(g.log_format, LogFormat::Json));
-            Ok(if summary.interrupted {
-                EXIT_INTERRUPTED
-            } else if summary.errors > 0 {
-                EXIT_PARTIAL
-            } else {
-                EXIT_OK
-            })
+        Command::Classify(args) => classify(args.settings(g)?, g),
+        Command::Run(args) => {
+            let job = facebatch::job::Job::load(&args.job)?;
+            let date = args.date.clone().unwrap_or_else(facebatch::job::today);
+            let dir = job.partition_dir(&date)?;
+            let mut argv = vec!["facebatch".to_string()];
+            argv.extend(job.classify_args(&dir)?);
+            if let Some(shard) = args.shard.map(|s| s.to_string()).or(job.shard.clone()) {
+                argv.extend(["--shard".into(), shard]);
+            }
+            tracing::debug!(?argv, "job as classify arguments");
+            // The job's options go through the same parser and checks as the command line.
+            let parsed = Cli::try_parse_from(&argv).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: [classify] options: {}",
+                    args.job.display(),
+                    e.render().to_string().lines().next().unwrap_or_default()
+                )
+            })?;
+            let Command::Classify(cargs) = parsed.command else {
+                anyhow::bail!("internal: a job must become a classify command");
+            };
+            let mut settings = cargs.settings(g)?;
+            settings.seen = facebatch::job::seen_files(&job.output)?;
+            tracing::info!(
+                job = %job.name,
+                partition = %dir.display(),
+                model = %job.model_dir.display(),
+                earlier_files = settings.seen.len(),
+                "job"
+            );
+            println!(
+                "job {}: {} -> {} (model {})",
+                job.name,
+                date,
+                dir.display(),
+                job.model_dir.display()
+            );
+            classify(settings, g)
         }
         Command::Train(args) => {
             let settings = args.settings(g)?;

@@ -336,8 +336,12 @@ pub fn decode_path_for(
     decode_bytes_for(&bytes, path, limits, target)
 }
 
-/// DCT-domain scaled JPEG decoding; `None` when full resolution is needed or the decoder
-/// does not take the file (then the regular decoder runs and reports any error).
+/// A scaled decode: pixels, the full-size (width, height) and the EXIF block, if any.
+type ScaledJpeg = (RgbImage, (u32, u32), Option<Vec<u8>>);
+
+/// DCT-domain scaled JPEG decoding with libjpeg-turbo's decoder (the `mozjpeg` fork, built
+/// from source); `None` when full resolution is needed or the decoder does not take the
+/// file (then the regular decoder runs and reports any error).
 fn decode_jpeg_scaled(
     bytes: &[u8],
     path: &Path,
@@ -348,38 +352,41 @@ fn decode_jpeg_scaled(
         path: path.to_path_buf(),
         reason,
     };
-    let mut dec = jpeg_decoder::Decoder::new(bytes);
-    if dec.read_info().is_err() {
-        return Ok(None);
-    }
-    let Some(info) = dec.info() else {
-        return Ok(None);
-    };
-    let (w, h) = (info.width as u32, info.height as u32);
-    if w == 0 || h == 0 || (w as u64) * (h as u64) > limits.max_pixels {
-        return Ok(None);
-    }
-    let d = target.denominator(w, h);
-    if d == 1 || info.pixel_format != jpeg_decoder::PixelFormat::RGB24 {
-        // Grey, CMYK and 16-bit JPEGs take the regular decoder's conversions.
-        return Ok(None);
-    }
+    // A file cut short decodes with a grey tail instead of failing: refuse it first.
     check_jpeg_end(&mut std::io::Cursor::new(bytes)).map_err(err)?;
-    let (sw, sh) = match dec.scale(w.div_ceil(d) as u16, h.div_ceil(d) as u16) {
-        Ok((sw, sh)) => (sw as u32, sh as u32),
-        Err(_) => return Ok(None),
-    };
-    let pixels = match dec.decode() {
-        Ok(p) => p,
-        Err(_) => return Ok(None),
-    };
-    let Some(rgb) = RgbImage::from_raw(sw, sh, pixels) else {
+    // libjpeg reports a fatal error by unwinding (without the panic hook, so nothing is
+    // printed); any such error sends the file to the regular decoder, which reports it.
+    let decoded = std::panic::catch_unwind(|| -> Option<ScaledJpeg> {
+        let mut dec = mozjpeg::Decompress::with_markers(&[mozjpeg::Marker::APP(1)])
+            .from_mem(bytes)
+            .ok()?;
+        let (w, h) = (dec.width() as u32, dec.height() as u32);
+        if w == 0 || h == 0 || (w as u64) * (h as u64) > limits.max_pixels {
+            return None;
+        }
+        let d = target.denominator(w, h);
+        if d == 1 || dec.color_space() != mozjpeg::ColorSpace::JCS_YCbCr {
+            // Grey, CMYK and other colour spaces take the regular decoder's conversions.
+            return None;
+        }
+        let exif = dec
+            .markers()
+            .find_map(|m| m.data.strip_prefix(b"Exif\0\0").map(<[u8]>::to_vec));
+        dec.scale((8 / d) as u8);
+        let mut started = dec.rgb().ok()?;
+        let (sw, sh) = (started.width() as u32, started.height() as u32);
+        let pixels: Vec<u8> = started.read_scanlines().ok()?;
+        started.finish().ok()?;
+        Some((RgbImage::from_raw(sw, sh, pixels)?, (w, h), exif))
+    });
+    let Ok(Some((rgb, (w, h), exif))) = decoded else {
         return Ok(None);
     };
+    let sw = rgb.width();
     let mut image = DynamicImage::ImageRgb8(rgb);
     let mut original = (w, h);
-    if let Some(o) = dec
-        .exif_data()
+    if let Some(o) = exif
+        .as_deref()
         .and_then(image::metadata::Orientation::from_exif_chunk)
     {
         image.apply_orientation(o);
@@ -440,23 +447,64 @@ const JPEG_EOI_WINDOW: u64 = 64 * 1024;
 fn check_jpeg_end<R: BufRead + Seek>(r: &mut R) -> std::result::Result<(), String> {
     use std::io::SeekFrom;
     let start = r.stream_position().map_err(|e| e.to_string())?;
+    let scan = jpeg_scan_start(r);
     let len = r.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
     let from = len.saturating_sub(JPEG_EOI_WINDOW);
     r.seek(SeekFrom::Start(from)).map_err(|e| e.to_string())?;
     let mut tail = Vec::with_capacity((len - from) as usize);
     r.read_to_end(&mut tail).map_err(|e| e.to_string())?;
     r.seek(SeekFrom::Start(start)).map_err(|e| e.to_string())?;
-    // Skip the header region: an EXIF thumbnail's own end marker must not count.
-    let body = if from == 0 {
-        &tail[tail.len().min(2048)..]
-    } else {
-        &tail[..]
+    // Look only after the start of the scan: an EXIF thumbnail in the header has its own
+    // end marker, which must not count.
+    let Some(scan) = scan else {
+        // A header that cannot be walked: the decoder reports what is wrong with it.
+        return Ok(());
     };
+    let body = &tail[(scan.saturating_sub(from) as usize).min(tail.len())..];
     if body.windows(2).any(|w| w == [0xFF, 0xD9]) {
         Ok(())
     } else {
         Err("truncated JPEG: no end-of-image marker".into())
     }
+}
+
+/// The offset just past the first start-of-scan header, found by walking the marker
+/// segments from the start of the file; `None` if the header is not a JPEG's.
+fn jpeg_scan_start<R: BufRead + Seek>(r: &mut R) -> Option<u64> {
+    use std::io::SeekFrom;
+    r.seek(SeekFrom::Start(0)).ok()?;
+    let mut b = [0u8; 2];
+    r.read_exact(&mut b).ok()?;
+    if b != [0xFF, 0xD8] {
+        return None;
+    }
+    for _ in 0..4096 {
+        // A marker: 0xFF, optional fill bytes 0xFF, then the code.
+        r.read_exact(&mut b[..1]).ok()?;
+        if b[0] != 0xFF {
+            return None;
+        }
+        let mut code = 0xFF;
+        while code == 0xFF {
+            r.read_exact(&mut b[..1]).ok()?;
+            code = b[0];
+        }
+        match code {
+            // Standalone markers without a length.
+            0x01 | 0xD0..=0xD8 => continue,
+            _ => {}
+        }
+        r.read_exact(&mut b).ok()?;
+        let seg = u16::from_be_bytes(b);
+        if seg < 2 {
+            return None;
+        }
+        let at = r.seek(SeekFrom::Current(i64::from(seg) - 2)).ok()?;
+        if code == 0xDA {
+            return Some(at);
+        }
+    }
+    None
 }
 
 /// Decodes a file straight to 8-bit RGB (grey, alpha and 16-bit inputs are converted).
@@ -467,6 +515,30 @@ pub fn load_rgb(path: &Path, limits: DecodeLimits) -> Result<RgbImage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_valid_jpeg_under_2_kb_is_not_called_truncated() {
+        // Regression: the end-marker check skipped the first 2 KiB of small files, so
+        // every valid JPEG smaller than that was reported as truncated.
+        let img = DynamicImage::ImageRgb8(RgbImage::from_fn(24, 24, |x, y| {
+            image::Rgb([(x * 10) as u8, (y * 10) as u8, 128])
+        }));
+        let mut bytes = Vec::new();
+        img.write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+        assert!(bytes.len() < 2048, "{}", bytes.len());
+        let path = Path::new("small.jpg");
+        for target in [DecodeTarget::Full, DecodeTarget::Cover((8, 8))] {
+            let d = decode_bytes_for(&bytes, path, DecodeLimits::default(), target).unwrap();
+            assert_eq!(d.original, (24, 24));
+        }
+        // Cut short, the same file is refused.
+        let cut = &bytes[..bytes.len() - 200];
+        assert!(decode_bytes_for(cut, path, DecodeLimits::default(), DecodeTarget::Full).is_err());
+    }
 
     #[test]
     fn center_crop_keeps_aspect() {

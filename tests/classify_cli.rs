@@ -219,6 +219,7 @@ fn every_file_gets_a_row_and_bad_files_do_not_stop_the_run() {
             "width",
             "height",
             "bytes",
+            "modified",
             "features"
         ]
     );
@@ -597,6 +598,23 @@ fn predictions(out: &Path) -> BTreeMap<(String, i32), (String, Vec<f32>)> {
     m
 }
 
+/// Every row's (path, face index), in file order.
+fn row_order(out: &Path) -> Vec<(String, Option<i32>)> {
+    let (batches, _) = read_parquet(out);
+    let mut v = Vec::new();
+    for b in &batches {
+        let path = col::<StringArray>(b, "path");
+        let face = col::<arrow::array::Int32Array>(b, "face_index");
+        for i in 0..b.num_rows() {
+            v.push((
+                path.value(i).to_string(),
+                face.is_valid(i).then(|| face.value(i)),
+            ));
+        }
+    }
+    v
+}
+
 #[test]
 fn labels_do_not_depend_on_threads_batch_size_or_decode_scale() {
     // Faces, photos (several faces each) and a photo large enough to be decoded at half
@@ -635,12 +653,18 @@ fn labels_do_not_depend_on_threads_batch_size_or_decode_scale() {
         predictions(&out)
     };
     let base = run_with("a.parquet", &["--threads", "1", "--batch-size", "1"]);
+    let base_order = row_order(&tmp.path().join("a.parquet"));
     assert_eq!(base.len(), 3 + 4 + 4, "{base:?}");
     for (name, extra) in [
         ("b.parquet", &["--threads", "2", "--batch-size", "7"][..]),
         (
             "c.parquet",
             &["--batch-size", "64", "--intra-threads", "2"][..],
+        ),
+        // Three inference workers finishing one-face batches out of order.
+        (
+            "w.parquet",
+            &["--batch-size", "1", "--infer-workers", "3"][..],
         ),
     ] {
         let other = run_with(name, extra);
@@ -655,6 +679,8 @@ fn labels_do_not_depend_on_threads_batch_size_or_decode_scale() {
                 assert!((a - b).abs() < 1e-4, "{k:?} with {extra:?}: {a} vs {b}");
             }
         }
+        // Rows keep the walk order, whatever finishes first.
+        assert_eq!(base_order, row_order(&tmp.path().join(name)), "{extra:?}");
     }
     // Decoding every pixel instead of the DCT-scaled JPEG changes pixels slightly, not
     // what is found or how it is labelled.

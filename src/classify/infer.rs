@@ -30,6 +30,7 @@ fn empty_row(
         width,
         height,
         bytes: file.bytes,
+        modified: file.modified,
         features: None,
     }
 }
@@ -118,25 +119,80 @@ fn rows_for(classifier: &mut Classifier, batch: Batch, features: bool) -> Vec<Ro
     rows
 }
 
-/// Runs the stage until its input closes.
+/// Runs the stage until its input closes, with one worker per classifier.
+///
+/// Each worker owns a session (one intra-op thread each by default): on a shared CPU,
+/// independent sessions classify more faces per second than one session with as many
+/// intra-op threads, because no operator waits for its slowest thread
+/// (docs/benchmarks.md). Batches are numbered as they are taken and their rows are
+/// passed on in that order, so the output order and the checkpoint boundaries do not
+/// depend on the number of workers.
 pub fn run(
-    mut rx: Receiver<Batch>,
+    rx: Receiver<Batch>,
     tx: Sender<Vec<Row>>,
-    mut classifier: Classifier,
+    classifiers: Vec<Classifier>,
     features: bool,
 ) -> StageStats {
     let mut stats = StageStats {
         name: "infer",
         ..Default::default()
     };
-    while let Some(batch) = rx.blocking_recv() {
-        let t = Instant::now();
-        stats.items += batch.entries.len() as u64;
-        let rows = rows_for(&mut classifier, batch, features);
-        stats.busy += t.elapsed();
-        if tx.blocking_send(rows).is_err() {
-            break;
+    let intake = std::sync::Mutex::new((rx, 0u64));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, Vec<Row>)>();
+    let busy: Vec<(u64, std::time::Duration)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = classifiers
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut classifier)| {
+                let (intake, done_tx) = (&intake, done_tx.clone());
+                std::thread::Builder::new()
+                    .name(format!("facebatch-infer-{i}"))
+                    .spawn_scoped(scope, move || {
+                        let (mut items, mut busy) = (0u64, std::time::Duration::ZERO);
+                        loop {
+                            // Take the next batch and its number together.
+                            let next = {
+                                let Ok(mut guard) = intake.lock() else { break };
+                                let (rx, seq) = &mut *guard;
+                                rx.blocking_recv().map(|b| {
+                                    *seq += 1;
+                                    (*seq - 1, b)
+                                })
+                            };
+                            let Some((seq, batch)) = next else { break };
+                            let t = Instant::now();
+                            items += batch.entries.len() as u64;
+                            let rows = rows_for(&mut classifier, batch, features);
+                            busy += t.elapsed();
+                            if done_tx.send((seq, rows)).is_err() {
+                                break;
+                            }
+                        }
+                        (items, busy)
+                    })
+            })
+            .collect();
+        drop(done_tx);
+        // Reorder: pass rows on in batch order.
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next = 0u64;
+        'out: for (seq, rows) in done_rx {
+            waiting.insert(seq, rows);
+            while let Some(rows) = waiting.remove(&next) {
+                next += 1;
+                if tx.blocking_send(rows).is_err() {
+                    break 'out;
+                }
+            }
         }
+        workers
+            .into_iter()
+            .filter_map(|w| w.ok().and_then(|h| h.join().ok()))
+            .collect()
+    });
+    for (items, b) in busy {
+        stats.items += items;
+        stats.busy += b;
     }
     stats
 }

@@ -13,6 +13,7 @@
 //! goes on.
 
 pub mod batch;
+pub mod dataset;
 pub mod decode;
 pub mod detect;
 pub mod infer;
@@ -48,6 +49,13 @@ pub struct ClassifySettings {
     pub model: PathBuf,
     pub batch_size: usize,
     pub session: SessionOptions,
+    /// Inference workers, each with its own ONNX Runtime session.
+    pub infer_workers: usize,
+    /// Only this shard of the inputs (`--shard`).
+    pub shard: Option<crate::shard::Shard>,
+    /// Files classified by earlier successful job runs, skipped while unchanged
+    /// ((root, path) -> (bytes, modified)); empty outside `facebatch run`.
+    pub seen: std::collections::HashMap<(String, String), (u64, i64)>,
     /// Add each image's pooled feature vector and write run-level feature statistics.
     pub features: bool,
     /// Continue an interrupted or crashed run into the same output.
@@ -80,6 +88,8 @@ pub struct FileRef {
     pub abs: PathBuf,
     /// File size, when it could be read.
     pub bytes: Option<u64>,
+    /// Last modification time, microseconds since the Unix epoch, when it could be read.
+    pub modified: Option<i64>,
     /// A problem found before decoding (broken symlink, not UTF-8, not a regular file).
     pub problem: Option<String>,
 }
@@ -180,6 +190,7 @@ pub struct Row {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub bytes: Option<u64>,
+    pub modified: Option<i64>,
     pub features: Option<Vec<f32>>,
 }
 
@@ -211,6 +222,9 @@ pub struct Summary {
     pub no_face: u64,
     /// Files skipped because an earlier run already wrote them (`--resume`).
     pub already_done: u64,
+    /// Files skipped because an earlier successful job run classified them and they have
+    /// not changed since (incremental runs, `facebatch run`).
+    pub unchanged: u64,
     pub interrupted: bool,
     #[serde(serialize_with = "secs")]
     pub elapsed: Duration,

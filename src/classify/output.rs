@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, Float32Builder, Int32Builder, ListBuilder, RecordBatch, StringArray,
-    StringBuilder, UInt32Builder, UInt64Builder,
+    StringBuilder, TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
@@ -38,6 +38,9 @@ pub mod meta {
     pub const MODEL_SHA256: &str = "facebatch.model_sha256";
     pub const MODEL_CARD: &str = "facebatch.model_card";
     pub const MODEL_NAME: &str = "facebatch.model_name";
+    pub const MODEL_VERSION: &str = "facebatch.model_version";
+    pub const MODEL_PATH: &str = "facebatch.model_path";
+    pub const SHARD: &str = "facebatch.shard";
     pub const INPUTS: &str = "facebatch.inputs";
     pub const STATUS: &str = "facebatch.run_status";
     pub const FEATURE_DIM: &str = "facebatch.feature_dim";
@@ -74,6 +77,11 @@ pub fn schema(labels: &[String], feature_dim: Option<usize>) -> SchemaRef {
         Field::new("width", DataType::UInt32, true),
         Field::new("height", DataType::UInt32, true),
         Field::new("bytes", DataType::UInt64, true),
+        Field::new(
+            "modified",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
     ]);
     if feature_dim.is_some() {
         // A list of exactly `feature_dim` floats per ok row, null on error rows. (A Parquet
@@ -116,6 +124,7 @@ pub fn record_batch(
     let mut width = UInt32Builder::with_capacity(n);
     let mut height = UInt32Builder::with_capacity(n);
     let mut bytes = UInt64Builder::with_capacity(n);
+    let mut modified = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
     let mut features = feature_dim.map(|d| {
         ListBuilder::new(Float32Builder::with_capacity(n * d)).with_field(Arc::new(Field::new(
             "item",
@@ -157,6 +166,7 @@ pub fn record_batch(
         width.append_option(r.width);
         height.append_option(r.height);
         bytes.append_option(r.bytes);
+        modified.append_option(r.modified);
         if let (Some(fb), Some(dim)) = (features.as_mut(), feature_dim) {
             match &r.features {
                 Some(v) if v.len() == dim => {
@@ -185,6 +195,7 @@ pub fn record_batch(
     columns.push(Arc::new(width.finish()));
     columns.push(Arc::new(height.finish()));
     columns.push(Arc::new(bytes.finish()));
+    columns.push(Arc::new(modified.finish()));
     if let Some(mut fb) = features {
         columns.push(Arc::new(fb.finish()));
     }
@@ -353,6 +364,50 @@ pub fn done_keys(path: &Path, keys: &mut HashSet<(String, String)>) -> Result<()
         for i in 0..b.num_rows() {
             if root.is_valid(i) && p.is_valid(i) {
                 keys.insert((root.value(i).to_string(), p.value(i).to_string()));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// What an earlier output says about each file it classified: (root, path) -> (bytes,
+/// modified), for incremental runs. Files without a size or time (unreadable) are left out,
+/// so they are tried again.
+pub fn fingerprints(
+    path: &Path,
+    into: &mut std::collections::HashMap<(String, String), (u64, i64)>,
+) -> Result<()> {
+    for_each_batch(path, |b| {
+        let missing =
+            |name: &str| Error::Output(format!("{} has no {name} column", path.display()));
+        let col = |name: &str| {
+            b.column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+                .ok_or_else(|| missing(name))
+        };
+        let (root, p) = (col("root")?, col("path")?);
+        let bytes = b
+            .column_by_name("bytes")
+            .and_then(|c| {
+                c.as_any()
+                    .downcast_ref::<arrow::array::UInt64Array>()
+                    .cloned()
+            })
+            .ok_or_else(|| missing("bytes"))?;
+        let Some(modified) = b.column_by_name("modified").and_then(|c| {
+            c.as_any()
+                .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
+                .cloned()
+        }) else {
+            // Written before `modified` existed: nothing to compare with, so not skipped.
+            return Ok(());
+        };
+        for i in 0..b.num_rows() {
+            if root.is_valid(i) && p.is_valid(i) && bytes.is_valid(i) && modified.is_valid(i) {
+                into.insert(
+                    (root.value(i).to_string(), p.value(i).to_string()),
+                    (bytes.value(i), modified.value(i)),
+                );
             }
         }
         Ok(())

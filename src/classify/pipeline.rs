@@ -40,7 +40,7 @@ fn preflight(s: &ClassifySettings) -> Result<()> {
     }
     if s.out.is_dir() {
         return Err(Error::InvalidOption(format!(
-            "--out {} is a directory; name a .parquet file",
+            "--out {} is a directory; name a .parquet file, or end it with / to write a dataset folder",
             s.out.display()
         )));
     }
@@ -70,6 +70,9 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     preflight(s)?;
     let classifier = Classifier::load(&s.model, &s.session)?;
     let card = classifier.card.clone();
+    let model_version = crate::card::model_version(&classifier.onnx_path);
+    let model_path = classifier.onnx_path.display().to_string();
+    tracing::info!(model = %card.name, version = %model_version, path = %model_path, "model");
     let threads = s.threads.max(1);
     let detector_session = crate::infer::SessionOptions {
         intra_threads: 1,
@@ -218,8 +221,17 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
 
-    let done = Arc::new(done);
+    let skip = Arc::new(source::Skip {
+        done,
+        shard: s.shard,
+        seen: s.seen.clone(),
+    });
     let spec = classifier.card.input.clone();
+    // One session per inference worker; the first is the one already checked above.
+    let mut classifiers = vec![classifier];
+    for _ in 1..s.infer_workers.max(1) {
+        classifiers.push(Classifier::load(&s.model, &s.session)?);
+    }
     // The resolution the next step needs: the detector's input, or the model input of a
     // whole-image crop. JPEGs are decoded at the smallest DCT scale that still gives it.
     let target = if s.full_decode {
@@ -255,16 +267,17 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
             // A second, counting walk only for the progress bar's length and ETA; scheduled
             // (non-terminal) runs skip it and walk the tree once.
             let (config, cancel, bar) = (source_config.clone(), cancel.clone(), progress.clone());
-            let already = done.len() as u64;
+            let already = skip.done.len() as u64;
+            let shard = s.shard;
             std::thread::spawn(move || {
-                if let Some(n) = source::count(&config, &cancel) {
+                if let Some(n) = source::count(&config, shard, &cancel) {
                     bar.set_length(n.saturating_sub(already));
                 }
             });
         }
         let src = tokio::task::spawn_blocking({
-            let (done, cancel) = (done.clone(), cancel.clone());
-            move || source::run(source_config, done, cancel, file_tx)
+            let (skip, cancel) = (skip.clone(), cancel.clone());
+            move || source::run(source_config, skip, cancel, file_tx)
         });
         let dec = tokio::task::spawn_blocking({
             let (pool, limits) = (pool.clone(), s.limits);
@@ -284,7 +297,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         });
         let inf = tokio::task::spawn_blocking({
             let features = s.features;
-            move || infer::run(batch_rx, rows_tx, classifier, features)
+            move || infer::run(batch_rx, rows_tx, classifiers, features)
         });
         let snk = tokio::task::spawn_blocking({
             let (rows, bar) = (s.checkpoint_rows, progress.clone());
@@ -304,7 +317,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     });
     progress.finish_and_clear();
     let join = |e: tokio::task::JoinError| Error::Output(format!("a pipeline stage failed: {e}"));
-    let ((src_stats, already_done), dec, det, pre, bat, inf, snk) = (
+    let ((src_stats, skipped), dec, det, pre, bat, inf, snk) = (
         result.0.map_err(join)?,
         result.1.map_err(join)?,
         result.2.map_err(join)?,
@@ -334,6 +347,12 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         KeyValue::new(meta::FINISHED.to_string(), finished_at),
         KeyValue::new(meta::MODEL_SHA256.to_string(), info.model_sha256.clone()),
         KeyValue::new(meta::MODEL_NAME.to_string(), card.name.clone()),
+        KeyValue::new(meta::MODEL_VERSION.to_string(), model_version.clone()),
+        KeyValue::new(meta::MODEL_PATH.to_string(), model_path.clone()),
+        KeyValue::new(
+            meta::SHARD.to_string(),
+            s.shard.unwrap_or(crate::shard::Shard::ALL).to_string(),
+        ),
         KeyValue::new(meta::MODEL_CARD.to_string(), card_json),
         KeyValue::new(meta::FACES.to_string(), faces_json),
         KeyValue::new(
@@ -383,7 +402,8 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         ok: sink_result.ok,
         errors: sink_result.errors,
         no_face: sink_result.no_face,
-        already_done,
+        already_done: skipped.done,
+        unchanged: skipped.unchanged,
         interrupted,
         elapsed,
         images_per_second: dec.items as f64 / elapsed.as_secs_f64().max(1e-9),

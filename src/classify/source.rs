@@ -1,7 +1,7 @@
 //! Source stage: walks the inputs in a deterministic order and emits every file that looks
 //! like an image (by extension), including ones that will fail later, so each gets a row.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +24,27 @@ pub fn is_candidate(path: &Path) -> bool {
     path.extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
         .is_some_and(|e| WALK_EXTENSIONS.contains(&e.as_str()))
+}
+
+/// Which walked files this run leaves out.
+#[derive(Debug, Default)]
+pub struct Skip {
+    /// (root, path) already written by the run being resumed.
+    pub done: HashSet<(String, String)>,
+    /// Only this shard's files are taken.
+    pub shard: Option<crate::shard::Shard>,
+    /// (root, path) -> (bytes, modified) classified by earlier successful job runs: such a
+    /// file is skipped while its size and modification time are unchanged.
+    pub seen: HashMap<(String, String), (u64, i64)>,
+}
+
+/// A file's modification time in microseconds since the Unix epoch.
+pub fn modified_micros(m: &std::fs::Metadata) -> Option<i64> {
+    let t = m.modified().ok()?;
+    Some(match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).ok()?,
+        Err(e) => -i64::try_from(e.duration().as_micros()).ok()?,
+    })
 }
 
 /// How the walk behaves.
@@ -89,10 +110,13 @@ fn inspect(
 ) -> FileRef {
     let rel_str = rel.to_string_lossy().into_owned();
     let mut problem = walk_error;
-    let mut bytes = None;
+    let (mut bytes, mut modified) = (None, None);
     if problem.is_none() {
         match std::fs::metadata(&abs) {
-            Ok(m) if m.is_file() => bytes = Some(m.len()),
+            Ok(m) if m.is_file() => {
+                bytes = Some(m.len());
+                modified = modified_micros(&m);
+            }
             Ok(_) => problem = Some("not a regular file".into()),
             Err(e) if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.file_type().is_symlink()) => {
                 problem = Some(format!("broken symbolic link: {e}"))
@@ -109,23 +133,33 @@ fn inspect(
         rel: rel_str,
         abs,
         bytes,
+        modified,
         problem,
     }
 }
 
-/// Runs the stage: emits files not in `done`, until the walk ends or `cancel` is set.
-/// Returns its stats and how many files were skipped as already done.
+/// What the source stage skipped.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Skipped {
+    /// Already written by the run being resumed.
+    pub done: u64,
+    /// Unchanged since an earlier successful job run.
+    pub unchanged: u64,
+}
+
+/// Runs the stage: emits this shard's files that `skip` does not leave out, until the walk
+/// ends or `cancel` is set. Returns its stats and what it skipped.
 pub fn run(
     config: SourceConfig,
-    done: Arc<HashSet<(String, String)>>,
+    skip: Arc<Skip>,
     cancel: Arc<AtomicBool>,
     tx: Sender<FileRef>,
-) -> (StageStats, u64) {
+) -> (StageStats, Skipped) {
     let mut stats = StageStats {
         name: "source",
         ..Default::default()
     };
-    let mut skipped = 0;
+    let mut skipped = Skipped::default();
     let mut seq = 0;
     let mut busy = Duration::ZERO;
     let mut t = Instant::now();
@@ -134,11 +168,21 @@ pub fn run(
             break;
         }
         let key = (root.to_string(), rel.to_string_lossy().into_owned());
-        if done.contains(&key) {
-            skipped += 1;
+        if skip.shard.is_some_and(|s| !s.takes(&key.1)) {
+            continue;
+        }
+        if skip.done.contains(&key) {
+            skipped.done += 1;
             continue;
         }
         let file = inspect(seq, root, rel, abs, err);
+        if let (Some(seen), Some(bytes), Some(modified)) =
+            (skip.seen.get(&key), file.bytes, file.modified)
+            && *seen == (bytes, modified)
+        {
+            skipped.unchanged += 1;
+            continue;
+        }
         seq += 1;
         stats.items += 1;
         busy += t.elapsed();
@@ -153,13 +197,19 @@ pub fn run(
 }
 
 /// Counts candidate files (for the progress bar's length), stopping early on cancel.
-pub fn count(config: &SourceConfig, cancel: &AtomicBool) -> Option<u64> {
+pub fn count(
+    config: &SourceConfig,
+    shard: Option<crate::shard::Shard>,
+    cancel: &AtomicBool,
+) -> Option<u64> {
     let mut n = 0;
-    for _ in walk(config) {
+    for (_, rel, _, _) in walk(config) {
         if cancel.load(Ordering::Relaxed) {
             return None;
         }
-        n += 1;
+        if shard.is_none_or(|s| s.takes(&rel.to_string_lossy())) {
+            n += 1;
+        }
     }
     Some(n)
 }

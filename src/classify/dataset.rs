@@ -1,0 +1,190 @@
+//! Dataset mode: `--out DIR/` writes one shard's part file into a dataset folder, with a
+//! success marker, so shards of one run (Ray tasks, Indexed Job pods, Slurm array tasks,
+//! scheduled job runs) can be retried and gathered safely.
+//!
+//! Layout, for shard K of N:
+//! - `DIR/_staging/part-KKKKK-of-NNNNN.parquet(.parts/)`: the run in progress. Folders
+//!   starting with `_` are ignored by Spark and pyarrow datasets, and `DIR/*.parquet` does
+//!   not reach into them.
+//! - `DIR/part-KKKKK-of-NNNNN.parquet`: renamed into place once complete.
+//! - `DIR/_SUCCESS-KKKKK-of-NNNNN.json`: written after that rename; a shard with a marker is
+//!   done, and running it again does nothing.
+//!
+//! An unfinished staging of the same shard can only be an earlier attempt of this shard
+//! (the name is fixed by the shard), so it is resumed automatically: a retried shard
+//! neither loses nor repeats a row.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use super::{ClassifySettings, Summary, output};
+use crate::error::{Error, Result};
+use crate::shard::Shard;
+
+/// Where a shard's files go in a dataset folder.
+#[derive(Clone, Debug)]
+pub struct DatasetPaths {
+    pub part: PathBuf,
+    pub marker: PathBuf,
+    pub staged: PathBuf,
+    pub features: PathBuf,
+}
+
+impl DatasetPaths {
+    pub fn new(dir: &Path, shard: Shard) -> DatasetPaths {
+        let tag = shard.tag();
+        DatasetPaths {
+            part: dir.join(format!("part-{tag}.parquet")),
+            marker: dir.join(format!("_SUCCESS-{tag}.json")),
+            staged: dir.join("_staging").join(format!("part-{tag}.parquet")),
+            features: dir.join(format!("_features-{tag}.json")),
+        }
+    }
+}
+
+/// The success marker's content.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Marker {
+    pub shard: String,
+    pub file: String,
+    pub rows: u64,
+    pub files: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub no_face: u64,
+    pub unchanged: u64,
+    pub run_id: String,
+    pub model_name: String,
+    pub model_version: String,
+    pub model_sha256: String,
+    pub finished_at: String,
+}
+
+/// What a dataset-mode run did.
+pub enum Outcome {
+    /// The marker was already there: nothing to do.
+    AlreadyComplete { marker: PathBuf },
+    /// The shard ran; when it was not interrupted, its part and marker are in place.
+    Ran(Summary),
+}
+
+/// Is `out` a dataset folder? Only when it says so by ending with a separator: an existing
+/// folder named without one is refused as before (`--out` pointing at the photos by
+/// mistake must not write into them).
+pub fn is_dataset_dir(out: &Path) -> bool {
+    out.as_os_str()
+        .to_string_lossy()
+        .ends_with(['/', std::path::MAIN_SEPARATOR])
+}
+
+/// Runs one shard into the dataset folder `dir` (`s.out` is ignored).
+pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<Outcome> {
+    let shard = s.shard.unwrap_or(Shard::ALL);
+    let paths = DatasetPaths::new(dir, shard);
+    if paths.marker.is_file() {
+        tracing::info!(shard = %shard, marker = %paths.marker.display(), "shard already complete");
+        return Ok(Outcome::AlreadyComplete {
+            marker: paths.marker,
+        });
+    }
+    let staging = paths.staged.parent().unwrap_or(dir);
+    std::fs::create_dir_all(staging)
+        .map_err(|e| Error::io(format!("creating {}", staging.display()), e))?;
+    let mut settings = s.clone();
+    settings.out = paths.staged.clone();
+    settings.resume = paths.staged.is_file() || output::parts_dir(&paths.staged).exists();
+    if settings.resume {
+        tracing::info!(shard = %shard, "resuming this shard's unfinished earlier attempt");
+    }
+    let mut summary = super::pipeline::run(&settings, cancel)?;
+    if summary.interrupted {
+        return Ok(Outcome::Ran(summary));
+    }
+    let md = output::read_metadata(&paths.staged)?;
+    let get = |k: &str| md.get(k).cloned().unwrap_or_default();
+    // Count what the part holds (a resumed shard's earlier rows included).
+    let mut counts = Counts::default();
+    output::for_each_batch(&paths.staged, |b| {
+        counts.add(b);
+        Ok(())
+    })?;
+    publish(&paths.staged, &paths.part)?;
+    let stats = output::stats_path(&paths.staged);
+    if stats.is_file() {
+        publish(&stats, &paths.features)?;
+    }
+    let marker = Marker {
+        shard: shard.to_string(),
+        file: paths
+            .part
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        rows: counts.rows,
+        files: counts.files,
+        ok: counts.ok,
+        errors: counts.errors,
+        no_face: counts.no_face,
+        unchanged: summary.unchanged,
+        run_id: get(output::meta::RUN_ID),
+        model_name: get(output::meta::MODEL_NAME),
+        model_version: get(output::meta::MODEL_VERSION),
+        model_sha256: get(output::meta::MODEL_SHA256),
+        finished_at: get(output::meta::FINISHED),
+    };
+    let text = serde_json::to_string_pretty(&marker).unwrap_or_default();
+    crate::fsutil::write_atomic(&paths.marker, text.as_bytes())?;
+    // The staging folder is left only when another shard still uses it.
+    let _ = std::fs::remove_dir(staging);
+    summary.out = paths.part;
+    Ok(Outcome::Ran(summary))
+}
+
+/// Renames a finished file into place and syncs its folder, so the rename survives a crash.
+fn publish(from: &Path, to: &Path) -> Result<()> {
+    std::fs::rename(from, to)
+        .map_err(|e| Error::io(format!("moving {} to {}", from.display(), to.display()), e))?;
+    if let Some(dir) = to.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Counts {
+    rows: u64,
+    files: u64,
+    ok: u64,
+    errors: u64,
+    no_face: u64,
+}
+
+impl Counts {
+    fn add(&mut self, b: &arrow::array::RecordBatch) {
+        use arrow::array::{Array, Int32Array, StringArray};
+        self.rows += b.num_rows() as u64;
+        let status = b
+            .column_by_name("status")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let face = b
+            .column_by_name("face_index")
+            .and_then(|c| c.as_any().downcast_ref::<Int32Array>());
+        let (Some(status), Some(face)) = (status, face) else {
+            return;
+        };
+        for i in 0..b.num_rows() {
+            match status.value(i) {
+                "ok" => self.ok += 1,
+                "error" => self.errors += 1,
+                _ => self.no_face += 1,
+            }
+            // One row per file carries face 0 or no face at all.
+            if !face.is_valid(i) || face.value(i) == 0 {
+                self.files += 1;
+            }
+        }
+    }
+}

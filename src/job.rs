@@ -1,0 +1,332 @@
+//! Job files (`facebatch run JOB.toml`): a scheduled, incremental classify run into a
+//! dataset with Hive-style partitions.
+//!
+//! ```toml
+//! name = "nightly"
+//! inputs = ["/srv/photos"]              # relative paths are relative to this file
+//! output = "/srv/datasets/face-labels"  # dataset root
+//! partition = "dt={date}"               # default; {date} is the run date, UTC, YYYY-MM-DD
+//! model = "../models/facebatch-gender"  # a model name folder (versions inside) or a version
+//! model_version = "latest"              # or a version folder name such as "v3"
+//! # shard = "auto"                      # or "K/N"; --shard on the command line wins
+//!
+//! [classify]                            # any `facebatch classify` option, without the dashes
+//! faces = "auto"
+//! features = true
+//! ```
+//!
+//! Each run classifies only the files that are new, or whose size or modification time
+//! changed, since the runs that completed before it (their part files with a success
+//! marker anywhere under `output`), and writes them in dataset mode into
+//! `output/<partition>/`. Running again with the same date is a no-op once it completed.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Options the job sets itself; `[classify]` may not set them.
+const RESERVED: &[&str] = &["out", "model", "resume", "shard", "inputs"];
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobFile {
+    name: String,
+    inputs: Vec<PathBuf>,
+    output: PathBuf,
+    #[serde(default = "default_partition")]
+    partition: String,
+    #[serde(default)]
+    model: Option<PathBuf>,
+    #[serde(default)]
+    model_version: Option<String>,
+    #[serde(default)]
+    shard: Option<String>,
+    #[serde(default)]
+    classify: toml::Table,
+}
+
+fn default_partition() -> String {
+    "dt={date}".into()
+}
+
+/// A job file, read and checked; its paths resolved against the file's folder.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub file: PathBuf,
+    pub name: String,
+    pub inputs: Vec<PathBuf>,
+    pub output: PathBuf,
+    pub partition: String,
+    /// The model version folder this run uses (a pinned version, or the latest).
+    pub model_dir: PathBuf,
+    pub shard: Option<String>,
+    classify: toml::Table,
+}
+
+/// The model used when a job names none.
+pub const DEFAULT_MODEL: &str = "models/facebatch-gender";
+
+impl Job {
+    pub fn load(file: &Path) -> Result<Job> {
+        let invalid =
+            |reason: String| Error::InvalidOption(format!("{}: {reason}", file.display()));
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Error::io(format!("reading job file {}", file.display()), e))?;
+        let raw: JobFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        // Paths become absolute, so the (root, path) keys that incremental runs compare do
+        // not depend on the folder cron or systemd starts in.
+        let base = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = base
+            .canonicalize()
+            .map_err(|e| Error::io(format!("resolving {}", base.display()), e))?;
+        let at = |p: &Path| normalize(&base.join(p));
+        if raw.name.is_empty() || raw.inputs.is_empty() {
+            return Err(invalid(
+                "`name` and at least one of `inputs` are required".into(),
+            ));
+        }
+        if !raw.partition.contains("{date}") {
+            return Err(invalid(format!(
+                "partition {:?} must contain {{date}} so each run writes its own partition",
+                raw.partition
+            )));
+        }
+        for key in raw.classify.keys() {
+            if RESERVED.contains(&key.replace('_', "-").as_str()) {
+                return Err(invalid(format!(
+                    "[classify] may not set {key:?}: the job sets it (use the top-level \
+                     inputs, output, model, model_version and shard)"
+                )));
+            }
+        }
+        let model = raw
+            .model
+            .as_deref()
+            .map(&at)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
+        let version = raw.model_version.as_deref().filter(|v| *v != "latest");
+        let model_dir = crate::card::resolve_version(&model, version)?;
+        Ok(Job {
+            file: file.to_path_buf(),
+            name: raw.name,
+            inputs: raw.inputs.iter().map(|p| at(p)).collect(),
+            output: at(&raw.output),
+            partition: raw.partition,
+            model_dir,
+            shard: raw.shard,
+            classify: raw.classify,
+        })
+    }
+
+    /// The partition folder of a run on `date` (YYYY-MM-DD).
+    pub fn partition_dir(&self, date: &str) -> Result<PathBuf> {
+        let ok = date.len() == 10
+            && time::Date::parse(
+                date,
+                &time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .is_ok();
+        if !ok {
+            return Err(Error::InvalidOption(format!(
+                "--date {date:?}: expected YYYY-MM-DD"
+            )));
+        }
+        let rel = self
+            .partition
+            .replace("{date}", date)
+            .replace("{name}", &self.name);
+        if Path::new(&rel)
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(Error::InvalidOption(format!(
+                "{}: partition {:?} must be a relative path inside output",
+                self.file.display(),
+                self.partition
+            )));
+        }
+        Ok(self.output.join(rel))
+    }
+
+    /// The `facebatch classify` arguments of a run into `dir` (without `--shard`).
+    pub fn classify_args(&self, dir: &Path) -> Result<Vec<String>> {
+        let mut args = vec!["classify".to_string()];
+        args.extend(self.inputs.iter().map(|p| p.display().to_string()));
+        let mut out = dir.display().to_string();
+        if !out.ends_with(std::path::MAIN_SEPARATOR) {
+            out.push(std::path::MAIN_SEPARATOR);
+        }
+        args.extend(["--out".into(), out]);
+        args.extend(["--model".into(), self.model_dir.display().to_string()]);
+        for (key, value) in &self.classify {
+            let flag = format!("--{}", key.replace('_', "-"));
+            let scalar = |v: &toml::Value| -> Result<String> {
+                match v {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    toml::Value::Integer(i) => Ok(i.to_string()),
+                    toml::Value::Float(f) => Ok(f.to_string()),
+                    other => Err(Error::InvalidOption(format!(
+                        "{}: [classify] {key} = {other}: expected a string, number, boolean or list",
+                        self.file.display()
+                    ))),
+                }
+            };
+            match value {
+                toml::Value::Boolean(true) => args.push(flag),
+                toml::Value::Boolean(false) => {}
+                toml::Value::Array(items) => {
+                    for item in items {
+                        args.extend([flag.clone(), scalar(item)?]);
+                    }
+                }
+                v => args.extend([flag, scalar(v)?]),
+            }
+        }
+        Ok(args)
+    }
+}
+
+/// Every file that completed runs under `output` classified, with its size and
+/// modification time then: the part files that have their success marker (in any
+/// partition; `_`-prefixed folders such as staging areas are not looked into).
+pub fn seen_files(output: &Path) -> Result<HashMap<(String, String), (u64, i64)>> {
+    let mut seen = HashMap::new();
+    if !output.is_dir() {
+        return Ok(seen);
+    }
+    let walker = walkdir::WalkDir::new(output)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            e.depth() == 0 || !e.file_name().to_string_lossy().starts_with(['_', '.'])
+        });
+    for entry in walker {
+        let entry = entry.map_err(|e| {
+            Error::io(
+                format!("listing {}", output.display()),
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
+        let name = entry.file_name().to_string_lossy();
+        let Some(tag) = name
+            .strip_prefix("part-")
+            .and_then(|n| n.strip_suffix(".parquet"))
+        else {
+            continue;
+        };
+        let marker = entry.path().with_file_name(format!("_SUCCESS-{tag}.json"));
+        if marker.is_file() {
+            crate::classify::output::fingerprints(entry.path(), &mut seen)?;
+        }
+    }
+    Ok(seen)
+}
+
+/// Removes `.` and `..` components without touching the file system.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Today's date, UTC, YYYY-MM-DD.
+pub fn today() -> String {
+    crate::train::now_rfc3339().chars().take(10).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(dir: &Path, text: &str) -> Result<Job> {
+        let file = dir.join("job.toml");
+        std::fs::write(&file, text).unwrap();
+        Job::load(&file)
+    }
+
+    #[test]
+    fn a_job_becomes_classify_arguments() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("models/m/v7")).unwrap();
+        let model = tmp.path().canonicalize().unwrap().join("models/m/v7");
+        std::fs::write(model.join("model.onnx"), b"x").unwrap();
+        assert_eq!(
+            normalize(Path::new("/a/b/../c/./d")),
+            PathBuf::from("/a/c/d")
+        );
+        let j = job(
+            tmp.path(),
+            r#"
+            name = "nightly"
+            inputs = ["photos", "/abs/more"]
+            output = "out"
+            model = "models/m"
+            [classify]
+            faces = "detect"
+            batch_size = 16
+            features = true
+            full_decode = false
+            det_threshold = 0.7
+            "#,
+        )
+        .unwrap();
+        let tmp_path = tmp.path().canonicalize().unwrap();
+        let tmp = &tmp_path;
+        assert_eq!(j.model_dir, tmp.join("models/m/v7"));
+        let dir = j.partition_dir("2026-11-28").unwrap();
+        assert_eq!(dir, tmp.join("out/dt=2026-11-28"));
+        let args = j.classify_args(&dir).unwrap();
+        let joined = args.join(" ");
+        assert!(joined.starts_with(&format!(
+            "classify {} /abs/more --out {}/ --model {}",
+            tmp.join("photos").display(),
+            dir.display(),
+            model.display()
+        )));
+        for part in [
+            "--faces detect",
+            "--batch-size 16",
+            "--features",
+            "--det-threshold 0.7",
+        ] {
+            assert!(joined.contains(part), "{joined}");
+        }
+        assert!(!joined.contains("full-decode"), "{joined}");
+        assert!(j.partition_dir("2026-13-01").is_err());
+        assert!(j.partition_dir("yesterday").is_err());
+    }
+
+    #[test]
+    fn bad_job_files_are_refused_with_the_reason() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = "name = \"n\"\ninputs = [\"p\"]\noutput = \"o\"\nmodel = \".\"\n";
+        std::fs::write(tmp.path().join("model.onnx"), b"x").unwrap();
+        for (extra, needle) in [
+            ("colour = 1\n", "unknown field"),
+            ("partition = \"static\"\n", "{date}"),
+            ("partition = \"../dt={date}\"\n", "inside output"),
+            ("[classify]\nout = \"x\"\n", "may not set"),
+            ("model_version = \"v9\"\n", "not found"),
+        ] {
+            let e = job(tmp.path(), &format!("{base}{extra}"))
+                .and_then(|j| j.partition_dir("2026-01-01").map(|_| ()))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{extra}: {e}");
+        }
+    }
+}
