@@ -17,11 +17,17 @@ out=${1:-docs/benchmarks-e2e}
 data=${FACEBATCH_SHARED_DATA:-../shared/data}
 venv=${BASELINE_VENV:-.cache/baseline-venv}
 bench=.cache/bench
-cargo build --release --locked
+# FEATURES=... adds cargo features; CARGO_FLAGS=--no-default-features benchmarks the build
+# without libjpeg-turbo's SIMD (the default build has it when nasm is installed).
+features=${FEATURES:-}
+# shellcheck disable=SC2086 # CARGO_FLAGS is a list of flags
+cargo build --release --locked ${CARGO_FLAGS:-} ${features:+--features "$features"}
 scripts/baseline/setup.sh >/dev/null
 "$venv/bin/python" benches/make_corpora.py --data "$data" --crops "$bench/crops" --n 5000
 "$venv/bin/python" benches/make_corpora.py --data "$data" --photos "$bench/photos" --n 300
 cmd="scripts/bench-e2e.sh"
+[ -z "$features" ] || cmd="FEATURES=$features $cmd"
+[ -z "${CARGO_FLAGS:-}" ] || cmd="CARGO_FLAGS=$CARGO_FLAGS $cmd"
 [ $# -lt 1 ] || cmd+=" $(printf '%q' "$1")"
 exec "$venv/bin/python" benches/e2e.py \
     --facebatch ./target/release/facebatch --model models/facebatch-gender/v3 \

@@ -111,9 +111,12 @@ fn shard_from_env(var: impl Fn(&str) -> Option<String>) -> Result<Shard> {
     Ok(Shard { index, count })
 }
 
-/// FNV-1a, 64 bits, of the path relative to its input root, with `/` separators. Stable
-/// across machines, platforms and versions (documented in docs/operations.md), and
-/// independent of where the photos are mounted.
+/// FNV-1a, 64 bits, of the path relative to its input root (with `/` separators), then
+/// MurmurHash3's 64-bit finaliser. Stable across machines, platforms and versions
+/// (documented in docs/operations.md), and independent of where the photos are mounted.
+///
+/// The finaliser matters: FNV-1a's low k bits depend only on the low k bits of each byte,
+/// so without it `mod 4` or `mod 8` would put `a.jpg`, `e.jpg`, `i.jpg`... in one shard.
 pub fn path_hash(rel: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in rel.bytes() {
@@ -121,7 +124,11 @@ pub fn path_hash(rel: &str) -> u64 {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    h
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 impl Shard {
@@ -182,9 +189,19 @@ mod tests {
     #[test]
     fn the_hash_is_pinned_and_separator_independent() {
         // Changing these values reshuffles every running sharded job: don't.
-        assert_eq!(path_hash(""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(path_hash("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(path_hash(""), 0xefd0_1f60_ba99_2926);
+        assert_eq!(path_hash("a"), 0x82a2_a958_a9be_ce5b);
         assert_eq!(path_hash("dir/x.jpg"), path_hash("dir\\x.jpg"));
+    }
+
+    #[test]
+    fn names_differing_in_high_bits_spread_over_power_of_two_shard_counts() {
+        // Regression: plain FNV-1a put all of these in shard 1 of 4 (its low bits depend
+        // only on the low bits of each byte, and a e i m q u y share theirs).
+        let names: Vec<String> = "aeimquy".chars().map(|c| format!("{c}.jpg")).collect();
+        let shards: std::collections::BTreeSet<u64> =
+            names.iter().map(|n| path_hash(n) % 4).collect();
+        assert!(shards.len() >= 3, "{shards:?}");
     }
 
     #[test]

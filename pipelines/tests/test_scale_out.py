@@ -3,7 +3,7 @@
 Run through scripts/scale-out-test.sh (pinned venv; FACEBATCH_BIN names the binary):
 
 - `--shard K/N`: the union of N shard runs is exactly one unsharded run; each file is in
-  the shard that the documented FNV-1a hash names; a finished shard is not touched again.
+  the shard that the documented hash (FNV-1a + fmix64) names; a finished shard is not touched again.
 - pipelines/ray_classify.py on a two-node local Ray cluster, with one task's Ray worker
   SIGKILLed after the shard wrote a checkpoint: Ray retries it, the retry resumes, and no
   row is lost or repeated.
@@ -56,12 +56,15 @@ Key = tuple[str, str]
 
 
 def path_hash(rel: str) -> int:
-    """FNV-1a, 64 bits, of the relative path with `/` separators (docs/operations.md)."""
+    """FNV-1a, 64 bits, of the relative path with `/` separators, then MurmurHash3's
+    fmix64 finaliser (docs/operations.md)."""
     h = 0xCBF29CE484222325
     for b in rel.replace("\\", "/").encode():
         h ^= b
         h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return h
+    for m in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
+        h = ((h ^ (h >> 33)) * m) & 0xFFFFFFFFFFFFFFFF
+    return h ^ (h >> 33)
 
 
 def tag(k: int, n: int) -> str:
