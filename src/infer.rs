@@ -73,7 +73,7 @@ fn with_cuda(
     builder
         .with_execution_providers([ep])
         .map_err(|e| Error::CudaUnavailable {
-            reason: format!("{e} (model {})", what.display()),
+            reason: format!("{} (model {})", e.to_string().trim_end(), what.display()),
         })
 }
 
