@@ -159,17 +159,25 @@ impl CheckedModel {
 impl Classifier {
     /// Loads `model` (a directory or its `model.onnx`) and checks it against its card.
     pub fn load(model: &Path, opts: &SessionOptions) -> Result<Classifier> {
-        let CheckedModel {
-            onnx_path,
-            card,
-            bytes,
-            sha256: sha,
-        } = CheckedModel::read(model)?;
+        Classifier::from_checked(&CheckedModel::read(model)?, opts)
+    }
+
+    /// `n` classifiers of one model, each with its own session (one per inference
+    /// worker); the files are read and checked once.
+    pub fn load_many(model: &Path, opts: &SessionOptions, n: usize) -> Result<Vec<Classifier>> {
+        let checked = CheckedModel::read(model)?;
+        (0..n.max(1))
+            .map(|_| Classifier::from_checked(&checked, opts))
+            .collect()
+    }
+
+    fn from_checked(m: &CheckedModel, opts: &SessionOptions) -> Result<Classifier> {
+        let (onnx_path, card, sha) = (m.onnx_path.clone(), m.card.clone(), m.sha256.clone());
         let invalid = |reason: String| Error::InvalidModel {
             path: onnx_path.clone(),
             reason,
         };
-        let session = build_session(&bytes, opts, &onnx_path)?;
+        let session = build_session(&m.bytes, opts, &onnx_path)?;
         let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         if inputs != [card.input.name.as_str()] {
             return Err(invalid(format!(

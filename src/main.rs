@@ -624,7 +624,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 anyhow::bail!("internal: a job must become a classify command");
             };
             let mut settings = cargs.settings(g)?;
-            settings.seen = facebatch::job::seen_files(&job.output)?;
+            settings.seen = std::sync::Arc::new(facebatch::job::seen_files(&job.output)?);
             tracing::info!(
                 job = %job.name,
                 partition = %dir.display(),

@@ -55,7 +55,7 @@ pub struct ClassifySettings {
     pub shard: Option<crate::shard::Shard>,
     /// Files classified by earlier successful job runs, skipped while unchanged
     /// ((root, path) -> (bytes, modified)); empty outside `facebatch run`.
-    pub seen: std::collections::HashMap<(String, String), (u64, i64)>,
+    pub seen: std::sync::Arc<std::collections::HashMap<(String, String), (u64, i64)>>,
     /// Add each image's pooled feature vector and write run-level feature statistics.
     pub features: bool,
     /// Continue an interrupted or crashed run into the same output.

@@ -68,7 +68,9 @@ fn preflight(s: &ClassifySettings) -> Result<()> {
 pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     let started = Instant::now();
     preflight(s)?;
-    let classifier = Classifier::load(&s.model, &s.session)?;
+    // One session per inference worker.
+    let classifiers = Classifier::load_many(&s.model, &s.session, s.infer_workers)?;
+    let classifier = &classifiers[0];
     let card = classifier.card.clone();
     let model_version = crate::card::model_version(&classifier.onnx_path);
     let model_path = classifier.onnx_path.display().to_string();
@@ -227,11 +229,6 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         seen: s.seen.clone(),
     });
     let spec = classifier.card.input.clone();
-    // One session per inference worker; the first is the one already checked above.
-    let mut classifiers = vec![classifier];
-    for _ in 1..s.infer_workers.max(1) {
-        classifiers.push(Classifier::load(&s.model, &s.session)?);
-    }
     // The resolution the next step needs: the detector's input, or the model input of a
     // whole-image crop. JPEGs are decoded at the smallest DCT scale that still gives it.
     let target = if s.full_decode {

@@ -35,7 +35,7 @@ pub struct Skip {
     pub shard: Option<crate::shard::Shard>,
     /// (root, path) -> (bytes, modified) classified by earlier successful job runs: such a
     /// file is skipped while its size and modification time are unchanged.
-    pub seen: HashMap<(String, String), (u64, i64)>,
+    pub seen: Arc<HashMap<(String, String), (u64, i64)>>,
 }
 
 /// A file's modification time in microseconds since the Unix epoch.
