@@ -103,12 +103,24 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
     }
     let md = output::read_metadata(&paths.staged)?;
     let get = |k: &str| md.get(k).cloned().unwrap_or_default();
-    // Count what the part holds (a resumed shard's earlier rows included).
-    let mut counts = Counts::default();
-    output::for_each_batch(&paths.staged, |b| {
-        counts.add(b);
-        Ok(())
-    })?;
+    // What the part holds: this run's own counts, or, when it completed an earlier
+    // attempt, a count over the part (the earlier rows are known only there).
+    let counts = if settings.resume {
+        let mut counts = Counts::default();
+        output::for_each_batch(&paths.staged, |b| {
+            counts.add(b);
+            Ok(())
+        })?;
+        counts
+    } else {
+        Counts {
+            rows: summary.rows,
+            files: summary.files,
+            ok: summary.ok,
+            errors: summary.errors,
+            no_face: summary.no_face,
+        }
+    };
     publish(&paths.staged, &paths.part)?;
     let stats = output::stats_path(&paths.staged);
     if stats.is_file() {
