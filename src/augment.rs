@@ -1,8 +1,16 @@
-//! Training-time augmentation: flips, crop/scale jitter, small rotations, brightness,
-//! contrast, grey-scale, and scene fill: pixels the crop has no photo for (an aligned
-//! crop reaching past the edge of a tight source crop, or shifted in by the jitter) are
-//! filled with varied content, as a real photo would show there, instead of replicated
-//! edge pixels. It works on images already fitted by
+//! Training-time augmentation, for the domains the model meets in photos:
+//!
+//! - geometry: flips, crop/scale jitter and small rotations (the landmark noise of a
+//!   detector on real photos);
+//! - scene fill: pixels the crop has no photo for (an aligned crop reaching past the edge
+//!   of a tight source crop, or shifted in by the jitter) are filled with varied content,
+//!   as a real photo would show there, instead of replicated edge pixels;
+//! - colour: brightness, contrast, gamma, colour casts and grey-scale (press archives);
+//! - degradation: downscale-then-upscale (faces of 15-40 px in a photo), Gaussian blur
+//!   (focus, motion), JPEG recompression at low quality (web images);
+//! - occlusion: a random block over part of the face (hands, microphones, masks).
+//!
+//! It works on images already fitted by
 //! [`InputSpec::fit`](crate::preprocess::InputSpec::fit), so the un-augmented path is exactly
 //! the inference path.
 
@@ -32,6 +40,24 @@ pub struct Augment {
     /// Cards written before this field existed read as 0.
     #[serde(default)]
     pub fill: f32,
+    /// Gamma drawn log-uniformly from [exp(-gamma), exp(gamma)] (0: off).
+    #[serde(default)]
+    pub gamma: f32,
+    /// Per-channel gain drawn from [1-color_cast, 1+color_cast] (white balance, tints).
+    #[serde(default)]
+    pub color_cast: f32,
+    /// Probability of shrinking the crop to a side of 12-40 px and enlarging it back.
+    #[serde(default)]
+    pub downscale: f32,
+    /// Probability of a Gaussian blur with sigma 0.4-1.6 px.
+    #[serde(default)]
+    pub blur: f32,
+    /// Probability of JPEG recompression at quality 10-60.
+    #[serde(default)]
+    pub jpeg: f32,
+    /// Probability of covering a random block of 15-40% of each side.
+    #[serde(default)]
+    pub occlude: f32,
 }
 
 impl Default for Augment {
@@ -43,8 +69,14 @@ impl Default for Augment {
             rotate_deg: 10.0,
             brightness: 0.15,
             contrast: 0.25,
-            grayscale: 0.15,
+            grayscale: 0.2,
             fill: 0.8,
+            gamma: 0.35,
+            color_cast: 0.1,
+            downscale: 0.2,
+            blur: 0.15,
+            jpeg: 0.25,
+            occlude: 0.1,
         }
     }
 }
@@ -61,7 +93,51 @@ impl Augment {
             contrast: 0.0,
             grayscale: 0.0,
             fill: 0.0,
+            gamma: 0.0,
+            color_cast: 0.0,
+            downscale: 0.0,
+            blur: 0.0,
+            jpeg: 0.0,
+            occlude: 0.0,
         }
+    }
+
+    /// The strength names [`set`](Self::set) accepts.
+    pub fn names() -> Vec<String> {
+        match serde_json::to_value(Augment::none()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Sets one strength by name (`--augment blur=0`), for ablations.
+    pub fn set(&mut self, name: &str, value: f32) -> Result<(), String> {
+        if !value.is_finite() || value < 0.0 {
+            return Err(format!(
+                "augmentation {name}={value}: must be a number >= 0"
+            ));
+        }
+        let probability = !matches!(
+            name,
+            "scale" | "shift" | "rotate_deg" | "brightness" | "contrast" | "gamma" | "color_cast"
+        );
+        if probability && value > 1.0 {
+            return Err(format!(
+                "augmentation {name}={value}: a probability, at most 1"
+            ));
+        }
+        let mut v = serde_json::to_value(&*self).map_err(|e| e.to_string())?;
+        match v.get_mut(name) {
+            Some(slot) => *slot = serde_json::json!(value),
+            None => {
+                return Err(format!(
+                    "unknown augmentation {name:?}; known: {}",
+                    Augment::names().join(", ")
+                ));
+            }
+        }
+        *self = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     /// Writes an augmented, normalised CHW tensor of the fitted image `rgb` (HxWx3 bytes).
@@ -89,6 +165,10 @@ impl Augment {
         let bright = self.brightness * (rng.random::<f32>() * 2.0 - 1.0);
         let contrast = 1.0 + self.contrast * (rng.random::<f32>() * 2.0 - 1.0);
         let grey = rng.random::<f32>() < self.grayscale;
+        let gamma = (self.gamma * (rng.random::<f32>() * 2.0 - 1.0)).exp();
+        let gain: [f32; 3] =
+            std::array::from_fn(|_| 1.0 + self.color_cast * (rng.random::<f32>() * 2.0 - 1.0));
+        let degrade = Degrade::draw(self, w, h, rng);
 
         // Output pixel -> source pixel: rotate and scale about the centre, then shift.
         let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
@@ -115,22 +195,101 @@ impl Augment {
             }
         }
         let mean = sum / (3 * plane) as f32;
-        let mul: [f32; 3] = std::array::from_fn(|c| spec.scale * 255.0 / spec.std[c]);
-        let add: [f32; 3] = std::array::from_fn(|c| -spec.mean[c] / spec.std[c]);
+        // Colour, then 8-bit pixels as a camera or an archive would store them.
+        let mut bytes = vec![0u8; plane * 3];
         for (i, v) in px.iter().enumerate() {
-            let v = if grey {
-                let l = 0.299 * v[0] + 0.587 * v[1] + 0.114 * v[2];
-                [l, l, l]
-            } else {
-                *v
-            };
-            for c in 0..3 {
-                // v is in 0..1 here.
-                let adj = ((v[c] - mean) * contrast + mean + bright).clamp(0.0, 1.0);
-                out[c * plane + i] = adj * mul[c] + add[c];
+            let mut c: [f32; 3] = std::array::from_fn(|k| {
+                let adj = ((v[k] - mean) * contrast + mean + bright).clamp(0.0, 1.0);
+                (adj * gain[k]).clamp(0.0, 1.0).powf(gamma)
+            });
+            if grey {
+                let l = 0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2];
+                c = [l, l, l];
+            }
+            for k in 0..3 {
+                bytes[i * 3 + k] = (c[k] * 255.0).round() as u8;
             }
         }
+        let img = image::RgbImage::from_raw(w as u32, h as u32, bytes)
+            .expect("buffer size matches the spec");
+        let img = degrade.apply(img, rng);
+        spec.write_tensor(&img, out);
     }
+}
+
+/// Degradations drawn for one image: each is applied or not.
+struct Degrade {
+    /// Short side to shrink to before enlarging back.
+    downscale: Option<u32>,
+    blur: Option<f32>,
+    jpeg: Option<u8>,
+    /// (x, y, width, height) of the occluding block.
+    occlude: Option<(u32, u32, u32, u32)>,
+}
+
+impl Degrade {
+    fn draw<R: Rng>(a: &Augment, w: usize, h: usize, rng: &mut R) -> Degrade {
+        let mut hit = |p: f32| rng.random::<f32>() < p;
+        let (ds, bl, jp, oc) = (hit(a.downscale), hit(a.blur), hit(a.jpeg), hit(a.occlude));
+        Degrade {
+            downscale: ds.then(|| rng.random_range(12..=40u32)),
+            blur: bl.then(|| 0.4 + 1.2 * rng.random::<f32>()),
+            jpeg: jp.then(|| rng.random_range(10..=60u8)),
+            occlude: oc.then(|| {
+                let bw = ((0.15 + 0.25 * rng.random::<f32>()) * w as f32).round() as u32;
+                let bh = ((0.15 + 0.25 * rng.random::<f32>()) * h as f32).round() as u32;
+                let x = rng.random_range(0..=(w as u32).saturating_sub(bw));
+                let y = rng.random_range(0..=(h as u32).saturating_sub(bh));
+                (x, y, bw.max(1), bh.max(1))
+            }),
+        }
+    }
+
+    fn apply<R: Rng>(&self, mut img: image::RgbImage, rng: &mut R) -> image::RgbImage {
+        use image::imageops::{FilterType, blur, resize};
+        let (w, h) = img.dimensions();
+        if let Some(side) = self.downscale.filter(|s| *s < w.min(h)) {
+            let k = side as f32 / w.min(h) as f32;
+            let (sw, sh) = (
+                ((w as f32 * k).round() as u32).max(1),
+                ((h as f32 * k).round() as u32).max(1),
+            );
+            let small = resize(&img, sw, sh, FilterType::Triangle);
+            img = resize(&small, w, h, FilterType::Triangle);
+        }
+        if let Some(sigma) = self.blur {
+            img = blur(&img, sigma);
+        }
+        if let Some(q) = self.jpeg {
+            img = recompress(&img, q).unwrap_or(img);
+        }
+        if let Some((x, y, bw, bh)) = self.occlude {
+            let base: [u8; 3] = std::array::from_fn(|_| rng.random::<u8>());
+            let noise = rng.random::<bool>();
+            for yy in y..(y + bh).min(h) {
+                for xx in x..(x + bw).min(w) {
+                    let p: [u8; 3] = if noise {
+                        std::array::from_fn(|c| base[c].saturating_add(rng.random_range(0..40)))
+                    } else {
+                        base
+                    };
+                    img.put_pixel(xx, yy, image::Rgb(p));
+                }
+            }
+        }
+        img
+    }
+}
+
+/// Encodes `img` as a JPEG of quality `q` and decodes it again.
+fn recompress(img: &image::RgbImage, q: u8) -> Option<image::RgbImage> {
+    let mut buf = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, q)
+        .encode_image(img)
+        .ok()?;
+    image::load_from_memory_with_format(&buf, image::ImageFormat::Jpeg)
+        .ok()
+        .map(|d| d.to_rgb8())
 }
 
 /// Scene content for the pixels a crop has no photo for, in output coordinates (0..1).
@@ -269,6 +428,59 @@ mod tests {
         for (a, b) in out.iter().zip(&expected) {
             assert!((a - b).abs() < 1e-5);
         }
+    }
+
+    #[test]
+    fn each_degradation_changes_the_image_and_keeps_its_size() {
+        let spec = InputSpec::standard(64, 64);
+        // A face-like pattern with fine detail, so blur, JPEG and downscaling all show.
+        let img = image::RgbImage::from_fn(64, 64, |x, y| {
+            let v = if (x / 2 + y / 2) % 2 == 0 { 220 } else { 30 };
+            image::Rgb([v, (x * 4) as u8, (y * 4) as u8])
+        });
+        let plain = spec.tensor_from_rgb(&img);
+        for name in [
+            "downscale",
+            "blur",
+            "jpeg",
+            "occlude",
+            "gamma",
+            "color_cast",
+            "grayscale",
+        ] {
+            let mut aug = Augment::none();
+            aug.set(name, 1.0).unwrap();
+            let mut out = vec![0.0; spec.len()];
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+            aug.apply(img.as_raw(), None, None, &spec, &mut rng, &mut out);
+            let diff: f32 = out
+                .iter()
+                .zip(&plain)
+                .map(|(a, b)| (a - b).abs())
+                .sum::<f32>()
+                / out.len() as f32;
+            assert!(diff > 0.01, "{name} changed the image by only {diff}");
+            assert!(out.iter().all(|v| v.is_finite() && v.abs() <= 1.0 + 1e-5));
+        }
+    }
+
+    #[test]
+    fn set_names_a_strength_and_refuses_nonsense() {
+        let mut a = Augment::default();
+        a.set("blur", 0.0).unwrap();
+        assert_eq!(a.blur, 0.0);
+        a.set("rotate_deg", 20.0).unwrap();
+        assert_eq!(a.rotate_deg, 20.0);
+        assert!(a.set("blurr", 0.5).unwrap_err().contains("known:"));
+        assert!(a.set("jpeg", 2.0).is_err());
+        assert!(a.set("gamma", -1.0).is_err());
+    }
+
+    #[test]
+    fn cards_without_the_newer_strengths_still_read() {
+        let old = r#"{"flip":0.5,"scale":0.1,"shift":0.1,"rotate_deg":10,"brightness":0.1,"contrast":0.1,"grayscale":0.1}"#;
+        let a: Augment = serde_json::from_str(old).unwrap();
+        assert_eq!((a.fill, a.jpeg, a.occlude), (0.0, 0.0, 0.0));
     }
 
     #[test]

@@ -105,6 +105,10 @@ pub struct ModelCard {
     /// model (classify, eval, the card's test metrics).
     #[serde(default)]
     pub test_time_flip: bool,
+    /// Temperature scaling fitted after training; facebatch applies it to every probability
+    /// it reports (classify, eval, visualize). Absent: probabilities as the network gives them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::calibration::Calibration>,
     pub architecture: ArchitectureInfo,
     pub onnx: OnnxInfo,
     pub training: TrainingInfo,

@@ -96,21 +96,33 @@ pub fn read_sources(sources: &[Source]) -> Result<Vec<Sample>> {
     }
     let mut out = Vec::new();
     for source in sources {
-        let samples = match source {
-            Source::Folder(root) => read_folder(root)?,
-            Source::Csv {
-                path,
-                label_column,
-                path_column,
-            } => read_csv(path, label_column, path_column)?,
-        };
-        let name = source.name();
-        out.extend(samples.into_iter().map(|mut s| {
-            s.source = name.clone();
-            s
-        }));
+        out.extend(read_source(source)?);
     }
     Ok(out)
+}
+
+/// Reads one source. Each sample's `source` is the manifest's `source` column where it has
+/// one (a manifest that gathers several collections), else the source's own name.
+pub fn read_source(source: &Source) -> Result<Vec<Sample>> {
+    let samples = match source {
+        Source::Folder(root) => read_folder(root)?,
+        Source::Csv {
+            path,
+            label_column,
+            path_column,
+        } => read_csv(path, label_column, path_column)?,
+    };
+    let name = source.name();
+    Ok(samples
+        .into_iter()
+        .map(|mut s| {
+            s.source = match s.extra.get("source").map(|v| v.trim()) {
+                Some(v) if !v.is_empty() => v.to_string(),
+                _ => name.clone(),
+            };
+            s
+        })
+        .collect())
 }
 
 fn read_folder(root: &Path) -> Result<Vec<Sample>> {
@@ -339,23 +351,28 @@ pub enum Split {
     Test,
 }
 
-/// Assigns each item (by its label index) to a split, stratified per label and seeded.
-/// Every item gets exactly one split.
-pub fn stratified_split(labels: &[usize], spec: SplitSpec) -> Vec<Split> {
-    let mut by_class: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, &l) in labels.iter().enumerate() {
-        by_class.entry(l).or_default().push(i);
+/// Assigns each item to a split, stratified per stratum (a label, or a label within a
+/// source) and seeded. Items with a pinned split keep it; the fractions apply to the rest
+/// of each stratum. Every item gets exactly one split.
+pub fn stratified_split(strata: &[usize], pinned: &[Option<Split>], spec: SplitSpec) -> Vec<Split> {
+    debug_assert_eq!(strata.len(), pinned.len());
+    let mut by_stratum: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let mut out = vec![Split::Train; strata.len()];
+    for (i, (&k, pin)) in strata.iter().zip(pinned).enumerate() {
+        match pin {
+            Some(s) => out[i] = *s,
+            None => by_stratum.entry(k).or_default().push(i),
+        }
     }
-    let mut out = vec![Split::Train; labels.len()];
-    for (class, mut idx) in by_class {
+    for (stratum, mut idx) in by_stratum {
         let mut rng = ChaCha8Rng::seed_from_u64(
-            spec.seed ^ (class as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            spec.seed ^ (stratum as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
         );
         idx.shuffle(&mut rng);
         let n = idx.len();
         let mut n_test = (n as f64 * spec.test).round() as usize;
         let mut n_val = (n as f64 * spec.val).round() as usize;
-        // Keep at least one example per class in each requested split when there is room.
+        // Keep at least one example per stratum in each requested split when there is room.
         if spec.test > 0.0 && n_test == 0 && n >= 3 {
             n_test = 1;
         }
@@ -375,6 +392,49 @@ pub fn stratified_split(labels: &[usize], spec: SplitSpec) -> Vec<Split> {
         }
     }
     out
+}
+
+/// The stratum of each item: one per distinct key, numbered in sorted key order.
+pub fn strata<K: Ord + Clone>(keys: &[K]) -> Vec<usize> {
+    let distinct: BTreeSet<K> = keys.iter().cloned().collect();
+    let index: BTreeMap<K, usize> = distinct.into_iter().zip(0..).collect();
+    keys.iter().map(|k| index[k]).collect()
+}
+
+/// The split of every image an earlier run's `splits/{train,val,test}.csv` lists, by the
+/// content hash in their `sha256` column. `dir` is that `splits/` folder or the model
+/// folder holding it.
+pub fn pinned_splits(dir: &Path) -> Result<HashMap<String, Split>> {
+    let dir = if dir.join("splits").is_dir() {
+        dir.join("splits")
+    } else {
+        dir.to_path_buf()
+    };
+    let mut out = HashMap::new();
+    for (name, split) in [
+        ("train", Split::Train),
+        ("val", Split::Val),
+        ("test", Split::Test),
+    ] {
+        let path = dir.join(format!("{name}.csv"));
+        let err = |reason: String| Error::Csv {
+            path: path.clone(),
+            reason,
+        };
+        let mut reader = csv::Reader::from_path(&path).map_err(|e| err(e.to_string()))?;
+        let headers = reader.headers().map_err(|e| err(e.to_string()))?.clone();
+        let col = headers
+            .iter()
+            .position(|h| h == "sha256")
+            .ok_or_else(|| err("no sha256 column: not a facebatch split file".into()))?;
+        for record in reader.records() {
+            let record = record.map_err(|e| err(e.to_string()))?;
+            if let Some(h) = record.get(col).filter(|h| !h.is_empty()) {
+                out.insert(h.to_string(), split);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Path of `target` relative to directory `base` (both made absolute first).
@@ -458,8 +518,9 @@ mod tests {
             test: 0.1,
             seed: 7,
         };
-        let a = stratified_split(&labels, spec);
-        let b = stratified_split(&labels, spec);
+        let none = vec![None; labels.len()];
+        let a = stratified_split(&labels, &none, spec);
+        let b = stratified_split(&labels, &none, spec);
         assert_eq!(a, b);
         let count = |c: usize, s: Split| {
             labels
@@ -472,7 +533,7 @@ mod tests {
         assert_eq!(count(0, Split::Test), 75);
         assert_eq!(count(1, Split::Val), 25);
         assert_eq!(count(0, Split::Train), 600);
-        let c = stratified_split(&labels, SplitSpec { seed: 8, ..spec });
+        let c = stratified_split(&labels, &none, SplitSpec { seed: 8, ..spec });
         assert_ne!(a, c);
     }
 
@@ -481,6 +542,7 @@ mod tests {
         let labels = vec![0, 0, 0, 1, 1, 1];
         let s = stratified_split(
             &labels,
+            &[None; 6],
             SplitSpec {
                 val: 0.1,
                 test: 0.1,
@@ -499,6 +561,51 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn pinned_items_keep_their_split_and_the_rest_is_stratified_per_stratum() {
+        // Stratum 0: 100 pinned to test. Stratum 1 (another source): 200 free.
+        let keys: Vec<(&str, usize)> = (0..300)
+            .map(|i| if i < 100 { ("old", 0) } else { ("new", 1) })
+            .collect();
+        let st = strata(&keys);
+        let pinned: Vec<Option<Split>> =
+            (0..300).map(|i| (i < 100).then_some(Split::Test)).collect();
+        let spec = SplitSpec {
+            val: 0.1,
+            test: 0.1,
+            seed: 3,
+        };
+        let s = stratified_split(&st, &pinned, spec);
+        assert!(s[..100].iter().all(|x| *x == Split::Test));
+        let count = |x: Split| s[100..].iter().filter(|y| **y == x).count();
+        assert_eq!((count(Split::Test), count(Split::Val)), (20, 20));
+    }
+
+    #[test]
+    fn a_manifest_source_column_names_each_rows_source() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["a.png", "b.png"] {
+            image::RgbImage::new(2, 2).save(dir.path().join(f)).unwrap();
+        }
+        let csv = dir.path().join("labels.csv");
+        std::fs::write(&csv, "path,gender,source\na.png,female,aaf\nb.png,male,\n").unwrap();
+        let got = read_source(&Source::Csv {
+            path: csv,
+            label_column: "gender".into(),
+            path_column: "path".into(),
+        })
+        .unwrap();
+        let dir_name = dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert_eq!(got[0].source, "aaf");
+        // An empty cell falls back to the manifest's own name.
+        assert_eq!(got[1].source, dir_name);
     }
 
     #[test]

@@ -220,10 +220,22 @@ impl Classifier {
         self.card.labels.len()
     }
 
-    /// Runs a batch of `n` preprocessed images laid out as the card's input says. With the
-    /// card's `test_time_flip`, each image is also run mirrored and the two probability
-    /// vectors averaged (embedding and pooled features stay those of the image itself).
+    /// Runs a batch of `n` preprocessed images laid out as the card's input says, and
+    /// returns the probabilities the card defines: with its `test_time_flip`, each image is
+    /// also run mirrored and the two probability vectors averaged (embedding and pooled
+    /// features stay those of the image itself); with its `calibration`, the temperature is
+    /// applied.
     pub fn run(&mut self, input: &[f32], n: usize) -> Result<BatchOutput> {
+        let mut out = self.run_uncalibrated(input, n)?;
+        if let Some(c) = &self.card.calibration {
+            let classes = self.card.labels.len();
+            crate::calibration::apply_temperature(&mut out.probs, classes, c.temperature);
+        }
+        Ok(out)
+    }
+
+    /// [`run`](Self::run) without the card's calibration: what a temperature is fitted to.
+    pub fn run_uncalibrated(&mut self, input: &[f32], n: usize) -> Result<BatchOutput> {
         if !self.card.test_time_flip || n == 0 {
             return self.run_raw(input, n);
         }

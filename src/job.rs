@@ -245,7 +245,7 @@ fn normalize(p: &Path) -> PathBuf {
 
 /// Today's date, UTC, YYYY-MM-DD.
 pub fn today() -> String {
-    crate::train::now_rfc3339().chars().take(10).collect()
+    crate::fsutil::now_rfc3339().chars().take(10).collect()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 pub mod align;
 pub mod augment;
+pub mod calibration;
 pub mod card;
 pub mod classify;
 pub mod data;

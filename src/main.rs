@@ -17,7 +17,7 @@ use facebatch::infer::{Classifier, ExecDevice, SessionOptions};
 use facebatch::model::Arch;
 use facebatch::preprocess::DecodeLimits;
 use facebatch::shard::ShardSpec;
-use facebatch::train::{AlignChoice, TrainSettings, train};
+use facebatch::train::{AlignChoice, Sampling, TrainSettings, train};
 
 /// Exit status: everything succeeded.
 const EXIT_OK: u8 = 0;
@@ -223,6 +223,30 @@ struct TrainArgs {
     /// card's `test_time_flip`; on by default).
     #[arg(long)]
     no_flip_tta: bool,
+    /// Keep the split of every image listed in an earlier model's splits/ (a model folder
+    /// or its splits/ folder), matched by content hash; the rest is split as usual.
+    #[arg(long, value_name = "MODEL_DIR")]
+    pin_splits: Option<PathBuf>,
+    /// How each epoch draws its images: `balanced` gives each source a share proportional
+    /// to its size to the power --source-power and each class in a source the same share;
+    /// `uniform` takes every image once.
+    #[arg(long, value_enum, default_value_t = SamplerArg::Balanced)]
+    sampler: SamplerArg,
+    /// With --sampler balanced: 1 = every source alike, 0 = in proportion to size.
+    #[arg(long, default_value_t = 0.5)]
+    source_power: f64,
+    /// Override one augmentation strength, NAME=VALUE (repeatable), e.g. --augment jpeg=0.
+    #[arg(long = "augment", value_name = "NAME=VALUE")]
+    augment: Vec<String>,
+    /// Do not fit a temperature on the validation split.
+    #[arg(long)]
+    no_calibrate: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SamplerArg {
+    Uniform,
+    Balanced,
 }
 
 #[derive(Args, Debug)]
@@ -317,6 +341,13 @@ struct EvalArgs {
     batch_size: usize,
     #[command(flatten)]
     face: FaceArgs,
+    /// Write one Parquet row per image (true and predicted label, calibrated probabilities,
+    /// face fields and every manifest column) to this file.
+    #[arg(long, value_name = "FILE.parquet")]
+    predictions: Option<PathBuf>,
+    /// Draw the reliability diagram (accuracy against confidence, with the ECE) to this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    reliability: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -415,11 +446,40 @@ impl TrainArgs {
             patience: self.patience.max(1),
             split,
             seed: self.seed,
-            augment: if self.no_augment {
-                Augment::none()
-            } else {
-                Augment::default()
+            augment: {
+                let mut a = if self.no_augment {
+                    Augment::none()
+                } else {
+                    Augment::default()
+                };
+                for kv in &self.augment {
+                    let (k, v) = kv
+                        .split_once('=')
+                        .ok_or_else(|| anyhow::anyhow!("--augment {kv:?}: expected NAME=VALUE"))?;
+                    let v: f32 = v
+                        .trim()
+                        .parse()
+                        .map_err(|_| anyhow::anyhow!("--augment {kv:?}: {v:?} is not a number"))?;
+                    a.set(k.trim(), v)
+                        .map_err(|e| anyhow::anyhow!("--augment: {e}"))?;
+                }
+                a
             },
+            pin_splits: self.pin_splits.clone(),
+            sampling: match self.sampler {
+                SamplerArg::Uniform => Sampling::Uniform,
+                SamplerArg::Balanced => {
+                    anyhow::ensure!(
+                        (0.0..=1.0).contains(&self.source_power),
+                        "--source-power must be within 0..=1, got {}",
+                        self.source_power
+                    );
+                    Sampling::Balanced {
+                        source_power: self.source_power,
+                    }
+                }
+            },
+            calibrate: !self.no_calibrate,
             max_images: self.max_images,
             max_steps_per_epoch: self.max_steps_per_epoch,
             resume: self.resume,
@@ -672,6 +732,17 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 DecodeLimits::default(),
                 Some(&finder),
             )?;
+            if let Some(path) = &args.predictions {
+                facebatch::eval::predictions::write(
+                    path,
+                    &samples,
+                    &evaluation.predictions,
+                    &classifier,
+                )?;
+            }
+            if let (Some(path), Some(r)) = (&args.reliability, &evaluation.report.calibration) {
+                facebatch::plot::reliability_diagram(path, r, "reliability")?;
+            }
             if args.json {
                 println!("{}", report_json(&evaluation.report)?);
             } else {

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::calibration::wilson;
+
 /// Precision, recall, F1 and support of one class (or an average).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClassStats {
@@ -14,14 +16,29 @@ pub struct ClassStats {
     pub support: usize,
 }
 
+/// Groups smaller than this are flagged: their accuracy is too uncertain to read as a
+/// figure (a 95% interval wider than about 30 points).
+pub const SMALL_GROUP: usize = 30;
+
 /// Accuracy of one group of a `--group-by` column.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GroupStats {
     pub n: usize,
     pub correct: usize,
     pub accuracy: f64,
+    /// 95% Wilson interval of the accuracy.
+    #[serde(default)]
+    pub accuracy_ci: [f64; 2],
     /// Recall per true label inside the group.
     pub recall: BTreeMap<String, f64>,
+    /// 95% Wilson interval of each recall, and its support.
+    #[serde(default)]
+    pub recall_ci: BTreeMap<String, [f64; 2]>,
+    #[serde(default)]
+    pub support: BTreeMap<String, usize>,
+    /// Fewer than [`SMALL_GROUP`] images.
+    #[serde(default)]
+    pub small: bool,
 }
 
 /// A scikit-learn style classification report.
@@ -40,6 +57,9 @@ pub struct Report {
     /// How the faces were found, when a face mode other than `whole` was used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faces: Option<FaceCoverage>,
+    /// Expected calibration error and reliability bins of the reported probabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::calibration::Reliability>,
 }
 
 /// Face detection outcome of an evaluation (`eval --faces auto|detect`).
@@ -122,6 +142,7 @@ impl Report {
             confusion,
             groups: BTreeMap::new(),
             faces: None,
+            calibration: None,
         }
     }
 
@@ -142,22 +163,32 @@ impl Report {
         let groups = acc
             .into_iter()
             .map(|(k, (n, correct, per))| {
-                let recall = self
+                let present: Vec<(&String, (usize, usize))> = self
                     .labels
                     .iter()
                     .zip(per)
                     .filter(|(_, (s, _))| *s > 0)
-                    .map(|(l, (s, c))| (l.clone(), ratio(c, s)))
                     .collect();
-                (
-                    k,
-                    GroupStats {
-                        n,
-                        correct,
-                        accuracy: ratio(correct, n),
-                        recall,
-                    },
-                )
+                let stats = GroupStats {
+                    n,
+                    correct,
+                    accuracy: ratio(correct, n),
+                    accuracy_ci: wilson(correct, n),
+                    recall: present
+                        .iter()
+                        .map(|(l, (s, c))| ((*l).clone(), ratio(*c, *s)))
+                        .collect(),
+                    recall_ci: present
+                        .iter()
+                        .map(|(l, (s, c))| ((*l).clone(), wilson(*c, *s)))
+                        .collect(),
+                    support: present
+                        .iter()
+                        .map(|(l, (s, _))| ((*l).clone(), *s))
+                        .collect(),
+                    small: n < SMALL_GROUP,
+                };
+                (k, stats)
             })
             .collect();
         self.groups.insert(column.to_string(), groups);
@@ -229,19 +260,40 @@ impl Report {
             }
             let _ = writeln!(s);
         }
+        if let Some(c) = &self.calibration {
+            let _ = writeln!(
+                s,
+                "\nexpected calibration error {:.4} ({} confidence bins)",
+                c.ece,
+                c.bins.len()
+            );
+        }
         for (column, groups) in &self.groups {
-            let _ = writeln!(s, "\naccuracy by {column}");
+            let _ = writeln!(
+                s,
+                "\naccuracy by {column} (95% Wilson intervals; * fewer than {SMALL_GROUP} images, too few to read as a figure)"
+            );
             for (k, g) in groups {
+                let pct = |v: f64| format!("{:.1}", 100.0 * v);
                 let recalls: Vec<String> = g
                     .recall
                     .iter()
-                    .map(|(l, r)| format!("recall[{l}]={r:.4}"))
+                    .map(|(l, r)| match g.recall_ci.get(l) {
+                        Some([lo, hi]) => {
+                            format!("recall[{l}] {}% [{}, {}]", pct(*r), pct(*lo), pct(*hi))
+                        }
+                        None => format!("recall[{l}] {}%", pct(*r)),
+                    })
                     .collect();
+                let [lo, hi] = g.accuracy_ci;
                 let _ = writeln!(
                     s,
-                    "  {k:>14}  n={:<6} accuracy={:.4}  {}",
+                    "  {k:>14}{} n={:<6} accuracy {}% [{}, {}]  {}",
+                    if g.small { "*" } else { " " },
                     g.n,
-                    g.accuracy,
+                    pct(g.accuracy),
+                    pct(lo),
+                    pct(hi),
                     recalls.join("  ")
                 );
             }
@@ -287,5 +339,11 @@ mod tests {
         assert_eq!(g["kid"].n, 2);
         assert!((g["kid"].accuracy - 0.5).abs() < 1e-12);
         assert!((g["adult"].accuracy - 1.0).abs() < 1e-12);
+        assert!(g["kid"].small);
+        assert_eq!(g["kid"].accuracy_ci, wilson(1, 2));
+        assert_eq!(g["kid"].support["b"], 1);
+        let text = r.to_text();
+        assert!(text.contains("kid* n=2"), "{text}");
+        assert!(text.contains("accuracy 50.0% ["), "{text}");
     }
 }

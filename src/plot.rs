@@ -232,3 +232,71 @@ pub fn save_titled(grid: &RgbImage, title: &str, path: &Path) -> Result<()> {
     }
     canvas.save(path).map_err(perr)
 }
+
+/// Writes a reliability diagram: the accuracy of each confidence bin as a bar, against
+/// the diagonal of perfect calibration, with the ECE in the title.
+pub fn reliability_diagram(
+    path: &Path,
+    r: &crate::calibration::Reliability,
+    title: &str,
+) -> Result<()> {
+    ensure_font();
+    let tmp = path.with_extension("png.tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (640, 640)).into_drawing_area();
+        root.fill(&WHITE).map_err(perr)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("{title} (ECE {:.3})", r.ece), ("sans-serif", 20))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0.0f64..1.0, 0.0f64..1.0)
+            .map_err(perr)?;
+        chart
+            .configure_mesh()
+            .x_desc("confidence (top-class probability)")
+            .y_desc("accuracy")
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(perr)?;
+        let bar = RGBColor(90, 130, 200);
+        chart
+            .draw_series(
+                r.bins.iter().filter(|b| b.n > 0).map(|b| {
+                    Rectangle::new([(b.lo, 0.0), (b.hi, b.accuracy)], bar.mix(0.75).filled())
+                }),
+            )
+            .map_err(perr)?
+            .label("accuracy per bin")
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], bar.filled()));
+        let gap = RGBColor(220, 80, 30);
+        chart
+            .draw_series(
+                r.bins
+                    .iter()
+                    .filter(|b| b.n > 0)
+                    .map(|b| Circle::new((b.confidence, b.accuracy), 4, gap.filled())),
+            )
+            .map_err(perr)?
+            .label("(mean confidence, accuracy)")
+            .legend(move |(x, y)| Circle::new((x + 8, y), 4, gap.filled()));
+        chart
+            .draw_series(LineSeries::new(
+                [(0.0, 0.0), (1.0, 1.0)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(perr)?
+            .label("perfect calibration")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(perr)?;
+        root.present().map_err(perr)?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}

@@ -453,3 +453,183 @@ fn removal_counts_are_attributed_to_their_source() {
     assert_eq!(by_name("b")["unreadable_skipped"], 1);
     assert_eq!(by_name("a")["per_class"]["male"], 6);
 }
+
+/// Several collections in one manifest (a `source` column), a folder beside it, the splits
+/// of an earlier model kept, the balanced sampler, a fitted temperature, and per-image
+/// predictions from `eval`: issue 12's training workflow end to end, on tiny data.
+#[test]
+fn several_sources_keep_their_names_pinned_splits_and_calibrated_predictions() {
+    let t = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    // The earlier run's images again (same bytes: their splits must be kept) ...
+    let old = tmp.path().join("old");
+    copy_tree(&t.data, &old);
+    // ... and two new "collections" named by a manifest column.
+    let imgs = tmp.path().join("more");
+    seed_subset(&imgs, 40);
+    let mut csv = String::from("path,gender,source,age\n");
+    let mut n_new = 0;
+    for class in ["female", "male"] {
+        let mut files: Vec<String> = std::fs::read_dir(imgs.join(class))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        for (i, name) in files.iter().enumerate() {
+            let rel = format!("more/{class}/{name}");
+            if csv.contains(&rel) || old_has_same_bytes(&old, &imgs.join(class).join(name)) {
+                continue;
+            }
+            let source = if i % 3 == 0 { "press" } else { "web" };
+            csv.push_str(&format!("{rel},{class},{source},{}\n", 10 + i));
+            n_new += 1;
+        }
+    }
+    assert!(n_new >= 20, "enough new images: {n_new}");
+    let manifest = tmp.path().join("labels.csv");
+    std::fs::write(&manifest, csv).unwrap();
+    let out = tmp.path().join("v2");
+    let o = run(facebatch()
+        .arg("train")
+        .arg(&old)
+        .arg("--labels-csv")
+        .arg(&manifest)
+        .args([
+            "--label-column",
+            "gender",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+        ])
+        .args(["--max-steps-per-epoch", "2", "--sampler", "balanced"])
+        .args(["--augment", "jpeg=1", "--augment", "occlude=0.5"])
+        .args(["--group-by", "source", "--group-by", "age:15,60"])
+        .arg("--pin-splits")
+        .arg(&t.out)
+        .arg("--out")
+        .arg(&out));
+    assert!(o.status.success());
+    let card = read_json(&out.join("card.json"));
+    let names: Vec<&str> = card["training"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["old", "press", "web"],
+        "a manifest's source column names sources"
+    );
+    assert_eq!(card["training"]["augmentation"]["jpeg"], 1.0);
+    assert_eq!(
+        card["training"]["hyperparameters"]["sampling"]["kind"],
+        "balanced"
+    );
+    // Every image of the earlier run keeps its split (matched by content).
+    for split in ["train", "val", "test"] {
+        let before = split_hashes(&t.out.join(format!("splits/{split}.csv")));
+        let after = split_hashes(&out.join(format!("splits/{split}.csv")));
+        assert!(before.is_subset(&after), "{split} split kept");
+    }
+    // Every source is in every split.
+    let test = std::fs::read_to_string(out.join("splits/test.csv")).unwrap();
+    assert!(test.contains(",press,") && test.contains(",web,"), "{test}");
+    // A temperature was fitted and recorded; the test report has ECE and intervals.
+    let cal = &card["calibration"];
+    assert_eq!(cal["fitted_on"], "val");
+    let temp = cal["temperature"].as_f64().unwrap();
+    assert!(temp > 0.05 && temp < 20.0, "{cal}");
+    let report = &card["metrics"]["test"];
+    assert!(report["calibration"]["ece"].as_f64().unwrap() >= 0.0);
+    let press = &report["groups"]["source"]["press"];
+    assert_eq!(press["small"], true, "tiny groups are flagged");
+    let [lo, hi] =
+        [&press["accuracy_ci"][0], &press["accuracy_ci"][1]].map(|v| v.as_f64().unwrap());
+    let acc = press["accuracy"].as_f64().unwrap();
+    assert!(lo <= acc && acc <= hi && hi - lo > 0.1, "{press}");
+    assert!(out.join("reports/reliability.png").is_file());
+
+    // eval --predictions: one row per image with the manifest's columns, probabilities
+    // that are the calibrated ones, and the reliability diagram.
+    let preds = tmp.path().join("pred.parquet");
+    let diagram = tmp.path().join("rel.png");
+    let o = run(facebatch()
+        .arg("eval")
+        .arg(out.join("splits/test.csv"))
+        .arg("--model")
+        .arg(&out)
+        .arg("--predictions")
+        .arg(&preds)
+        .arg("--reliability")
+        .arg(&diagram)
+        .arg("--json"));
+    assert!(o.status.success());
+    let json: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(json["calibration"]["ece"].is_number());
+    assert!(diagram.is_file());
+    let rows = csv_paths(&out.join("splits/test.csv")).len();
+    let (batches, meta) = read_parquet(&preds);
+    assert_eq!(meta["facebatch.temperature"], temp.to_string());
+    let n: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(n, rows);
+    let b = &batches[0];
+    for c in [
+        "path",
+        "label",
+        "predicted",
+        "correct",
+        "confidence",
+        "p_female",
+        "p_male",
+        "source",
+        "age",
+        "crop",
+    ] {
+        assert!(b.schema().column_with_name(c).is_some(), "column {c}");
+    }
+    let pf = col::<arrow::array::Float32Array>(b, "p_female");
+    let pm = col::<arrow::array::Float32Array>(b, "p_male");
+    let conf = col::<arrow::array::Float32Array>(b, "confidence");
+    for i in 0..b.num_rows() {
+        assert!((pf.value(i) + pm.value(i) - 1.0).abs() < 1e-4);
+        assert!((conf.value(i) - pf.value(i).max(pm.value(i))).abs() < 1e-6);
+    }
+    // Accuracy from the rows equals the report's.
+    let correct = col::<arrow::array::BooleanArray>(b, "correct");
+    let acc = (0..b.num_rows()).filter(|&i| correct.value(i)).count() as f64 / n as f64;
+    assert!((acc - json["accuracy"].as_f64().unwrap()).abs() < 1e-9);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let dst = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+fn old_has_same_bytes(old: &Path, f: &Path) -> bool {
+    let bytes = std::fs::read(f).unwrap();
+    walkdir::WalkDir::new(old)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .any(|e| std::fs::read(e.path()).unwrap() == bytes)
+}
+
+fn split_hashes(p: &Path) -> std::collections::BTreeSet<String> {
+    let mut r = csv::Reader::from_path(p).unwrap();
+    let col = r
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "sha256")
+        .unwrap();
+    r.records().map(|x| x.unwrap()[col].to_string()).collect()
+}

@@ -115,7 +115,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     let mut earlier_features = FeatureStats::default();
     let mut info = RunInfo {
         run_id: uuid::Uuid::new_v4().to_string(),
-        started_at: crate::train::now_rfc3339(),
+        started_at: crate::fsutil::now_rfc3339(),
         model_sha256: classifier.onnx_sha256.clone(),
         labels: labels.clone(),
         feature_dim,
@@ -198,18 +198,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         inputs: s.inputs.clone(),
         follow_symlinks: s.follow_symlinks,
     };
-    let progress = if s.progress {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} images ({per_sec}, eta {eta}) {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let progress = crate::fsutil::progress_bar(s.progress, 0, "images");
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -332,7 +321,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         sources.push(s.out.clone());
     }
     sources.extend(output::list_parts(&parts_dir)?);
-    let finished_at = crate::train::now_rfc3339();
+    let finished_at = crate::fsutil::now_rfc3339();
     let card_json = serde_json::to_string(&card).unwrap_or_default();
     let metadata = vec![
         KeyValue::new(

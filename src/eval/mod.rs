@@ -6,7 +6,10 @@ use std::str::FromStr;
 
 use rayon::prelude::*;
 
+pub mod predictions;
+
 use crate::data::Sample;
+use crate::detect::Face;
 use crate::error::{Error, Result};
 use crate::faces::{CropKind, FaceFinder, FaceMode};
 use crate::infer::Classifier;
@@ -71,11 +74,31 @@ impl GroupBy {
         if self.edges.is_empty() {
             return raw;
         }
-        let Ok(v) = raw.trim().parse::<f64>() else {
+        // A number, or a band such as FairFace's "20-29" / "more than 70": a band goes to
+        // the bin that holds all of it, and one that straddles an edge is "unknown".
+        let raw = raw.trim();
+        let (lo, hi) = if let Ok(v) = raw.parse::<f64>() {
+            (v, v)
+        } else if let Some(v) = raw
+            .strip_prefix("more than ")
+            .or_else(|| raw.strip_suffix('+'))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+        {
+            (v, f64::INFINITY)
+        } else if let Some((a, b)) = raw
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.trim().parse::<f64>().ok()?, b.trim().parse::<f64>().ok()?)))
+        {
+            (a, b)
+        } else {
             return "unknown".into();
         };
+        let bin = |v: f64| self.edges.iter().position(|e| v < *e);
+        let idx = bin(lo);
+        if bin(hi) != idx {
+            return "unknown".into();
+        }
         let fmt = |x: f64| x.to_string();
-        let idx = self.edges.iter().position(|e| v < *e);
         match idx {
             Some(0) => format!("<{}", fmt(self.edges[0])),
             Some(i) => format!("{}-{}", fmt(self.edges[i - 1]), fmt(self.edges[i])),
@@ -84,14 +107,40 @@ impl GroupBy {
     }
 }
 
-/// How an image's subject was cropped, and its pixels or tensor.
-type Subject<T> = (CropKind, Vec<T>);
+/// How an image's subject was cropped, its detection and its input tensor.
+type Subject = (CropKind, Option<Face>, Vec<f32>);
 
 /// The outcome of evaluating a labeled set.
 pub struct Evaluation {
     pub report: Report,
     /// Files that could not be decoded: (path, reason).
     pub skipped: Vec<(String, String)>,
+    /// One entry per sample, in input order.
+    pub predictions: Vec<Prediction>,
+}
+
+/// What evaluation found for one labeled image.
+#[derive(Clone, Debug)]
+pub struct Prediction {
+    /// Index of the sample in the evaluated list.
+    pub sample: usize,
+    /// True label index.
+    pub truth: usize,
+    pub outcome: Outcome,
+}
+
+/// A classified face, no face, or an unreadable file.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Classified {
+        predicted: usize,
+        /// The reported (calibrated) probabilities, in label order.
+        probs: Vec<f32>,
+        crop: CropKind,
+        face: Option<Face>,
+    },
+    NoFace,
+    Error(String),
 }
 
 /// Runs `classifier` over `samples` and builds the report, with per-group accuracy.
@@ -117,51 +166,83 @@ pub fn evaluate(
     let classes = labels.len();
     let mut truth = Vec::new();
     let mut pred = Vec::new();
+    let mut confidence = Vec::new();
+    let mut predictions = Vec::with_capacity(samples.len());
     let mut kept: Vec<&Sample> = Vec::new();
     let mut skipped = Vec::new();
     let mut coverage = FaceCoverage {
         mode: faces.map_or(FaceMode::Whole, |f| f.mode).to_string(),
         ..Default::default()
     };
-    for chunk in samples.chunks(batch_size.max(1)) {
+    for (c, chunk) in samples.chunks(batch_size.max(1)).enumerate() {
+        let first = c * batch_size.max(1);
         // The subject's crop (the face nearest the centre), or the whole image.
-        let decoded: Vec<Result<Option<Subject<f32>>>> = chunk
+        let decoded: Vec<Result<Option<Subject>>> = chunk
             .par_iter()
             .map(|s| {
                 let img = load_rgb(&s.path, limits)?;
                 Ok(match faces {
                     Some(f) => f
                         .subject(&img)?
-                        .map(|c| (c.kind, spec.tensor_from_rgb(&c.image))),
-                    None => Some((CropKind::Whole, spec.tensor_from_rgb(&img))),
+                        .map(|c| (c.kind, c.face, spec.tensor_from_rgb(&c.image))),
+                    None => Some((CropKind::Whole, None, spec.tensor_from_rgb(&img))),
                 })
             })
             .collect();
         let mut batch = Vec::with_capacity(chunk.len() * per);
         let mut members = Vec::new();
-        for (s, d) in chunk.iter().zip(decoded) {
+        for (k, (s, d)) in chunk.iter().zip(decoded).enumerate() {
+            let t = index(&s.label).unwrap_or(0);
             match d {
-                Ok(Some((kind, t))) => {
+                Ok(Some((kind, face, tensor))) => {
                     match kind {
                         CropKind::Aligned => coverage.aligned += 1,
                         CropKind::Whole => coverage.whole += 1,
                     }
-                    batch.extend_from_slice(&t);
-                    members.push(s);
+                    batch.extend_from_slice(&tensor);
+                    members.push((first + k, s, kind, face));
                 }
-                Ok(None) => coverage.no_face += 1,
-                Err(e) => skipped.push((s.path.display().to_string(), e.to_string())),
+                Ok(None) => {
+                    coverage.no_face += 1;
+                    predictions.push(Prediction {
+                        sample: first + k,
+                        truth: t,
+                        outcome: Outcome::NoFace,
+                    });
+                }
+                Err(e) => {
+                    skipped.push((s.path.display().to_string(), e.to_string()));
+                    predictions.push(Prediction {
+                        sample: first + k,
+                        truth: t,
+                        outcome: Outcome::Error(e.to_string()),
+                    });
+                }
             }
         }
         if members.is_empty() {
             continue;
         }
         let out = classifier.run(&batch, members.len())?;
-        for (i, s) in members.iter().enumerate() {
-            truth.push(index(&s.label).unwrap_or(0));
-            pred.push(out.argmax(i, classes));
+        for (i, (at, s, kind, face)) in members.into_iter().enumerate() {
+            let t = index(&s.label).unwrap_or(0);
+            let p = out.argmax(i, classes);
+            let probs = out.probs[i * classes..(i + 1) * classes].to_vec();
+            truth.push(t);
+            pred.push(p);
+            confidence.push(probs[p] as f64);
+            predictions.push(Prediction {
+                sample: at,
+                truth: t,
+                outcome: Outcome::Classified {
+                    predicted: p,
+                    probs,
+                    crop: kind,
+                    face,
+                },
+            });
+            kept.push(s);
         }
-        kept.extend(members);
     }
     if kept.is_empty() {
         return Err(Error::Dataset(if coverage.no_face > 0 {
@@ -181,6 +262,9 @@ pub fn evaluate(
         );
     }
     let mut report = Report::new(&labels, &truth, &pred);
+    let correct: Vec<bool> = truth.iter().zip(&pred).map(|(t, p)| t == p).collect();
+    report.calibration = Some(crate::calibration::reliability(&confidence, &correct));
+    predictions.sort_by_key(|p| p.sample);
     for g in group_by {
         let keys: Vec<String> = kept.iter().map(|s| g.key(s)).collect();
         report.add_groups(&g.name(), &keys, &truth, &pred);
@@ -196,7 +280,11 @@ pub fn evaluate(
         }
         report.faces = Some(coverage);
     }
-    Ok(Evaluation { report, skipped })
+    Ok(Evaluation {
+        report,
+        skipped,
+        predictions,
+    })
 }
 
 /// Convenience for the CLI: the report as pretty JSON.
@@ -240,6 +328,12 @@ mod tests {
         assert_eq!(g.key(&sample("15")), "15-60");
         assert_eq!(g.key(&sample("80")), ">=60");
         assert_eq!(g.key(&sample("n/a")), "unknown");
+        // Age bands: inside one bin, or straddling an edge.
+        assert_eq!(g.key(&sample("3-9")), "<15");
+        assert_eq!(g.key(&sample("20-29")), "15-60");
+        assert_eq!(g.key(&sample("more than 70")), ">=60");
+        assert_eq!(g.key(&sample("70+")), ">=60");
+        assert_eq!(g.key(&sample("10-19")), "unknown");
         let plain: GroupBy = "source".parse().unwrap();
         assert_eq!(plain.key(&sample("1")), "s");
         assert!("age:x".parse::<GroupBy>().is_err());

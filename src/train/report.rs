@@ -1,0 +1,258 @@
+//! The end of a run: the best checkpoint exported to ONNX, its temperature fitted on the
+//! validation split, the model card, the test report through ONNX Runtime, and the logs and
+//! curves written after every epoch.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::Device;
+
+use super::checkpoint::State;
+use super::prepare::Prepared;
+use super::{Dirs, Fitted, SplitIndex, TrainOutcome, TrainSettings};
+use crate::calibration::{Calibration, calibrate};
+use crate::card::{
+    ArchitectureInfo, CARD_FILE, CARD_FORMAT, MODEL_FILE, ModelCard, OnnxInfo, OutputSpec,
+    TrainingInfo,
+};
+use crate::data::{Sample, Split};
+use crate::error::{Error, Result};
+use crate::eval::{evaluate, write_report};
+use crate::faces::FaceFinder;
+use crate::fsutil::{now_rfc3339, write_atomic};
+use crate::infer::Classifier;
+use crate::model::{Arch, Net};
+use crate::plot::training_curves;
+use crate::preprocess::{DecodeLimits, InputSpec};
+
+/// Exports the best checkpoint with its card and reports.
+pub(super) fn export(
+    settings: &TrainSettings,
+    prepared: &Prepared,
+    spec: &InputSpec,
+    finder: Option<&FaceFinder>,
+    split: &SplitIndex,
+    fitted: &Fitted,
+    dirs: &Dirs,
+) -> Result<TrainOutcome> {
+    let classes = prepared.labels.len();
+    let (h, w) = (spec.height, spec.width);
+    // Export the best checkpoint.
+    let best = Net::new(settings.arch, classes, &Device::default())
+        .try_load_file(dirs.ckpt.join("best.bpk"))
+        .map_err(|e| Error::Training(format!("loading the best checkpoint: {e:?}")))?;
+    let onnx = crate::export::export_onnx(&best, h as usize, w as usize, &prepared.labels)?;
+    let onnx_path = dirs.out.join(MODEL_FILE);
+    write_atomic(&onnx_path, &onnx)?;
+    let sha = crate::fsutil::sha256_hex(&onnx);
+
+    let mut split_counts: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for (it, s) in prepared.items.iter().zip(&prepared.splits) {
+        let key = match s {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        };
+        *split_counts
+            .entry(key.into())
+            .or_default()
+            .entry(it.sample.label.clone())
+            .or_default() += 1;
+    }
+    let mut card = ModelCard {
+        format: CARD_FORMAT.into(),
+        name: settings.name.clone(),
+        task: "face gender classification from a face crop".into(),
+        labels: prepared.labels.clone(),
+        input: spec.clone(),
+        alignment: finder.map(|f| f.align.clone()),
+        calibration: None,
+        test_time_flip: settings.test_time_flip,
+        outputs: vec![
+            OutputSpec {
+                name: "probs".into(),
+                shape: vec!["batch".into(), classes.into()],
+                description: "class probabilities (softmax), in label order".into(),
+            },
+            OutputSpec {
+                name: "embedding".into(),
+                shape: vec!["batch".into(), 128.into()],
+                description: "penultimate dense layer (ReLU), the face embedding".into(),
+            },
+            OutputSpec {
+                name: "pooled".into(),
+                shape: vec!["batch".into(), pooled_dim(settings.arch).into()],
+                description: "global average pool of the last convolution's activations".into(),
+            },
+        ],
+        architecture: ArchitectureInfo {
+            name: settings.arch.name().into(),
+            description: settings.arch.describe().into(),
+            parameters: fitted.params,
+            onnx_opset: crate::export::OPSET,
+        },
+        onnx: OnnxInfo {
+            file: MODEL_FILE.into(),
+            sha256: sha,
+            bytes: onnx.len() as u64,
+        },
+        training: TrainingInfo {
+            sources: prepared.sources.clone(),
+            licence_notes: settings.licence_notes.clone(),
+            split_counts,
+            split_seed: settings.split.seed,
+            val_fraction: settings.split.val,
+            test_fraction: settings.split.test,
+            seed: settings.seed,
+            epochs_run: fitted.state.epochs_done,
+            best_epoch: fitted.state.best_epoch,
+            best_val_accuracy: fitted.state.best_val_accuracy,
+            hyperparameters: serde_json::json!({
+                "optimizer": "adam",
+                "peak_lr": settings.lr,
+                "schedule": format!("linear warm-up over {} steps, cosine decay to 2% of peak over {} steps", fitted.warmup, fitted.total_steps),
+                "weight_decay": settings.weight_decay,
+                "label_smoothing": settings.label_smoothing,
+                "batch_size": settings.batch_size,
+                "epochs_max": settings.epochs,
+                "early_stopping_patience": settings.patience,
+                "max_images": settings.max_images,
+                "max_steps_per_epoch": settings.max_steps_per_epoch,
+                "initialised_from": fitted.init_from,
+                "sampling": settings.sampling,
+                "epoch_shares": fitted.shares,
+                "model_selection": "best mean per-source validation accuracy",
+                "pinned_splits_from": settings.pin_splits.as_ref().map(|p| p.display().to_string()),
+            }),
+            augmentation: serde_json::to_value(&settings.augment).map_err(|e| Error::Json {
+                context: "recording the augmentation".into(),
+                source: e,
+            })?,
+        },
+        metrics: BTreeMap::new(),
+        intended_use: "Bulk labeling of perceived binary gender on face crops for research and \
+                       analytics; not for decisions about individuals."
+            .into(),
+        limitations: vec![
+            "Binary labels as annotated in the training data; they describe perceived \
+             presentation, not identity."
+                .into(),
+            "Accuracy is lower on children; see the age groups in the metrics.".into(),
+            if finder.is_some() {
+                "Trained on detected, aligned faces (see `alignment`); classify and eval \
+                 detect and align the same way. Faces the detector misses (profile views, \
+                 heavy occlusion, very small faces) are not classified."
+                    .into()
+            } else {
+                "Trained on whole face crops without alignment; expects tight face crops.".into()
+            },
+        ],
+        facebatch_version: env!("CARGO_PKG_VERSION").into(),
+        created: now_rfc3339(),
+    };
+    card.save(&dirs.out.join(CARD_FILE))?;
+    if settings.calibrate && !split.val.is_empty() {
+        let c = calibrate_on(&dirs.out, settings, prepared, spec, &split.val)?;
+        tracing::info!(
+            temperature = format!("{:.3}", c.temperature),
+            ece_before = format!("{:.4}", c.ece_before),
+            ece_after = format!("{:.4}", c.ece_after),
+            "temperature fitted on the validation split"
+        );
+        card.calibration = Some(c);
+        card.save(&dirs.out.join(CARD_FILE))?;
+    }
+
+    // Test metrics through ONNX Runtime and the shared preprocessing: what users will get.
+    let test_samples: Vec<Sample> = split
+        .test
+        .iter()
+        .map(|&i| prepared.items[i].sample.clone())
+        .collect();
+    if !test_samples.is_empty() {
+        let mut classifier = Classifier::load(&dirs.out, &settings.session)?;
+        let eval = evaluate(
+            &mut classifier,
+            &test_samples,
+            64,
+            &settings.group_by,
+            DecodeLimits::default(),
+            finder,
+        )?;
+        write_report(&dirs.reports, "test_report", &eval.report)?;
+        if let Some(r) = &eval.report.calibration {
+            crate::plot::reliability_diagram(
+                &dirs.reports.join("reliability.png"),
+                r,
+                "test split",
+            )?;
+        }
+        crate::eval::predictions::write(
+            &dirs.reports.join("test_predictions.parquet"),
+            &test_samples,
+            &eval.predictions,
+            &classifier,
+        )?;
+        card.metrics.insert("test".into(), eval.report);
+        card.save(&dirs.out.join(CARD_FILE))?;
+    }
+    Ok(TrainOutcome {
+        dir: dirs.out.clone(),
+        test_report: card.metrics.get("test").cloned(),
+    })
+}
+
+/// Fits the temperature of the exported model in `dir` on the validation crops, run
+/// exactly as classify runs them (ONNX Runtime, the card's flip averaging).
+fn calibrate_on(
+    dir: &Path,
+    settings: &TrainSettings,
+    prepared: &Prepared,
+    spec: &InputSpec,
+    val: &[usize],
+) -> Result<Calibration> {
+    let mut classifier = Classifier::load(dir, &settings.session)?;
+    let frame = (spec.width * spec.height * 3) as usize;
+    let (mut probs, mut truth) = (Vec::new(), Vec::new());
+    for chunk in val.chunks(128) {
+        let mut batch = vec![0f32; chunk.len() * spec.len()];
+        for (out, &i) in batch.chunks_mut(spec.len()).zip(chunk) {
+            let px = prepared.pixels[i * frame..(i + 1) * frame].to_vec();
+            let img = image::RgbImage::from_raw(spec.width, spec.height, px)
+                .ok_or_else(|| Error::Training("a prepared crop has the wrong size".into()))?;
+            spec.write_tensor(&img, out);
+            truth.push(prepared.items[i].label);
+        }
+        probs.extend(classifier.run_uncalibrated(&batch, chunk.len())?.probs);
+    }
+    Ok(calibrate(&probs, &truth, prepared.labels.len(), "val"))
+}
+
+fn pooled_dim(arch: Arch) -> usize {
+    match arch {
+        Arch::Seed => 64,
+        Arch::Compact => 256,
+    }
+}
+
+pub(super) fn write_logs(reports: &Path, state: &State) -> Result<()> {
+    let mut steps = String::from("step,epoch,loss,accuracy,lr\n");
+    for s in &state.steps {
+        steps.push_str(&format!(
+            "{},{},{:.6},{:.4},{:.6e}\n",
+            s.step, s.epoch, s.loss, s.accuracy, s.lr
+        ));
+    }
+    write_atomic(&reports.join("train_log.csv"), steps.as_bytes())?;
+    let mut epochs =
+        String::from("epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n");
+    for e in &state.epochs {
+        epochs.push_str(&format!(
+            "{},{:.6},{:.6},{:.6},{:.6},{:.6e},{:.1}\n",
+            e.epoch, e.train_loss, e.train_accuracy, e.val_loss, e.val_accuracy, e.lr, e.seconds
+        ));
+    }
+    write_atomic(&reports.join("epochs.csv"), epochs.as_bytes())?;
+    training_curves(reports, &state.steps, &state.epochs)
+}
