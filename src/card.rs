@@ -35,6 +35,11 @@ pub struct ArchitectureInfo {
     pub description: String,
     pub parameters: usize,
     pub onnx_opset: i64,
+    /// Floating-point operations of one forward pass on one face, in millions (twice the
+    /// multiply-accumulates of the conv and dense layers). With `test_time_flip` a face
+    /// costs two passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mflops_per_pass: Option<f64>,
 }
 
 /// The ONNX file the card describes.

@@ -154,6 +154,10 @@ struct TrainArgs {
     /// Network architecture.
     #[arg(long, value_enum, default_value_t = Arch::Compact)]
     arch: Arch,
+    /// Input size of the fully convolutional networks, N (square) or HxW; default: the
+    /// architecture's own (64 for compact and residual, 96 for separable).
+    #[arg(long, value_name = "N|HxW")]
+    input_size: Option<String>,
     /// Model name recorded in the card.
     #[arg(long, default_value = "facebatch-gender")]
     name: String,
@@ -438,6 +442,30 @@ impl TrainArgs {
             out_dir: self.out.clone(),
             name: self.name.clone(),
             arch: self.arch,
+            input: match &self.input_size {
+                None => None,
+                Some(v) => {
+                    let parse = |x: &str| x.trim().parse::<u32>().ok();
+                    let (h, w) = match v.split_once(['x', 'X']) {
+                        Some((h, w)) => (parse(h), parse(w)),
+                        None => (parse(v), parse(v)),
+                    };
+                    let (Some(h), Some(w)) = (h, w) else {
+                        anyhow::bail!("--input-size {v:?}: expected N or HxW");
+                    };
+                    anyhow::ensure!(
+                        self.arch.accepts_size(h, w),
+                        "--input-size {h}x{w}: the {} network takes {}",
+                        self.arch.name(),
+                        if self.arch == Arch::Seed {
+                            "only 112x92"
+                        } else {
+                            "32 to 256 pixels a side"
+                        }
+                    );
+                    Some((h, w))
+                }
+            },
             epochs: self.epochs,
             batch_size: self.batch_size,
             lr: self.lr,

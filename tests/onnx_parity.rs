@@ -49,7 +49,21 @@ fn parity(arch: Arch, steps: &str) {
     for p in images {
         batch.extend(spec.tensor_from_rgb(&load_rgb(p, DecodeLimits::default()).unwrap()));
     }
-    let ort = classifier.run(&batch, images.len()).unwrap();
+    // The network's own probabilities: the card's temperature is compared separately below.
+    let ort = classifier.run_uncalibrated(&batch, images.len()).unwrap();
+    let calibrated = classifier.run(&batch, images.len()).unwrap();
+    let t = classifier
+        .card
+        .calibration
+        .as_ref()
+        .expect("training fits a temperature")
+        .temperature;
+    let mut expected = ort.probs.clone();
+    facebatch::calibration::apply_temperature(&mut expected, 2, t);
+    assert_eq!(
+        calibrated.probs, expected,
+        "run() applies the card's temperature"
+    );
     let shape = [images.len(), 3, spec.height as usize, spec.width as usize];
     // The card's test-time flip: burn runs the mirrored batch too and the probabilities of
     // the two are averaged, as facebatch does around ONNX Runtime.
@@ -91,6 +105,16 @@ fn parity(arch: Arch, steps: &str) {
 #[test]
 fn onnx_runtime_matches_burn_for_the_compact_network() {
     parity(Arch::Compact, "3");
+}
+
+#[test]
+fn onnx_runtime_matches_burn_for_the_residual_network() {
+    parity(Arch::Residual, "3");
+}
+
+#[test]
+fn onnx_runtime_matches_burn_for_the_separable_network() {
+    parity(Arch::Separable, "3");
 }
 
 #[test]

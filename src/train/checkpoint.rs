@@ -47,6 +47,9 @@ pub(super) fn fingerprint(s: &TrainSettings, labels: &[String], n: usize) -> Str
     if let Some(p) = &s.pin_splits {
         fp.push_str(&format!("|pin={}", p.display()));
     }
+    if let Some((h, w)) = s.input.filter(|i| *i != s.arch.input_size()) {
+        fp.push_str(&format!("|input={h}x{w}"));
+    }
     if s.sampling != super::Sampling::Uniform {
         fp.push_str(&format!("|sampling={:?}", s.sampling));
     }

@@ -41,6 +41,8 @@ pub struct TrainSettings {
     pub out_dir: PathBuf,
     pub name: String,
     pub arch: Arch,
+    /// Input (height, width); `None`: the architecture's default.
+    pub input: Option<(u32, u32)>,
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
@@ -142,7 +144,7 @@ struct Fitted {
 /// Runs a full training and exports the best checkpoint.
 pub fn train(settings: &TrainSettings) -> Result<TrainOutcome> {
     settings.split.validate()?;
-    let (h, w) = settings.arch.input_size();
+    let (h, w) = settings.input.unwrap_or(settings.arch.input_size());
     let spec = InputSpec::standard(h, w);
     let dirs = Dirs::create(&settings.out_dir)?;
     let t0 = Instant::now();

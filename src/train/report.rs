@@ -22,7 +22,7 @@ use crate::eval::{evaluate, write_report};
 use crate::faces::FaceFinder;
 use crate::fsutil::{now_rfc3339, write_atomic};
 use crate::infer::Classifier;
-use crate::model::{Arch, Net};
+use crate::model::Net;
 use crate::plot::training_curves;
 use crate::preprocess::{DecodeLimits, InputSpec};
 
@@ -82,7 +82,7 @@ pub(super) fn export(
             },
             OutputSpec {
                 name: "pooled".into(),
-                shape: vec!["batch".into(), pooled_dim(settings.arch).into()],
+                shape: vec!["batch".into(), settings.arch.pooled_dim().into()],
                 description: "global average pool of the last convolution's activations".into(),
             },
         ],
@@ -90,6 +90,7 @@ pub(super) fn export(
             name: settings.arch.name().into(),
             description: settings.arch.describe().into(),
             parameters: fitted.params,
+            mflops_per_pass: Some(2.0 * settings.arch.macs(h, w) as f64 / 1e6),
             onnx_opset: crate::export::OPSET,
         },
         onnx: OnnxInfo {
@@ -227,13 +228,6 @@ fn calibrate_on(
         probs.extend(classifier.run_uncalibrated(&batch, chunk.len())?.probs);
     }
     Ok(calibrate(&probs, &truth, prepared.labels.len(), "val"))
-}
-
-fn pooled_dim(arch: Arch) -> usize {
-    match arch {
-        Arch::Seed => 64,
-        Arch::Compact => 256,
-    }
 }
 
 pub(super) fn write_logs(reports: &Path, state: &State) -> Result<()> {
