@@ -1,24 +1,14 @@
 #!/usr/bin/env bash
-# Trains the blog's network (--arch seed) and the default (--arch compact) on the same
-# seeded UTKFace subset with the same settings, and prints both test reports. Run by hand
-# (about 10 minutes on 2 cores); results are recorded in docs/benchmarks.md.
+# Picks the network by accuracy per cost on a fixed short budget: compact at 64 and 88 px,
+# the residual network at 64 px and the depthwise-separable one at 96 px, each trained from
+# scratch on the same seeded subset of every shared source, scored on the test split with
+# and without flip averaging, with its inference cost measured. Run by hand (about 30-40
+# minutes on 2 cores); writes docs/architectures.md and docs/architectures/results.json.
 #
-#   scripts/compare-archs.sh [IMAGES] [EPOCHS]
+#   scripts/compare-archs.sh [--images N] [--epochs E] [--only compact-64,residual-64]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${FACEBATCH_SHARED_DATA:-../shared/data}
-IMAGES=${1:-3000}
-EPOCHS=${2:-8}
-OUT=${OUT:-target/compare-archs}
 cargo build --release --locked
-for arch in seed compact; do
-  rm -rf "$OUT/$arch"
-  start=$(date +%s)
-  ./target/release/facebatch --no-progress -q train \
-    --labels-csv "$DATA/utkface/labels.csv" --label-column gender \
-    --arch "$arch" --max-images "$IMAGES" --epochs "$EPOCHS" --batch-size 32 \
-    --seed 7 --group-by age:15 --out "$OUT/$arch" > "$OUT.$arch.txt"
-  end=$(date +%s)
-  echo "== $arch: $((end - start)) s, $(python3 -c "import json;c=json.load(open('$OUT/$arch/card.json'));print(c['architecture']['parameters'],'parameters,',c['onnx']['bytes'],'bytes')")"
-  grep -E "accuracy|>=15|<15" "$OUT.$arch.txt"
-done
+scripts/baseline/setup.sh > /dev/null
+exec "${BASELINE_VENV:-.cache/baseline-venv}/bin/python" scripts/compare_archs.py \
+  --out docs/architectures.md "$@"
