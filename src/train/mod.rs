@@ -200,6 +200,14 @@ fn write_splits(prepared: &Prepared, dirs: &Dirs) -> Result<SplitIndex> {
     Ok(split)
 }
 
+/// The learning-rate schedule's step counts.
+#[derive(Clone, Copy)]
+struct Schedule {
+    steps_per_epoch: usize,
+    total_steps: usize,
+    warmup: usize,
+}
+
 /// The training loop: epochs of sampled, augmented batches, validation, checkpoints.
 fn fit(
     settings: &TrainSettings,
@@ -211,15 +219,111 @@ fn fit(
     let classes = prepared.labels.len();
     let device = Device::default().autodiff();
     device.seed(settings.seed);
-    let mut net = Net::new(settings.arch, classes, &device);
-    let mut stepper = Stepper::new(settings.weight_decay, settings.label_smoothing, &device);
-
     let steps_per_epoch = {
         let full = split.train.len().div_ceil(settings.batch_size);
         settings.max_steps_per_epoch.map_or(full, |m| m.min(full))
     };
-    let total_steps = steps_per_epoch * settings.epochs;
-    let warmup = steps_per_epoch.clamp(1, 300);
+    let sched = Schedule {
+        steps_per_epoch,
+        total_steps: steps_per_epoch * settings.epochs,
+        warmup: steps_per_epoch.clamp(1, 300),
+    };
+    let (mut net, mut stepper, mut state, init_from) =
+        start(settings, prepared, spec, dirs, &device)?;
+
+    let groups: Vec<(String, String)> = prepared
+        .items
+        .iter()
+        .map(|i| (i.sample.source.clone(), i.sample.label.clone()))
+        .collect();
+    let sampler = sampler::Sampler::new(settings.sampling, &split.train, &groups);
+    let params = net.num_params();
+    tracing::info!(
+        arch = settings.arch.name(),
+        params,
+        steps_per_epoch,
+        epochs = settings.epochs,
+        sampling = ?settings.sampling,
+        "training"
+    );
+    for (group, share) in &sampler.shares {
+        tracing::debug!(group = %group, share = format!("{share:.4}"), "share of each epoch");
+    }
+    let progress =
+        crate::fsutil::progress_bar(settings.progress, sched.total_steps as u64, "steps");
+    progress.set_position(state.global_step as u64);
+
+    while state.epochs_done < settings.epochs
+        && (state.stale_epochs < settings.patience || state.epochs_done == 0)
+    {
+        let epoch = state.epochs_done + 1;
+        let started = Instant::now();
+        let order = sampler.epoch(settings.seed.wrapping_add(epoch as u64 * 7919));
+        let run = Epoch {
+            settings,
+            prepared,
+            spec,
+            sched,
+            device: &device,
+            progress: &progress,
+            epoch,
+        };
+        let (next, train_loss, train_accuracy, lr) =
+            run.train(net, &mut stepper, &mut state, &order)?;
+        net = next;
+        let val = step::validate(&net, prepared, &split.val, spec, classes);
+        let record = EpochRecord {
+            epoch,
+            train_loss,
+            train_accuracy,
+            val_loss: val.loss,
+            val_accuracy: val.accuracy,
+            lr,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        log_epoch(&progress, &record, &val);
+        state.epochs.push(record);
+        state.epochs_done = epoch;
+        if val.selection() > state.best_val_accuracy {
+            state.best_val_accuracy = val.selection();
+            state.best_epoch = epoch;
+            state.stale_epochs = 0;
+            checkpoint::save_module(&net, &dirs.ckpt.join("best.bpk"))?;
+        } else {
+            state.stale_epochs += 1;
+        }
+        checkpoint::save_epoch(&dirs.ckpt, &net, &stepper.optim, &state)?;
+        report::write_logs(&dirs.reports, &state)?;
+    }
+    progress.finish_and_clear();
+    if state.stale_epochs >= settings.patience && state.epochs_done < settings.epochs {
+        tracing::info!(
+            epoch = state.epochs_done,
+            best_epoch = state.best_epoch,
+            "early stopping"
+        );
+    }
+    Ok(Fitted {
+        state,
+        params,
+        warmup: sched.warmup,
+        total_steps: sched.total_steps,
+        init_from,
+        shares: sampler.shares,
+    })
+}
+
+/// The network, optimiser and state a run starts from: fresh, resumed from its own last
+/// checkpoint (`--resume`), or initialised from an earlier model (`--init`).
+fn start(
+    settings: &TrainSettings,
+    prepared: &Prepared,
+    spec: &InputSpec,
+    dirs: &Dirs,
+    device: &Device,
+) -> Result<(Net, Stepper, State, Option<serde_json::Value>)> {
+    let mut net = Net::new(settings.arch, prepared.labels.len(), device);
+    let mut stepper = Stepper::new(settings.weight_decay, settings.label_smoothing, device);
     let fp = checkpoint::fingerprint(settings, &prepared.labels, prepared.items.len());
     let mut state = State {
         fingerprint: fp.clone(),
@@ -256,51 +360,53 @@ fn fit(
         }
         None => None,
     };
+    Ok((net, stepper, state, init_from))
+}
 
-    let groups: Vec<(String, String)> = prepared
-        .items
-        .iter()
-        .map(|i| (i.sample.source.clone(), i.sample.label.clone()))
-        .collect();
-    let sampler = sampler::Sampler::new(settings.sampling, &split.train, &groups);
-    let params = net.num_params();
-    tracing::info!(
-        arch = settings.arch.name(),
-        params,
-        steps_per_epoch,
-        epochs = settings.epochs,
-        sampling = ?settings.sampling,
-        "training"
-    );
-    for (group, share) in &sampler.shares {
-        tracing::debug!(group = %group, share = format!("{share:.4}"), "share of each epoch");
-    }
-    let progress = crate::fsutil::progress_bar(settings.progress, total_steps as u64, "steps");
-    progress.set_position(state.global_step as u64);
+/// One epoch's fixed context.
+struct Epoch<'a> {
+    settings: &'a TrainSettings,
+    prepared: &'a Prepared,
+    spec: &'a InputSpec,
+    sched: Schedule,
+    device: &'a Device,
+    progress: &'a indicatif::ProgressBar,
+    epoch: usize,
+}
 
-    while state.epochs_done < settings.epochs
-        && (state.stale_epochs < settings.patience || state.epochs_done == 0)
-    {
-        let epoch = state.epochs_done + 1;
-        let started = Instant::now();
-        let order = sampler.epoch(settings.seed.wrapping_add(epoch as u64 * 7919));
+impl Epoch<'_> {
+    /// Trains on `order` (cut to the epoch's steps). Returns the network, the mean loss and
+    /// accuracy over the epoch's images, and the last learning rate.
+    fn train(
+        &self,
+        mut net: Net,
+        stepper: &mut Stepper,
+        state: &mut State,
+        order: &[usize],
+    ) -> Result<(Net, f64, f64, f64)> {
+        let (s, epoch) = (self.settings, self.epoch);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        let mut lr = settings.lr;
+        let mut lr = s.lr;
         for (b, chunk) in order
-            .chunks(settings.batch_size)
-            .take(steps_per_epoch)
+            .chunks(s.batch_size)
+            .take(self.sched.steps_per_epoch)
             .enumerate()
         {
-            lr = step::lr_at(state.global_step, warmup, total_steps, settings.lr);
-            let seed = settings.seed ^ ((epoch as u64) << 32) ^ b as u64;
-            let (x, labels) = step::batch_tensor(
-                prepared,
-                chunk,
-                spec,
-                Some((&settings.augment, seed)),
-                &device,
+            lr = step::lr_at(
+                state.global_step,
+                self.sched.warmup,
+                self.sched.total_steps,
+                s.lr,
             );
-            let (next, loss_value, batch_correct) = stepper.step(net, x, &labels, lr, &device);
+            let seed = s.seed ^ ((epoch as u64) << 32) ^ b as u64;
+            let (x, labels) = step::batch_tensor(
+                self.prepared,
+                chunk,
+                self.spec,
+                Some((&s.augment, seed)),
+                self.device,
+            );
+            let (next, loss_value, batch_correct) = stepper.step(net, x, &labels, lr, self.device);
             net = next;
             if !loss_value.is_finite() {
                 return Err(Error::Training(format!(
@@ -319,75 +425,44 @@ fn fit(
                 accuracy: batch_correct as f32 / chunk.len() as f32,
                 lr,
             });
-            progress.inc(1);
-            progress.set_message(format!(
+            self.progress.inc(1);
+            self.progress.set_message(format!(
                 "epoch {epoch}/{} loss {:.4} acc {:.3}",
-                settings.epochs,
+                s.epochs,
                 loss_sum / seen as f64,
                 correct as f64 / seen as f64
             ));
         }
-        let val = step::validate(&net, prepared, &split.val, spec, classes);
-        let record = EpochRecord {
-            epoch,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_accuracy: correct as f64 / seen.max(1) as f64,
-            val_loss: val.loss,
-            val_accuracy: val.accuracy,
-            lr,
-            seconds: started.elapsed().as_secs_f64(),
-        };
-        progress.println(format!(
-            "epoch {epoch}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} (mean over sources {:.4}) | {:.0}s",
-            record.train_loss,
-            record.train_accuracy,
-            val.loss,
-            val.accuracy,
-            val.selection(),
-            record.seconds
-        ));
-        let per_source: Vec<String> = val
-            .per_source
-            .iter()
-            .map(|(s, a)| format!("{s}={a:.4}"))
-            .collect();
-        tracing::info!(
-            epoch,
-            train_loss = format!("{:.4}", record.train_loss),
-            train_accuracy = format!("{:.4}", record.train_accuracy),
-            val_loss = format!("{:.4}", val.loss),
-            val_accuracy = format!("{:.4}", val.accuracy),
-            val_per_source = %per_source.join(" "),
-            seconds = format!("{:.0}", record.seconds),
-            "epoch done"
-        );
-        state.epochs.push(record);
-        state.epochs_done = epoch;
-        if val.selection() > state.best_val_accuracy {
-            state.best_val_accuracy = val.selection();
-            state.best_epoch = epoch;
-            state.stale_epochs = 0;
-            checkpoint::save_module(&net, &dirs.ckpt.join("best.bpk"))?;
-        } else {
-            state.stale_epochs += 1;
-        }
-        checkpoint::save_epoch(&dirs.ckpt, &net, &stepper.optim, &state)?;
-        report::write_logs(&dirs.reports, &state)?;
+        let seen = seen.max(1) as f64;
+        Ok((net, loss_sum / seen, correct as f64 / seen, lr))
     }
-    progress.finish_and_clear();
-    if state.stale_epochs >= settings.patience && state.epochs_done < settings.epochs {
-        tracing::info!(
-            epoch = state.epochs_done,
-            best_epoch = state.best_epoch,
-            "early stopping"
-        );
-    }
-    Ok(Fitted {
-        state,
-        params,
-        warmup,
-        total_steps,
-        init_from,
-        shares: sampler.shares,
-    })
+}
+
+/// The end-of-epoch line on the terminal and in the log.
+fn log_epoch(progress: &indicatif::ProgressBar, record: &EpochRecord, val: &step::Validation) {
+    progress.println(format!(
+        "epoch {}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} (mean over sources {:.4}) | {:.0}s",
+        record.epoch,
+        record.train_loss,
+        record.train_accuracy,
+        val.loss,
+        val.accuracy,
+        val.selection(),
+        record.seconds
+    ));
+    let per_source: Vec<String> = val
+        .per_source
+        .iter()
+        .map(|(s, a)| format!("{s}={a:.4}"))
+        .collect();
+    tracing::info!(
+        epoch = record.epoch,
+        train_loss = format!("{:.4}", record.train_loss),
+        train_accuracy = format!("{:.4}", record.train_accuracy),
+        val_loss = format!("{:.4}", val.loss),
+        val_accuracy = format!("{:.4}", val.accuracy),
+        val_per_source = %per_source.join(" "),
+        seconds = format!("{:.0}", record.seconds),
+        "epoch done"
+    );
 }

@@ -140,7 +140,7 @@ fn argmax_rows(values: &[f32], classes: usize) -> Vec<usize> {
 }
 
 /// What validation measured.
-pub(super) struct Validation {
+pub(crate) struct Validation {
     pub loss: f64,
     pub accuracy: f64,
     /// Accuracy per source.

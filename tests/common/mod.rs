@@ -24,7 +24,7 @@ pub fn shared_data() -> PathBuf {
 
 /// The shipped default model directory.
 pub fn default_model() -> PathBuf {
-    repo().join("models/facebatch-gender/v3")
+    repo().join("models/facebatch-gender/v4")
 }
 
 /// A command for the facebatch binary built for these tests.
