@@ -23,6 +23,7 @@ OUT=${OUT:-models/facebatch-gender/v4}
 INIT=${INIT-models/facebatch-gender/v3}
 PIN=${PIN-models/facebatch-gender/v3}
 EPOCHS=${EPOCHS:-8}
+LR=${LR:-1e-3}
 extra=()
 [ -z "$INIT" ] || extra+=(--init "$INIT")
 [ -z "$PIN" ] || extra+=(--pin-splits "$PIN")
@@ -32,7 +33,7 @@ exec ./target/release/facebatch train \
   --labels-csv "$DATA/more-faces/labels.csv" --label-column gender \
   "$DATA/seed-faces" \
   --out "$OUT" --name facebatch-gender \
-  --arch compact --epochs "$EPOCHS" --batch-size 32 --lr 1e-3 --weight-decay 1e-4 \
+  --arch compact --epochs "$EPOCHS" --batch-size 32 --lr "$LR" --weight-decay 1e-4 \
   --label-smoothing 0.05 --patience "$EPOCHS" --seed 42 --align \
   --sampler balanced --source-power 0.5 "${extra[@]}" \
   --group-by source --group-by age:15,60 \

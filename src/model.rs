@@ -550,8 +550,8 @@ mod tests {
         // v3's compact at 64x64: 39.5 M multiply-accumulates, 79 MFLOP a pass (docs).
         let macs = Arch::Compact.macs(64, 64);
         assert_eq!(macs, 39_518_208 + 256 * 128);
-        // Cost grows with the input area.
+        // Cost grows with the input area (a little faster: ceil-mode pooling of 11 gives 6).
         let ratio = Arch::Compact.macs(88, 88) as f64 / macs as f64;
-        assert!((ratio - (88.0f64 / 64.0).powi(2)).abs() < 0.02, "{ratio}");
+        assert!(ratio > (88.0f64 / 64.0).powi(2) && ratio < 1.95, "{ratio}");
     }
 }
