@@ -7,6 +7,8 @@
 #
 #   scripts/compare-loose.sh MODEL_DIR [OUT_MD]     # OUT_MD defaults to docs/comparison-loose.md
 #   LIMIT=200 scripts/compare-loose.sh MODEL_DIR /tmp/x.md   # first 200 faces only (quick check)
+#   TEST_CSV=models/facebatch-gender/v3/splits/test.csv scripts/compare-loose.sh MODEL_DIR
+#                                   # another model's test faces (to compare on the same photos)
 #
 # Needs the release binary (cargo build --release; override with FACEBATCH=path) and python3 for
 # the baseline venv (scripts/baseline/setup.sh, pinned, idempotent; BASELINE_VENV=dir to move it).
@@ -30,7 +32,7 @@ loose=.cache/loose
 seed=11
 
 [ -f "$model_dir/card.json" ] || { echo "compare-loose: $model_dir/card.json not found" >&2; exit 1; }
-test_csv=$model_dir/splits/test.csv
+test_csv=${TEST_CSV:-$model_dir/splits/test.csv}
 [ -f "$test_csv" ] || { echo "compare-loose: $test_csv not found" >&2; exit 1; }
 [ -x "$facebatch" ] || { echo "compare-loose: $facebatch not found; run cargo build --release --locked" >&2; exit 1; }
 [[ $limit =~ ^[0-9]+$ ]] || { echo "compare-loose: LIMIT must be a whole number, got '$limit'" >&2; exit 1; }
@@ -53,9 +55,10 @@ fi
 cmd="scripts/compare-loose.sh $(printf '%q' "$model_dir")"
 [ $# -lt 2 ] || cmd+=" $(printf '%q' "$out_md")"
 [ "$limit" = 0 ] || cmd="LIMIT=$limit $cmd"
+[ -z "${TEST_CSV:-}" ] || cmd="TEST_CSV=$(printf '%q' "$TEST_CSV") $cmd"
 [ -z "${FACEBATCH:-}" ] || cmd="FACEBATCH=$(printf '%q' "$FACEBATCH") $cmd"
 
 exec "$venv/bin/python" scripts/baseline/compare_loose.py \
     --model-dir "$model_dir" --out "$out_md" --dlib-model "$dlib_model" \
     --loose "$loose" --loose-seed "$seed" --limit "$limit" \
-    --facebatch "$facebatch" --command "$cmd"
+    --facebatch "$facebatch" --command "$cmd" --test-csv "$test_csv"

@@ -187,6 +187,7 @@ def tally(photos: list[dict], side: str, keep) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model-dir", required=True)
+    ap.add_argument("--test-csv", help="the tight crops to use (default MODEL_DIR/splits/test.csv), e.g. an earlier model's test split to compare on the same faces")
     ap.add_argument("--out", required=True, help="markdown page to write")
     ap.add_argument("--dlib-model", required=True, help="gender-v1.onnx (printed by setup.sh)")
     ap.add_argument("--loose", required=True, help="loose-photo folder (labels.csv, photos/)")
@@ -200,7 +201,7 @@ def main() -> None:
 
     model_dir = args.model_dir
     card_path = os.path.join(model_dir, "card.json")
-    test_csv = os.path.join(model_dir, "splits", "test.csv")
+    test_csv = args.test_csv or os.path.join(model_dir, "splits", "test.csv")
     loose_csv = os.path.join(args.loose, "labels.csv")
     for p in (card_path, test_csv, loose_csv, args.facebatch, args.dlib_model):
         if not os.path.isfile(p):
