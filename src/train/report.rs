@@ -123,7 +123,7 @@ pub(super) fn export(
                 "initialised_from": fitted.init_from,
                 "sampling": settings.sampling,
                 "epoch_shares": fitted.shares,
-                "model_selection": "best mean per-source validation accuracy",
+                "model_selection": format!("best mean of the per-source validation accuracies over sources with at least {} validation images", super::step::SELECTION_MIN_IMAGES),
                 "pinned_splits_from": settings.pin_splits.as_ref().map(|p| p.display().to_string()),
             }),
             augmentation: serde_json::to_value(&settings.augment).map_err(|e| Error::Json {

@@ -145,16 +145,29 @@ pub(crate) struct Validation {
     pub accuracy: f64,
     /// Accuracy per source.
     pub per_source: BTreeMap<String, f64>,
+    /// Validation images per source.
+    pub counts: BTreeMap<String, usize>,
 }
 
+/// Sources with fewer validation images than this do not count in model selection: their
+/// accuracy moves by several points from one epoch to the next by chance alone.
+pub const SELECTION_MIN_IMAGES: usize = 100;
+
 impl Validation {
-    /// The model-selection figure: the mean of the per-source accuracies, so a small
-    /// collection counts as much as the largest (plain accuracy with one source).
+    /// The model-selection figure: the mean of the per-source accuracies over the sources
+    /// with at least [`SELECTION_MIN_IMAGES`] validation images, so a smaller collection
+    /// counts as much as the largest; plain accuracy with fewer than two such sources.
     pub fn selection(&self) -> f64 {
-        if self.per_source.len() < 2 {
+        let big: Vec<f64> = self
+            .per_source
+            .iter()
+            .filter(|(s, _)| self.counts.get(*s).copied().unwrap_or(0) >= SELECTION_MIN_IMAGES)
+            .map(|(_, a)| *a)
+            .collect();
+        if big.len() < 2 {
             return self.accuracy;
         }
-        self.per_source.values().sum::<f64>() / self.per_source.len() as f64
+        big.iter().sum::<f64>() / big.len() as f64
     }
 }
 
@@ -170,6 +183,7 @@ pub(super) fn validate(
         loss: 0.0,
         accuracy: 0.0,
         per_source: BTreeMap::new(),
+        counts: BTreeMap::new(),
     };
     if idx.is_empty() {
         return v;
@@ -201,8 +215,12 @@ pub(super) fn validate(
     v.loss = loss_sum / idx.len() as f64;
     v.accuracy = correct as f64 / idx.len() as f64;
     v.per_source = tally
-        .into_iter()
-        .map(|(s, (n, c))| (s.to_string(), c as f64 / n as f64))
+        .iter()
+        .map(|(s, (n, c))| (s.to_string(), *c as f64 / *n as f64))
+        .collect();
+    v.counts = tally
+        .iter()
+        .map(|(s, (n, _))| (s.to_string(), *n))
         .collect();
     v
 }
@@ -212,13 +230,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn selection_is_the_mean_over_sources() {
-        let v = Validation {
+    fn selection_is_the_mean_over_sources_large_enough_to_tell() {
+        let mut v = Validation {
             loss: 0.0,
             accuracy: 0.9,
-            per_source: BTreeMap::from([("a".to_string(), 0.95), ("b".to_string(), 0.75)]),
+            per_source: BTreeMap::from([
+                ("a".to_string(), 0.95),
+                ("b".to_string(), 0.75),
+                ("tiny".to_string(), 0.2),
+            ]),
+            counts: BTreeMap::from([
+                ("a".to_string(), 2000),
+                ("b".to_string(), 100),
+                ("tiny".to_string(), 47),
+            ]),
         };
-        assert!((v.selection() - 0.85).abs() < 1e-12);
+        assert!((v.selection() - 0.85).abs() < 1e-12, "tiny is left out");
+        v.counts.insert("b".into(), 99);
+        assert_eq!(v.selection(), 0.9, "one large source: plain accuracy");
     }
 
     #[test]
