@@ -1,48 +1,64 @@
 #!/usr/bin/env bash
 # Trains the default model shipped in models/ from the shared data. Run by hand; CI never
 # runs it. Checkpoints are written after every epoch; re-running with --resume continues an
-# interrupted run (and, when every epoch is done, re-exports the best one).
+# interrupted stage (and, when every epoch of it is done, re-exports its best epoch).
 #
-#   scripts/train-default.sh [extra facebatch train flags, e.g. --resume]
+#   scripts/train-default.sh [extra facebatch train flags for both stages, e.g. --resume]
 #
-# v4 (the default): v3 fine-tuned on every shared source (UTKFace, the seed faces and the
-# six more-faces collections) with the source- and class-balanced sampler, the photo-domain
-# augmentations, and a temperature fitted on the validation split. The splits of the images
-# v1-v3 were trained and tested on are kept (--pin-splits), so v4 is tested on the same
-# UTKFace test images; the new sources are split 80/10/10 per source and label.
+# v4 (the default) is v3 fine-tuned in two stages on every shared source (UTKFace, the seed
+# faces and the six more-faces collections) with the source- and class-balanced sampler and
+# the photo-domain augmentations; the temperature is fitted on the validation split. The
+# splits of the images v1-v3 were trained and tested on are kept (--pin-splits), so v4 is
+# tested on the same UTKFace test images; the new sources are split 80/10/10 per source and
+# label (docs/default-model.md).
 #
-# Earlier versions: v3 = v2 fine-tuned 12 epochs with zoom 1.25 and scene fill (commit
-# 93bd676); v2 = 20 epochs from scratch (commit 567284c). Both used UTKFace and the seed
-# faces only. From scratch with today's defaults:
+#   stage 1: --init v3, 8 epochs at peak lr 1e-3 -> $STAGE1 (35 min on 2 cores)
+#   stage 2: --init stage 1, 10 epochs at peak lr 5e-4, no flip averaging -> $OUT (30-40 min)
 #
-#   INIT= PIN= OUT=models/facebatch-gender/mine scripts/train-default.sh --epochs 20 --lr 2e-3
+# A finished stage 1 ($STAGE1/model.onnx exists) is not rerun. One stage alone, e.g. from
+# scratch with today's defaults:
+#
+#   STAGES=1 INIT= PIN= STAGE1=models/facebatch-gender/mine scripts/train-default.sh --epochs 20 --lr 2e-3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${FACEBATCH_SHARED_DATA:-../shared/data}
 OUT=${OUT:-models/facebatch-gender/v4}
+STAGE1=${STAGE1:-target/train-default/stage1}
 INIT=${INIT-models/facebatch-gender/v3}
 PIN=${PIN-models/facebatch-gender/v3}
-EPOCHS=${EPOCHS:-8}
-LR=${LR:-1e-3}
-extra=()
-[ -z "$INIT" ] || extra+=(--init "$INIT")
-[ -z "$PIN" ] || extra+=(--pin-splits "$PIN")
+STAGES=${STAGES:-2}
 cargo build --release --locked
-exec ./target/release/facebatch train \
-  --labels-csv "$DATA/utkface/labels.csv" \
-  --labels-csv "$DATA/more-faces/labels.csv" --label-column gender \
-  "$DATA/seed-faces" \
-  --out "$OUT" --name facebatch-gender \
-  --arch compact --epochs "$EPOCHS" --batch-size 32 --lr "$LR" --weight-decay 1e-4 \
-  --label-smoothing 0.05 --patience "$EPOCHS" --seed 42 --align \
-  --sampler balanced --source-power 0.5 "${extra[@]}" \
-  --group-by source --group-by age:15,60 \
-  --licence-note "utkface: UTKFace (https://susanqq.github.io/UTKFace/), non-commercial research purposes only. The model is trained on it and inherits that restriction." \
-  --licence-note "seed-faces: the 399 face crops of the original blog post, redistributed in ../shared; terms as given by their author." \
-  --licence-note "aaf: All-Age-Faces (Cheng et al.), research use; cite Cheng et al., All-Age-Faces dataset." \
-  --licence-note "pins: Pins face recognition set, web-scraped celebrity photos, no licence stated: research use." \
-  --licence-note "gdf: gender_dataset_face, web-scraped face crops, no licence stated: research use." \
-  --licence-note "adience: Adience (fold 0), non-commercial research under the Adience terms." \
-  --licence-note "pixabay: Pixabay portraits under the Pixabay Content License." \
-  --licence-note "fairface: FairFace (Karkkainen and Joo, 2021), CC BY 4.0; attribution required." \
-  "$@"
+
+# train OUT INIT PIN EPOCHS LR [flags...]
+train() {
+  local out=$1 init=$2 pin=$3 epochs=$4 lr=$5
+  shift 5
+  local extra=()
+  [ -z "$init" ] || extra+=(--init "$init")
+  [ -z "$pin" ] || extra+=(--pin-splits "$pin")
+  ./target/release/facebatch train \
+    --labels-csv "$DATA/utkface/labels.csv" \
+    --labels-csv "$DATA/more-faces/labels.csv" --label-column gender \
+    "$DATA/seed-faces" \
+    --out "$out" --name facebatch-gender \
+    --arch compact --epochs "$epochs" --batch-size 32 --lr "$lr" --weight-decay 1e-4 \
+    --label-smoothing 0.05 --patience "$epochs" --seed 42 --align \
+    --sampler balanced --source-power 0.5 "${extra[@]}" \
+    --group-by source --group-by age:15,60 \
+    --licence-note "utkface: UTKFace (https://susanqq.github.io/UTKFace/), non-commercial research purposes only. The model is trained on it and inherits that restriction." \
+    --licence-note "seed-faces: the 399 face crops of the original blog post, redistributed in ../shared; terms as given by their author." \
+    --licence-note "aaf: All-Age-Faces (Cheng et al.), research use; cite Cheng et al., All-Age-Faces dataset." \
+    --licence-note "pins: Pins face recognition set, web-scraped celebrity photos, no licence stated: research use." \
+    --licence-note "gdf: gender_dataset_face, web-scraped face crops, no licence stated: research use." \
+    --licence-note "adience: Adience (fold 0), non-commercial research under the Adience terms." \
+    --licence-note "pixabay: Pixabay portraits under the Pixabay Content License." \
+    --licence-note "fairface: FairFace (Karkkainen and Joo, 2021), CC BY 4.0; attribution required." \
+    "$@"
+}
+
+if [ "$STAGES" = 1 ]; then
+  train "$STAGE1" "$INIT" "$PIN" "${EPOCHS:-8}" "${LR:-1e-3}" "$@"
+  exit
+fi
+[ -f "$STAGE1/model.onnx" ] || train "$STAGE1" "$INIT" "$PIN" 8 1e-3 "$@"
+train "$OUT" "$STAGE1" "$STAGE1" 10 5e-4 --no-flip-tta "$@"
