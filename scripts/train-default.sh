@@ -41,7 +41,7 @@ train() {
     --labels-csv "$DATA/more-faces/labels.csv" --label-column gender \
     "$DATA/seed-faces" \
     --out "$out" --name facebatch-gender \
-    --arch compact --epochs "$epochs" --batch-size 32 --lr "$lr" --weight-decay 1e-4 \
+    --arch "${ARCH:-compact}" --epochs "$epochs" --batch-size 32 --lr "$lr" --weight-decay 1e-4 \
     --label-smoothing 0.05 --patience "$epochs" --seed 42 --align \
     --sampler balanced --source-power 0.5 "${extra[@]}" \
     --group-by source --group-by age:15,60 \
