@@ -445,6 +445,9 @@ fn removal_counts_are_attributed_to_their_source() {
         .args(["--epochs", "1", "--max-steps-per-epoch", "1"]);
     assert!(run(&mut cmd).status.success());
     let card = read_json(&out.join("card.json"));
+    // Two sources: the test report is broken down by source without being asked.
+    let groups = &card["metrics"]["test"]["groups"]["source"];
+    assert!(groups["a"]["n"].as_u64().unwrap() > 0 && groups["b"]["n"].as_u64().unwrap() > 0);
     let sources = card["training"]["sources"].as_array().unwrap();
     let by_name = |n: &str| sources.iter().find(|s| s["name"] == n).unwrap().clone();
     assert_eq!(by_name("a")["duplicates_removed"], 1);

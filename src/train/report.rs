@@ -177,7 +177,7 @@ pub(super) fn export(
             &mut classifier,
             &test_samples,
             64,
-            &settings.group_by,
+            &group_by(settings, prepared),
             DecodeLimits::default(),
             finder,
         )?;
@@ -202,6 +202,23 @@ pub(super) fn export(
         dir: dirs.out.clone(),
         test_report: card.metrics.get("test").cloned(),
     })
+}
+
+/// The test report's groups: those asked for, plus `source` whenever the data holds more
+/// than one source, so every metric is reported per source.
+fn group_by(settings: &TrainSettings, prepared: &Prepared) -> Vec<crate::eval::GroupBy> {
+    let mut groups = settings.group_by.clone();
+    if prepared.sources.len() > 1
+        && !groups
+            .iter()
+            .any(|g| g.column == "source" && g.edges.is_empty())
+    {
+        groups.push(crate::eval::GroupBy {
+            column: "source".into(),
+            edges: Vec::new(),
+        });
+    }
+    groups
 }
 
 /// Fits the temperature of the exported model in `dir` on the validation crops, run
