@@ -200,7 +200,7 @@ pub fn evaluate(
                         CropKind::Whole => coverage.whole += 1,
                     }
                     batch.extend_from_slice(&tensor);
-                    members.push((first + k, s, kind, face));
+                    members.push((first + k, t, s, kind, face));
                 }
                 Ok(None) => {
                     coverage.no_face += 1;
@@ -224,8 +224,7 @@ pub fn evaluate(
             continue;
         }
         let out = classifier.run(&batch, members.len())?;
-        for (i, (at, s, kind, face)) in members.into_iter().enumerate() {
-            let t = index(&s.label).unwrap_or(0);
+        for (i, (at, t, s, kind, face)) in members.into_iter().enumerate() {
             let p = out.argmax(i, classes);
             let probs = out.probs[i * classes..(i + 1) * classes].to_vec();
             truth.push(t);

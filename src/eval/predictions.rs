@@ -219,21 +219,13 @@ pub fn write(
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_key_value_metadata(Some(meta))
         .build();
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let io = |what: &str, e: std::io::Error| Error::io(format!("{what} {}", path.display()), e);
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io("creating a file beside", e))?;
-    let file = tmp.reopen().map_err(|e| io("opening", e))?;
-    let mut writer = ArrowWriter::try_new(file, schema, Some(props))
+    // One row per evaluated image: small enough to build in memory and write atomically.
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, schema, Some(props))
         .map_err(|e| Error::Output(format!("writing {}: {e}", path.display())))?;
     writer
         .write(&batch)
         .and_then(|_| writer.close().map(|_| ()))
         .map_err(|e| Error::Output(format!("writing {}: {e}", path.display())))?;
-    tmp.as_file().sync_all().map_err(|e| io("syncing", e))?;
-    tmp.persist(path)
-        .map_err(|e| io("renaming into", e.error))?;
-    Ok(())
+    crate::fsutil::write_atomic(path, &bytes)
 }

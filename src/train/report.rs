@@ -153,8 +153,10 @@ pub(super) fn export(
         created: now_rfc3339(),
     };
     card.save(&dirs.out.join(CARD_FILE))?;
+    // One ONNX Runtime session of the exported model serves the calibration and the test.
+    let mut classifier = Classifier::load(&dirs.out, &settings.session)?;
     if settings.calibrate && !split.val.is_empty() {
-        let c = calibrate_on(&dirs.out, settings, prepared, spec, &split.val)?;
+        let c = calibrate_on(&mut classifier, prepared, spec, &split.val)?;
         tracing::info!(
             temperature = format!("{:.3}", c.temperature),
             ece_before = format!("{:.4}", c.ece_before),
@@ -162,6 +164,7 @@ pub(super) fn export(
             "temperature fitted on the validation split"
         );
         card.calibration = Some(c);
+        classifier.card.calibration = card.calibration.clone();
         card.save(&dirs.out.join(CARD_FILE))?;
     }
 
@@ -172,7 +175,6 @@ pub(super) fn export(
         .map(|&i| prepared.items[i].sample.clone())
         .collect();
     if !test_samples.is_empty() {
-        let mut classifier = Classifier::load(&dirs.out, &settings.session)?;
         let eval = evaluate(
             &mut classifier,
             &test_samples,
@@ -221,16 +223,14 @@ fn group_by(settings: &TrainSettings, prepared: &Prepared) -> Vec<crate::eval::G
     groups
 }
 
-/// Fits the temperature of the exported model in `dir` on the validation crops, run
-/// exactly as classify runs them (ONNX Runtime, the card's flip averaging).
+/// Fits the temperature of the exported model on the validation crops, run exactly as
+/// classify runs them (ONNX Runtime, the card's flip averaging).
 fn calibrate_on(
-    dir: &Path,
-    settings: &TrainSettings,
+    classifier: &mut Classifier,
     prepared: &Prepared,
     spec: &InputSpec,
     val: &[usize],
 ) -> Result<Calibration> {
-    let mut classifier = Classifier::load(dir, &settings.session)?;
     let frame = (spec.width * spec.height * 3) as usize;
     let (mut probs, mut truth) = (Vec::new(), Vec::new());
     for chunk in val.chunks(128) {

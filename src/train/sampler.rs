@@ -46,14 +46,18 @@ impl Sampler {
                 s.1 += 1; // a class seen for the first time in this source
             }
         }
+        let power = match sampling {
+            Sampling::Uniform => 0.0,
+            Sampling::Balanced { source_power } => source_power,
+        };
+        let total: f64 = per_source
+            .values()
+            .map(|(n, _)| (*n as f64).powf(power))
+            .sum();
         let weight_of = |g: &(String, String)| -> f64 {
             match sampling {
                 Sampling::Uniform => 1.0 / items.len().max(1) as f64,
                 Sampling::Balanced { source_power } => {
-                    let total: f64 = per_source
-                        .values()
-                        .map(|(n, _)| (*n as f64).powf(source_power))
-                        .sum();
                     let (n_s, classes) = per_source[g.0.as_str()];
                     let share = (n_s as f64).powf(source_power) / total;
                     share / classes as f64 / count[g] as f64
