@@ -80,9 +80,7 @@ fn mutate(rng: &mut ChaCha8Rng, data: &mut Vec<u8>) {
         5 => {
             // A large size field: 4 bytes of 0xFF somewhere in the header.
             let i = rng.random_range(0..n.min(64));
-            for k in i..(i + 4).min(n) {
-                data[k] = 0xFF;
-            }
+            data[i..(i + 4).min(n)].fill(0xFF);
         }
         _ => {
             let i = rng.random_range(0..n);
