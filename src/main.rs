@@ -25,8 +25,12 @@ const EXIT_OK: u8 = 0;
 const EXIT_PARTIAL: u8 = 1;
 /// Exit status: fatal error (bad options, input, model or runtime); nothing useful done.
 const EXIT_FATAL: u8 = 2;
-/// Exit status: interrupted (Ctrl-C); the output holds the rows finished so far.
+/// Exit status: interrupted (SIGINT, SIGTERM, SIGHUP); the output holds the rows finished
+/// so far.
 const EXIT_INTERRUPTED: u8 = 130;
+/// Exit status: another run is writing the same output; nothing was done, and trying again
+/// later will work (EX_TEMPFAIL, as `flock -E 75` in the systemd unit).
+const EXIT_BUSY: u8 = 75;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -943,7 +947,10 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("facebatch: error: {}", error_chain(&e));
-            ExitCode::from(EXIT_FATAL)
+            match e.downcast_ref::<facebatch::Error>() {
+                Some(facebatch::Error::Busy { .. }) => ExitCode::from(EXIT_BUSY),
+                _ => ExitCode::from(EXIT_FATAL),
+            }
         }
     }
 }

@@ -259,7 +259,7 @@ fn every_file_gets_a_row_and_bad_files_do_not_stop_the_run() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 13);
+    assert_eq!(checked, 14);
     // Run metadata.
     for key in [
         "facebatch.version",
@@ -286,7 +286,7 @@ fn every_file_gets_a_row_and_bad_files_do_not_stop_the_run() {
         &std::fs::read_to_string(tmp.path().join("results.parquet.features.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(stats["count"], 13);
+    assert_eq!(stats["count"], 14);
     assert_eq!(stats["mean"].as_array().unwrap().len(), 256);
     assert_eq!(stats["std"].as_array().unwrap().len(), 256);
     assert!(

@@ -219,6 +219,20 @@ fn a_resumed_run_exits_partial_when_an_earlier_attempt_wrote_an_error_row() {
     assert!(stdout(&o).contains("1 error"), "{}", stdout(&o));
 }
 
+/// Another run holds the output: exit 75 (try again later) and one line naming it.
+fn assert_busy(o: &Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(75), "{}", stderr(o));
+    let err = stderr(o);
+    assert!(err.contains(needle), "{err}");
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("facebatch: error"))
+            .count(),
+        1,
+        "{err}"
+    );
+}
+
 /// Regression: a second run with `--resume` while the first was still running made the
 /// first report 400 rows while the file held 304. The output is locked for the whole run.
 #[test]
@@ -234,7 +248,7 @@ fn a_second_run_into_a_busy_output_is_refused_and_names_the_holder() {
         .unwrap();
     wait_while_running("its first part", &mut first, || part_count(&out) >= 1);
     let o = run(&mut classify(&[&photos], &out, &["--resume"]));
-    assert_fatal(&o, &format!("pid {}", first.id()));
+    assert_busy(&o, &format!("pid {}", first.id()));
     let dataset = tmp.path().join("ds/");
     let o = first.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0));
@@ -252,7 +266,7 @@ fn a_second_run_into_a_busy_output_is_refused_and_names_the_holder() {
     let staged = tmp.path().join("ds/_staging/part-00001-of-00002.parquet");
     wait_while_running("its first part", &mut first, || part_count(&staged) >= 1);
     let o = run(&mut classify(&[&photos], &dataset, &["--shard", "1/2"]));
-    assert_fatal(&o, "is writing");
+    assert_busy(&o, "is writing");
     assert_eq!(first.wait_with_output().unwrap().status.code(), Some(0));
 }
 
