@@ -69,6 +69,11 @@ impl OutputLock {
                         },
                     });
                 }
+                Err(std::fs::TryLockError::Error(e)) if lock_unsupported(&e) => {
+                    // Some FUSE and network filesystems have no flock: go on, unprotected.
+                    tracing::warn!(lock = %path.display(), error = %e, "this filesystem cannot lock the output; make sure no other run writes it");
+                    return Ok(OutputLock { file, path });
+                }
                 Err(std::fs::TryLockError::Error(e)) => {
                     return Err(Error::io(format!("locking {}", path.display()), e));
                 }
@@ -98,6 +103,14 @@ impl Drop for OutputLock {
         let _ = std::fs::remove_file(&self.path);
         let _ = self.file.unlock();
     }
+}
+
+fn lock_unsupported(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Unsupported
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::ENOLCK) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP)
+        )
 }
 
 #[cfg(unix)]
