@@ -59,6 +59,10 @@ def main() -> int:
     ap.add_argument("--side", type=int, default=8192)
     ap.add_argument("--binary", default=str(REPO / "target/release/facebatch"))
     ap.add_argument("--out", help="write the table as Markdown here too")
+    ap.add_argument("--label", default="this build", help="names the binary in the table")
+    ap.add_argument(
+        "--no-budget", action="store_true", help="only default settings (a build without --decode-memory)"
+    )
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fb-decode-mem-"))
     try:
@@ -68,7 +72,10 @@ def main() -> int:
             png_rgb16(photos / f"big{i:02d}.png", a.side, 1000 * (i + 1))
         decoded = a.side * a.side * (6 + 3) / 2**20
         rows = []
-        for threads, budget in [(2, None), (2, 512), (4, None), (4, 512), (8, None), (8, 512)]:
+        configs = [(2, None), (2, 512), (4, None), (4, 512), (8, None), (8, 512)]
+        if a.no_budget:
+            configs = [c for c in configs if c[1] is None]
+        for threads, budget in configs:
             cmd = [
                 a.binary, "--no-progress", "-q", "classify", str(photos),
                 "--out", str(work / "o.parquet"), "--faces", "whole",
@@ -77,16 +84,16 @@ def main() -> int:
             if budget:
                 cmd += ["--decode-memory", str(budget)]
             rss, code = peak_rss_mib(cmd)
-            rows.append((threads, budget or 1024, rss, code))
-            print(f"threads {threads}  --decode-memory {budget or 1024:>5} MiB  peak RSS {rss:7.0f} MiB  exit {code}", flush=True)
+            rows.append((threads, budget or ("1024" if not a.no_budget else "none"), rss, code))
+            print(f"{a.label}: threads {threads}  --decode-memory {rows[-1][1]}  peak RSS {rss:7.0f} MiB  exit {code}", flush=True)
         text = [
             f"{a.images} PNGs, {a.side}x{a.side} 16-bit RGB (one decode: {decoded:.0f} MiB "
             "for the 16-bit buffer and its 8-bit copy), `--faces whole`:",
             "",
-            "| --threads | --decode-memory (MiB) | peak RSS (MiB) |",
-            "|---:|---:|---:|",
+            "| build | --threads | --decode-memory (MiB) | peak RSS (MiB) | exit |",
+            "|---|---:|---:|---:|---:|",
         ]
-        text += [f"| {t} | {b} | {r:.0f} |" for t, b, r, _ in rows]
+        text += [f"| {a.label} | {t} | {b} | {r:.0f} | {c} |" for t, b, r, c in rows]
         if a.out:
             Path(a.out).write_text("\n".join(text) + "\n")
         print("\n".join(text))
