@@ -143,6 +143,16 @@ impl ModelCard {
         if card.labels.len() < 2 {
             return Err(bad("a card needs at least two labels".into()));
         }
+        // Each label names an output column (`p_<label>`): they must be distinct.
+        let mut seen = std::collections::HashSet::new();
+        for l in &card.labels {
+            if l.is_empty() {
+                return Err(bad("a label is empty".into()));
+            }
+            if !seen.insert(l.as_str()) {
+                return Err(bad(format!("label {l:?} is listed twice")));
+            }
+        }
         card.input.validate().map_err(bad)?;
         Ok(card)
     }
@@ -185,6 +195,19 @@ fn version_key(name: &str) -> Vec<(u64, String)> {
 /// or `None` the latest (natural order of the names: `v2` < `v10`).
 pub fn resolve_version(model: &Path, version: Option<&str>) -> Result<PathBuf> {
     if let Some(v) = version {
+        let mut parts = Path::new(v).components();
+        let one_name = matches!(
+            (parts.next(), parts.next()),
+            (Some(std::path::Component::Normal(_)), None)
+        );
+        if !one_name {
+            return Err(Error::InvalidModel {
+                path: model.to_path_buf(),
+                reason: format!(
+                    "model version {v:?} must be the name of a version folder inside it, such as \"v4\""
+                ),
+            });
+        }
         let dir = model.join(v);
         if !dir.join(MODEL_FILE).is_file() {
             return Err(Error::InvalidModel {

@@ -255,6 +255,12 @@ impl Detector {
         let sessions = (0..workers.max(1))
             .map(|_| build_session(&bytes, opts, &path).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
+        if let Some(first) = sessions.first() {
+            let session = first
+                .lock()
+                .map_err(|_| Error::ort("checking the detector", "a session lock was poisoned"))?;
+            check_interface(&session, &path)?;
+        }
         Ok(Detector {
             sessions,
             info: DetectorInfo {
@@ -355,6 +361,26 @@ impl Detector {
         };
         Ok((take("loc")?, take("conf")?, take("landmarks")?))
     }
+}
+
+/// Refuses an ONNX file that is not a RetinaFace detector (input `input`, outputs `loc`,
+/// `conf` and `landmarks`) before any image is read.
+fn check_interface(session: &Session, path: &Path) -> Result<()> {
+    let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+    let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+    let missing: Vec<&str> = ["loc", "conf", "landmarks"]
+        .into_iter()
+        .filter(|o| !outputs.contains(o))
+        .collect();
+    if !inputs.contains(&"input") || !missing.is_empty() {
+        return Err(Error::DetectorUnavailable(format!(
+            "{} is not a RetinaFace face detector: it has inputs [{}] and outputs [{}], a detector has input \"input\" and outputs \"loc\", \"conf\" and \"landmarks\"",
+            path.display(),
+            inputs.join(", "),
+            outputs.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// The face nearest the image centre (ties: the higher score); the subject of a

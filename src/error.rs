@@ -52,6 +52,10 @@ pub enum Error {
     },
     #[error("output: {0}")]
     Output(String),
+    #[error(
+        "{holder} is writing {out}; wait for it to finish, or stop it and run again with --resume"
+    )]
+    Busy { out: PathBuf, holder: String },
     #[error("plotting failed: {0}")]
     Plot(String),
     #[error("{context}: {source}")]

@@ -22,7 +22,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
     tmp.persist(path)
         .map_err(|e| Error::io(format!("renaming into {}", path.display()), e.error))?;
+    sync_parent(path);
     Ok(())
+}
+
+/// Syncs the folder holding `path`, so that a rename into it survives a crash (best
+/// effort: some filesystems cannot sync a folder).
+pub fn sync_parent(path: &Path) {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 /// A progress bar on stderr counting `unit` (hidden when `enabled` is false): the one
@@ -39,6 +52,62 @@ pub fn progress_bar(enabled: bool, len: u64, unit: &str) -> indicatif::ProgressB
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
+}
+
+/// A path as the string stored in the output's `root` and `path` columns: the path itself
+/// when it is valid UTF-8 without a backslash; otherwise every byte that is not UTF-8 is
+/// written `\xNN` and every backslash `\\`. Unique and reversible
+/// ([`path_from_key`]), so two names that differ only in non-UTF-8 bytes stay two rows.
+pub fn path_key(path: &Path) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = path.as_os_str().as_bytes();
+        if let Ok(s) = std::str::from_utf8(bytes)
+            && !s.contains('\\')
+        {
+            return s.to_string();
+        }
+        let mut out = String::with_capacity(bytes.len() + 8);
+        for chunk in bytes.utf8_chunks() {
+            out.push_str(&chunk.valid().replace('\\', "\\\\"));
+            for b in chunk.invalid() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+        out
+    }
+    #[cfg(not(unix))]
+    {
+        path.to_string_lossy().replace('\\', "/")
+    }
+}
+
+/// The path a [`path_key`] was made from.
+#[cfg(unix)]
+pub fn path_from_key(key: &str) -> std::path::PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = key.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && b.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else if b[i] == b'\\'
+            && b.get(i + 1) == Some(&b'x')
+            && let Some(v) = key
+                .get(i + 2..i + 4)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    std::path::PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 /// Current UTC time as RFC 3339.
@@ -85,4 +154,34 @@ pub fn zip_members(archive: Vec<u8>, names: &[&str]) -> std::result::Result<Vec<
             Ok(bytes)
         })
         .collect()
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn path_keys_are_unique_and_reversible() {
+        let names: [&[u8]; 6] = [
+            b"plain/a.jpg",
+            b"caf\xc3\xa9.jpg",
+            b"bad\xff.jpg",
+            b"bad\xfe.jpg",
+            b"bad\\xff.jpg",
+            b"back\\slash\\\\.jpg",
+        ];
+        let keys: Vec<String> = names
+            .iter()
+            .map(|n| path_key(Path::new(std::ffi::OsStr::from_bytes(n))))
+            .collect();
+        assert_eq!(keys[0], "plain/a.jpg");
+        assert_eq!(keys[1], "caf\u{e9}.jpg");
+        assert_eq!(keys[2], "bad\\xff.jpg");
+        for (n, k) in names.iter().zip(&keys) {
+            assert_eq!(path_from_key(k).as_os_str().as_bytes(), *n, "{k}");
+        }
+        let unique: std::collections::HashSet<&String> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "{keys:?}");
+    }
 }

@@ -27,6 +27,9 @@ use crate::error::{Error, Result};
 
 /// Options the job sets itself; `[classify]` may not set them.
 const RESERVED: &[&str] = &["out", "model", "resume", "shard", "inputs"];
+/// Logging options: they apply to the whole `facebatch run` process, so they are given on
+/// its command line, not in `[classify]`.
+const PROCESS_WIDE: &[&str] = &["quiet", "verbose", "log-format", "no-progress"];
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +99,13 @@ impl Job {
             )));
         }
         for key in raw.classify.keys() {
+            if PROCESS_WIDE.contains(&key.replace('_', "-").as_str()) {
+                return Err(invalid(format!(
+                    "[classify] may not set {key:?}: it applies to the whole process; pass \
+                     --{} to `facebatch run` instead",
+                    key.replace('_', "-")
+                )));
+            }
             if RESERVED.contains(&key.replace('_', "-").as_str()) {
                 return Err(invalid(format!(
                     "[classify] may not set {key:?}: the job sets it (use the top-level \

@@ -14,6 +14,7 @@ pub mod error;
 pub mod eval;
 pub mod export;
 pub mod faces;
+pub mod failpoint;
 pub mod fsutil;
 pub mod infer;
 pub mod job;

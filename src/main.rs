@@ -25,8 +25,12 @@ const EXIT_OK: u8 = 0;
 const EXIT_PARTIAL: u8 = 1;
 /// Exit status: fatal error (bad options, input, model or runtime); nothing useful done.
 const EXIT_FATAL: u8 = 2;
-/// Exit status: interrupted (Ctrl-C); the output holds the rows finished so far.
+/// Exit status: interrupted (SIGINT, SIGTERM, SIGHUP); the output holds the rows finished
+/// so far.
 const EXIT_INTERRUPTED: u8 = 130;
+/// Exit status: another run is writing the same output; nothing was done, and trying again
+/// later will work (EX_TEMPFAIL, as `flock -E 75` in the systemd unit).
+const EXIT_BUSY: u8 = 75;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,7 +45,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 struct GlobalArgs {
     /// ONNX Runtime library to load (default: cached pinned 1.31.1, downloaded on first use).
     #[arg(long, global = true, env = "FACEBATCH_ORT_LIB")]
@@ -293,6 +297,13 @@ struct ClassifyArgs {
     /// Images with more pixels than this are refused (decompression-bomb guard).
     #[arg(long, default_value_t = facebatch::preprocess::DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
+    /// Files larger than this many bytes get an error row without being read.
+    #[arg(long, default_value_t = facebatch::preprocess::DEFAULT_MAX_FILE_BYTES)]
+    max_file_bytes: u64,
+    /// MiB that decoded images in flight may hold at once, whatever --threads is (one
+    /// image larger than this is decoded alone).
+    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    decode_memory: u64,
     /// Decode every JPEG pixel. By default a JPEG is decoded at the smallest DCT scale (1/2,
     /// 1/4, 1/8) that still covers the detector's input (`--det-size`) or, with
     /// `--faces whole`, the model input.
@@ -553,6 +564,10 @@ impl ClassifyArgs {
             "--checkpoint-rows must be at least 1"
         );
         anyhow::ensure!(self.max_pixels > 0, "--max-pixels must be at least 1");
+        anyhow::ensure!(
+            self.max_file_bytes > 0 && self.decode_memory > 0,
+            "--max-file-bytes and --decode-memory must be at least 1"
+        );
         let threads = self
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -588,7 +603,9 @@ impl ClassifyArgs {
             resume: self.resume,
             limits: DecodeLimits {
                 max_pixels: self.max_pixels,
+                max_file_bytes: self.max_file_bytes,
             },
+            decode_memory: self.decode_memory.saturating_mul(1024 * 1024),
             threads,
             checkpoint_rows: self.checkpoint_rows,
             follow_symlinks: self.follow_symlinks,
@@ -618,6 +635,28 @@ fn print_summary(s: &facebatch::classify::Summary, json_logs: bool) {
         s.images_per_second,
         s.out.display()
     );
+    if s.links_skipped > 0 {
+        println!(
+            "{} symbolic link{} not followed (pass --follow-symlinks to read them)",
+            s.links_skipped,
+            if s.links_skipped == 1 { "" } else { "s" }
+        );
+    }
+    if s.already_done > 0 {
+        println!(
+            "the output holds {} rows of {} images in all: {} ok, {} without a face, {} {}",
+            s.output.rows,
+            s.output.files,
+            s.output.ok,
+            s.output.no_face,
+            s.output.errors,
+            if s.output.errors == 1 {
+                "error"
+            } else {
+                "errors"
+            }
+        );
+    }
     let stages: Vec<String> = s
         .stages
         .iter()
@@ -654,10 +693,39 @@ fn print_summary(s: &facebatch::classify::Summary, json_logs: bool) {
     );
 }
 
+/// SIGINT (Ctrl-C), SIGTERM and SIGHUP (what Kubernetes, Slurm and systemd send) stop a
+/// run gracefully: intake stops, the images in flight are finished and the output is
+/// written, valid and resumable (exit 130). A second signal stops at once: the durable
+/// parts are kept for `--resume`.
+fn watch_signals(cancel: std::sync::Arc<std::sync::atomic::AtomicBool>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("installing the signal handlers")?;
+    std::thread::Builder::new()
+        .name("facebatch-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if cancel.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    eprintln!(
+                        "facebatch: stopped at once by a second signal; the finished parts are kept: run again with --resume"
+                    );
+                    std::process::exit(i32::from(EXIT_INTERRUPTED));
+                }
+                tracing::warn!(
+                    signal,
+                    "interrupted: finishing the images in flight, then writing the output (a second signal stops at once)"
+                );
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(())
+}
+
 /// Runs classify into a file or, when `--out` is a folder, into a dataset folder.
 fn classify(settings: ClassifySettings, g: &GlobalArgs) -> anyhow::Result<u8> {
     use facebatch::classify::dataset;
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    watch_signals(cancel.clone())?;
     let summary = if dataset::is_dataset_dir(&settings.out) {
         let dir = settings.out.clone();
         std::fs::create_dir_all(&dir)
@@ -671,15 +739,24 @@ fn classify(settings: ClassifySettings, g: &GlobalArgs) -> anyhow::Result<u8> {
                 );
                 return Ok(EXIT_OK);
             }
+            dataset::Outcome::Completed { marker, errors } => {
+                println!(
+                    "shard {}: an earlier attempt had published its part; marker written ({})",
+                    settings.shard.unwrap_or(facebatch::shard::Shard::ALL),
+                    marker.display()
+                );
+                return Ok(if errors > 0 { EXIT_PARTIAL } else { EXIT_OK });
+            }
             dataset::Outcome::Ran(summary) => summary,
         }
     } else {
         facebatch::classify::run(&settings, cancel)?
     };
     print_summary(&summary, matches!(g.log_format, LogFormat::Json));
+    // The whole output counts: rows an earlier attempt wrote with errors included.
     Ok(if summary.interrupted {
         EXIT_INTERRUPTED
-    } else if summary.errors > 0 {
+    } else if summary.output.errors > 0 {
         EXIT_PARTIAL
     } else {
         EXIT_OK
@@ -711,7 +788,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let Command::Classify(cargs) = parsed.command else {
                 anyhow::bail!("internal: a job must become a classify command");
             };
-            let mut settings = cargs.settings(g)?;
+            // `ort_lib` and `detector` in [classify] are honoured (the job's value wins).
+            let mut jg = g.clone();
+            jg.ort_lib = parsed.global.ort_lib.clone().or(jg.ort_lib);
+            jg.detector = parsed.global.detector.clone().or(jg.detector);
+            let mut settings = cargs.settings(&jg)?;
             settings.seen = std::sync::Arc::new(facebatch::job::seen_files(&job.output)?);
             tracing::info!(
                 job = %job.name,
@@ -727,7 +808,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 dir.display(),
                 job.model_dir.display()
             );
-            classify(settings, g)
+            classify(settings, &jg)
         }
         Command::Train(args) => {
             let settings = args.settings(g)?;
@@ -831,18 +912,45 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
+/// The error and its causes on one line, each cause once: a cause whose text the message
+/// already contains (the library's errors print their OS error) is not repeated.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn main() -> ExitCode {
     // A bug must still end in one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
         eprintln!("facebatch: internal error: {info} (please report this)");
     }));
+    // clap reports an empty variable as a missing value of its flag; name the variable.
+    for var in ["FACEBATCH_ORT_LIB", "FACEBATCH_DETECTOR", "FACEBATCH_MODEL"] {
+        if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
+            eprintln!("facebatch: error: {var} is set but empty: unset it or give it a path");
+            return ExitCode::from(EXIT_FATAL);
+        }
+    }
     let cli = Cli::parse();
     init_logging(&cli.global);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("facebatch: error: {e:#}");
-            ExitCode::from(EXIT_FATAL)
+            eprintln!("facebatch: error: {}", error_chain(&e));
+            match e.downcast_ref::<facebatch::Error>() {
+                Some(facebatch::Error::Busy { .. }) => ExitCode::from(EXIT_BUSY),
+                _ => ExitCode::from(EXIT_FATAL),
+            }
         }
     }
 }

@@ -226,28 +226,92 @@ fn center_crop_size(w: u32, h: u32, tw: u32, th: u32) -> (u32, u32) {
     }
 }
 
+/// Files larger than this are refused before they are read (`--max-file-bytes`).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Decoding limits.
 #[derive(Clone, Copy, Debug)]
 pub struct DecodeLimits {
     /// Reject images with more than this many pixels before decoding them.
     pub max_pixels: u64,
+    /// Reject files larger than this before reading them.
+    pub max_file_bytes: u64,
 }
 
 impl Default for DecodeLimits {
     fn default() -> Self {
         DecodeLimits {
             max_pixels: DEFAULT_MAX_PIXELS,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
         }
     }
 }
 
-/// Decodes an image file, applying its EXIF orientation, within the pixel limit.
-pub fn decode_path(path: &Path, limits: DecodeLimits) -> Result<DynamicImage> {
-    let file = std::fs::File::open(path).map_err(|e| Error::Image {
+/// Opens `path` for reading only if it is a regular file. The open never blocks (a FIFO
+/// or device swapped in after the walk would otherwise hang the run), and the check is
+/// made on the opened handle, so a file replaced between check and read cannot slip by.
+pub fn open_regular(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+    }
+    let file = opts.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Reads a whole image file, refusing a non-regular file or one over `max_bytes` before
+/// reading it.
+pub fn read_image_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let err = |reason: String| Error::Image {
         path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    decode_reader(std::io::BufReader::new(file), path, limits)
+        reason,
+    };
+    let (file, len) = open_regular(path).map_err(|e| err(e.to_string()))?;
+    if len > max_bytes {
+        return Err(err(format!(
+            "file is {len} bytes, over the limit of {max_bytes} (--max-file-bytes)"
+        )));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    // A file that grows while being read is still cut at the limit.
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| err(e.to_string()))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(err(format!(
+            "file grew past the limit of {max_bytes} bytes (--max-file-bytes) while being read"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The memory a full decode of `bytes` takes: the decoder's buffer plus the 8-bit RGB copy
+/// the pipeline makes. `None` when the header cannot be read (the decode will say why).
+pub fn decode_memory(bytes: &[u8]) -> Option<u64> {
+    let decoder = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_decoder()
+        .ok()?;
+    let (w, h) = decoder.dimensions();
+    Some(decoder.total_bytes() + w as u64 * h as u64 * 3)
+}
+
+/// Decodes an image file, applying its EXIF orientation, within the limits.
+pub fn decode_path(path: &Path, limits: DecodeLimits) -> Result<DynamicImage> {
+    let bytes = read_image_file(path, limits.max_file_bytes)?;
+    decode_bytes(&bytes, path, limits)
 }
 
 /// Decodes in-memory bytes (the file at `path`), applying EXIF orientation.
@@ -322,17 +386,7 @@ pub fn decode_path_for(
     limits: DecodeLimits,
     target: DecodeTarget,
 ) -> Result<DecodedImage> {
-    if target == DecodeTarget::Full {
-        let image = decode_path(path, limits)?;
-        return Ok(DecodedImage {
-            original: (image.width(), image.height()),
-            image,
-        });
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::Image {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let bytes = read_image_file(path, limits.max_file_bytes)?;
     decode_bytes_for(&bytes, path, limits, target)
 }
 
@@ -538,6 +592,29 @@ mod tests {
         // Cut short, the same file is refused.
         let cut = &bytes[..bytes.len() - 200];
         assert!(decode_bytes_for(cut, path, DecodeLimits::default(), DecodeTarget::Full).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("swapped.jpg");
+        let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a valid, NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o644) }, 0);
+        // Nobody writes to it: a blocking open would wait forever.
+        let err = read_image_file(&fifo, 1 << 20).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn files_over_the_size_limit_are_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.jpg");
+        std::fs::write(&big, vec![0u8; 2048]).unwrap();
+        let err = read_image_file(&big, 1024).unwrap_err().to_string();
+        assert!(err.contains("--max-file-bytes"), "{err}");
+        assert_eq!(read_image_file(&big, 2048).unwrap().len(), 2048);
     }
 
     #[test]

@@ -75,7 +75,16 @@ pub fn locate_library(flag: Option<&Path>) -> Result<PathBuf> {
     let dir = cache_dir().join(format!("onnxruntime-{ORT_VERSION}"));
     let lib = dir.join(LIB_NAME);
     if lib.is_file() && dir.join(".verified").is_file() {
-        return Ok(lib);
+        // Checked before every load (about 50 ms): a damaged library would kill the process
+        // inside the loader with no message at all.
+        match std::fs::read(&lib) {
+            Ok(bytes) if sha256_hex(&bytes) == ORT_LIB_SHA256 => return Ok(lib),
+            _ => {
+                tracing::warn!(path = %lib.display(), "the cached ONNX Runtime library is damaged (sha256 mismatch): fetching it again");
+                std::fs::remove_file(dir.join(".verified"))
+                    .io_context(|| format!("removing {}", dir.join(".verified").display()))?;
+            }
+        }
     }
     provision(&dir)?;
     Ok(lib)

@@ -336,3 +336,59 @@ fn a_job_pins_a_model_version_and_bad_job_files_are_fatal() {
     assert_fatal(&run_job(&bad, "2026-11-06"), "[classify]");
     assert!(!out.join("dt=2026-11-06").exists());
 }
+
+/// Regression: a job's `model_version` could point outside the model folder, and the
+/// `[classify]` keys `ort_lib`, `detector` and `quiet` were silently ignored. Versions are
+/// folder names; `detector` and `ort_lib` are honoured; logging options are refused. And an
+/// OS error is printed once, not twice.
+#[test]
+fn job_files_refuse_escaping_versions_and_process_wide_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    corpus(&photos, 2);
+    let out = tmp.path().join("labels");
+    let job = job_file(
+        tmp.path(),
+        &photos,
+        &out,
+        "model_version = \"../facebatch-gender/v2\"",
+    );
+    assert_fatal(
+        &run_job(&job, "2026-11-05"),
+        "must be the name of a version folder",
+    );
+    let job = job_file(tmp.path(), &photos, &out, "");
+    let with = |line: &str| {
+        let text = std::fs::read_to_string(&job)
+            .unwrap()
+            .replace("faces = \"whole\"", "faces = \"detect\"")
+            + line
+            + "\n";
+        let file = tmp.path().join("with.toml");
+        std::fs::write(&file, text).unwrap();
+        file
+    };
+    assert_fatal(
+        &run_job(&with("quiet = true"), "2026-11-05"),
+        "--quiet to `facebatch run`",
+    );
+    let missing = tmp.path().join("no-such-detector.onnx");
+    let o = run_job(
+        &with(&format!("detector = {:?}", missing.display().to_string())),
+        "2026-11-05",
+    );
+    assert_fatal(&o, "no-such-detector.onnx");
+    let o = run_job(
+        &with(&format!(
+            "ort_lib = {:?}",
+            tmp.path().join("no-such-lib.so").display().to_string()
+        )),
+        "2026-11-05",
+    );
+    assert_fatal(&o, "no-such-lib.so");
+    // The OS error appears once.
+    let o = run(facebatch().arg("run").arg(tmp.path().join("missing.toml")));
+    assert_fatal(&o, "missing.toml");
+    let err = stderr(&o);
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+}

@@ -65,8 +65,19 @@ pub struct Marker {
 pub enum Outcome {
     /// The marker was already there: nothing to do.
     AlreadyComplete { marker: PathBuf },
+    /// An earlier attempt published the part but stopped before its marker: the marker
+    /// was written now, from the part.
+    Completed { marker: PathBuf, errors: u64 },
     /// The shard ran; when it was not interrupted, its part and marker are in place.
     Ran(Summary),
+}
+
+/// The publish record: written before the part is renamed into place, naming the run
+/// whose part it is. A part carrying that run id was published; only its marker may be
+/// missing.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Publish {
+    run_id: String,
 }
 
 /// Is `out` a dataset folder? Only when it says so by ending with a separator: an existing
@@ -82,6 +93,8 @@ pub fn is_dataset_dir(out: &Path) -> bool {
 pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<Outcome> {
     let shard = s.shard.unwrap_or(Shard::ALL);
     let paths = DatasetPaths::new(dir, shard);
+    // One process per shard, for the whole run, marker check included.
+    let _lock = super::staging::OutputLock::acquire(&paths.part)?;
     if paths.marker.is_file() {
         tracing::info!(shard = %shard, marker = %paths.marker.display(), "shard already complete");
         return Ok(Outcome::AlreadyComplete {
@@ -89,6 +102,19 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
         });
     }
     let staging = paths.staged.parent().unwrap_or(dir);
+    let record = publish_record(&paths);
+    if let Some(p) = super::staging::read_json::<Publish>(&record)?
+        && paths.part.is_file()
+        && output::read_metadata(&paths.part)?.get(output::meta::RUN_ID) == Some(&p.run_id)
+    {
+        tracing::info!(shard = %shard, "an earlier attempt published this shard's part: writing its marker");
+        let counts = finish(&paths, shard, 0)?;
+        let _ = std::fs::remove_dir(staging);
+        return Ok(Outcome::Completed {
+            marker: paths.marker,
+            errors: counts.errors,
+        });
+    }
     std::fs::create_dir_all(staging)
         .map_err(|e| Error::io(format!("creating {}", staging.display()), e))?;
     let mut settings = s.clone();
@@ -101,31 +127,39 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
     if summary.interrupted {
         return Ok(Outcome::Ran(summary));
     }
-    let md = output::read_metadata(&paths.staged)?;
-    let get = |k: &str| md.get(k).cloned().unwrap_or_default();
-    // What the part holds: this run's own counts, or, when it completed an earlier
-    // attempt, a count over the part (the earlier rows are known only there).
-    let counts = if settings.resume {
-        let mut counts = Counts::default();
-        output::for_each_batch(&paths.staged, |b| {
-            counts.add(b);
-            Ok(())
-        })?;
-        counts
-    } else {
-        Counts {
-            rows: summary.rows,
-            files: summary.files,
-            ok: summary.ok,
-            errors: summary.errors,
-            no_face: summary.no_face,
-        }
-    };
+    let run_id = output::read_metadata(&paths.staged)?
+        .get(output::meta::RUN_ID)
+        .cloned()
+        .unwrap_or_default();
+    // The commit point of a shard: the publish record, then the rename of the part.
+    crate::failpoint::hit("dataset-record")?;
+    super::staging::write_json(&record, &Publish { run_id })?;
+    crate::failpoint::hit("dataset-publish")?;
     publish(&paths.staged, &paths.part)?;
+    finish(&paths, shard, summary.unchanged)?;
+    // The staging folder is left only when another shard still uses it.
+    let _ = std::fs::remove_dir(staging);
+    summary.out = paths.part;
+    Ok(Outcome::Ran(summary))
+}
+
+fn publish_record(paths: &DatasetPaths) -> PathBuf {
+    let mut name = paths.staged.file_name().unwrap_or_default().to_os_string();
+    name.push(".publish.json");
+    paths.staged.with_file_name(name)
+}
+
+/// After the part is in place, idempotent: its feature statistics, its marker (counted
+/// from the part itself), then the publish record is dropped.
+fn finish(paths: &DatasetPaths, shard: Shard, unchanged: u64) -> Result<output::StatusCounts> {
+    crate::failpoint::hit("dataset-features")?;
     let stats = output::stats_path(&paths.staged);
     if stats.is_file() {
         publish(&stats, &paths.features)?;
     }
+    let md = output::read_metadata(&paths.part)?;
+    let get = |k: &str| md.get(k).cloned().unwrap_or_default();
+    let counts = output::count(&paths.part)?;
     let marker = Marker {
         shard: shard.to_string(),
         file: paths
@@ -138,19 +172,22 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
         ok: counts.ok,
         errors: counts.errors,
         no_face: counts.no_face,
-        unchanged: summary.unchanged,
+        unchanged,
         run_id: get(output::meta::RUN_ID),
         model_name: get(output::meta::MODEL_NAME),
         model_version: get(output::meta::MODEL_VERSION),
         model_sha256: get(output::meta::MODEL_SHA256),
         finished_at: get(output::meta::FINISHED),
     };
-    let text = serde_json::to_string_pretty(&marker).unwrap_or_default();
-    crate::fsutil::write_atomic(&paths.marker, text.as_bytes())?;
-    // The staging folder is left only when another shard still uses it.
-    let _ = std::fs::remove_dir(staging);
-    summary.out = paths.part;
-    Ok(Outcome::Ran(summary))
+    crate::failpoint::hit("dataset-marker")?;
+    super::staging::write_json(&paths.marker, &marker)?;
+    let record = publish_record(paths);
+    match std::fs::remove_file(&record) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("removing {}", record.display()), e)),
+    }
+    Ok(counts)
 }
 
 /// Renames a finished file into place and syncs its folder, so the rename survives a crash.
@@ -163,40 +200,4 @@ fn publish(from: &Path, to: &Path) -> Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
-}
-
-#[derive(Default)]
-struct Counts {
-    rows: u64,
-    files: u64,
-    ok: u64,
-    errors: u64,
-    no_face: u64,
-}
-
-impl Counts {
-    fn add(&mut self, b: &arrow::array::RecordBatch) {
-        use arrow::array::{Array, Int32Array, StringArray};
-        self.rows += b.num_rows() as u64;
-        let status = b
-            .column_by_name("status")
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>());
-        let face = b
-            .column_by_name("face_index")
-            .and_then(|c| c.as_any().downcast_ref::<Int32Array>());
-        let (Some(status), Some(face)) = (status, face) else {
-            return;
-        };
-        for i in 0..b.num_rows() {
-            match status.value(i) {
-                "ok" => self.ok += 1,
-                "error" => self.errors += 1,
-                _ => self.no_face += 1,
-            }
-            // One row per file carries face 0 or no face at all.
-            if !face.is_valid(i) || face.value(i) == 0 {
-                self.files += 1;
-            }
-        }
-    }
 }

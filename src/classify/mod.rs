@@ -13,6 +13,7 @@
 //! goes on.
 
 pub mod batch;
+pub mod budget;
 pub mod dataset;
 pub mod decode;
 pub mod detect;
@@ -23,6 +24,7 @@ pub mod preprocess;
 pub mod sink;
 pub mod source;
 pub mod stage;
+pub mod staging;
 pub mod stats;
 
 use std::path::PathBuf;
@@ -61,6 +63,8 @@ pub struct ClassifySettings {
     /// Continue an interrupted or crashed run into the same output.
     pub resume: bool,
     pub limits: DecodeLimits,
+    /// Bytes that decoded images in flight may hold at once (`--decode-memory`).
+    pub decode_memory: u64,
     /// Rayon threads for decoding and preprocessing.
     pub threads: usize,
     /// Rows per durable part file (how much work a crash can lose at most).
@@ -81,16 +85,18 @@ pub struct ClassifySettings {
 pub struct FileRef {
     /// Position in the walk: rows come out in this order.
     pub seq: u64,
-    /// The input root as given on the command line.
+    /// The input root as given on the command line (normalised).
     pub root: Arc<str>,
-    /// Path relative to the root (lossy UTF-8).
+    /// Which input (its position on the command line, from 0).
+    pub input: usize,
+    /// Path relative to the root, escaped losslessly ([`crate::fsutil::path_key`]).
     pub rel: String,
     pub abs: PathBuf,
     /// File size, when it could be read.
     pub bytes: Option<u64>,
     /// Last modification time, microseconds since the Unix epoch, when it could be read.
     pub modified: Option<i64>,
-    /// A problem found before decoding (broken symlink, not UTF-8, not a regular file).
+    /// A problem found before decoding (broken symlink, not a regular file).
     pub problem: Option<String>,
 }
 
@@ -101,6 +107,8 @@ pub enum Decoded {
         image: RgbImage,
         /// The full-resolution (oriented) size; `image` may be a DCT-scaled decode.
         original: (u32, u32),
+        /// The image's share of the decode memory budget, returned when it is dropped.
+        permit: Option<budget::Permit>,
     },
     Failed {
         file: FileRef,
@@ -222,9 +230,14 @@ pub struct Summary {
     pub no_face: u64,
     /// Files skipped because an earlier run already wrote them (`--resume`).
     pub already_done: u64,
+    /// What the whole output holds, earlier attempts' rows included: the exit status
+    /// reflects these.
+    pub output: output::StatusCounts,
     /// Files skipped because an earlier successful job run classified them and they have
     /// not changed since (incremental runs, `facebatch run`).
     pub unchanged: u64,
+    /// Symbolic links met while walking and not followed (no `--follow-symlinks`).
+    pub links_skipped: u64,
     pub interrupted: bool,
     #[serde(serialize_with = "secs")]
     pub elapsed: Duration,

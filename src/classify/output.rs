@@ -20,7 +20,6 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
-use serde::{Deserialize, Serialize};
 
 use super::stats::FeatureStats;
 use super::{Row, Status};
@@ -45,6 +44,10 @@ pub mod meta {
     pub const STATUS: &str = "facebatch.run_status";
     pub const FEATURE_DIM: &str = "facebatch.feature_dim";
     pub const FACES: &str = "facebatch.faces";
+    /// Names the merge that wrote the file: the commit point of a run (see `staging`).
+    pub const MERGE_ID: &str = "facebatch.merge_id";
+    /// The run's feature statistics, so the `.features.json` file can be rewritten.
+    pub const FEATURE_STATS: &str = "facebatch.feature_stats";
 }
 
 /// The Arrow schema for a model's labels (and, with features, the pooled dimension).
@@ -216,19 +219,6 @@ fn pq_err(what: &str, path: &Path) -> impl FnOnce(parquet::errors::ParquetError)
     move |e| Error::Output(format!("{msg}: {e}"))
 }
 
-/// Run identity stored beside the parts, checked on `--resume`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct RunInfo {
-    pub run_id: String,
-    pub started_at: String,
-    pub model_sha256: String,
-    pub labels: Vec<String>,
-    pub feature_dim: Option<usize>,
-    /// The face settings (mode, detector, thresholds): a resumed run must use the same.
-    #[serde(default)]
-    pub faces: String,
-}
-
 /// The directory holding durable part files for `out`.
 pub fn parts_dir(out: &Path) -> PathBuf {
     let mut name = out.file_name().unwrap_or_default().to_os_string();
@@ -287,6 +277,7 @@ impl PartWriter {
                 serde_json::to_string(s).unwrap_or_default(),
             ));
         }
+        crate::failpoint::hit("part-write")?;
         let file =
             File::create(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
         let mut w = ArrowWriter::try_new(file, self.schema.clone(), Some(props(metadata)))
@@ -295,6 +286,7 @@ impl PartWriter {
         let file = w.into_inner().map_err(pq_err("closing", &tmp))?;
         file.sync_all()
             .map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
+        crate::failpoint::hit("part-rename")?;
         std::fs::rename(&tmp, &final_path)
             .map_err(|e| Error::io(format!("renaming {}", final_path.display()), e))?;
         self.next += 1;
@@ -414,20 +406,58 @@ pub fn fingerprints(
     })
 }
 
-/// Merges `sources` (earlier output and parts, in order) into `out`, atomically.
+/// Row counts of an output file, by status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatusCounts {
+    pub rows: u64,
+    /// Files (a photo gives one row per face).
+    pub files: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub no_face: u64,
+}
+
+impl StatusCounts {
+    fn add(&mut self, b: &RecordBatch) {
+        self.rows += b.num_rows() as u64;
+        let status = b
+            .column_by_name("status")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let face = b
+            .column_by_name("face_index")
+            .and_then(|c| c.as_any().downcast_ref::<arrow::array::Int32Array>());
+        let (Some(status), Some(face)) = (status, face) else {
+            return;
+        };
+        for i in 0..b.num_rows() {
+            match status.value(i) {
+                "ok" => self.ok += 1,
+                "error" => self.errors += 1,
+                _ => self.no_face += 1,
+            }
+            // One row per file carries face 0 or no face at all.
+            if !face.is_valid(i) || face.value(i) == 0 {
+                self.files += 1;
+            }
+        }
+    }
+}
+
+/// Merges `sources` (earlier output and parts, in order) into `out`, atomically, and
+/// returns what the merged file holds.
 pub fn merge(
     sources: &[PathBuf],
     out: &Path,
     schema: &SchemaRef,
     metadata: Vec<KeyValue>,
-) -> Result<u64> {
+) -> Result<StatusCounts> {
     let dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
-        .prefix(".facebatch-")
-        .suffix(".parquet.tmp")
+        .prefix(&merge_tmp_prefix(out))
+        .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
     let file = tmp
@@ -435,7 +465,7 @@ pub fn merge(
         .map_err(|e| Error::io("reopening the temporary output", e))?;
     let mut w = ArrowWriter::try_new(file, schema.clone(), Some(props(metadata)))
         .map_err(pq_err("opening", tmp.path()))?;
-    let mut rows = 0u64;
+    let mut counts = StatusCounts::default();
     for src in sources {
         for_each_batch(src, |b| {
             if b.schema().fields() != schema.fields() {
@@ -444,16 +474,61 @@ pub fn merge(
                     src.display()
                 )));
             }
-            rows += b.num_rows() as u64;
+            counts.add(b);
             w.write(b).map_err(pq_err("writing", out))
         })?;
     }
+    crate::failpoint::hit("merge-write")?;
     let file = w.into_inner().map_err(pq_err("closing", out))?;
     crate::fsutil::set_readable(&file)
         .map_err(|e| Error::io(format!("setting permissions of {}", out.display()), e))?;
     file.sync_all()
         .map_err(|e| Error::io(format!("syncing {}", out.display()), e))?;
+    crate::failpoint::hit("merge-rename")?;
     tmp.persist(out)
         .map_err(|e| Error::io(format!("renaming into {}", out.display()), e.error))?;
-    Ok(rows)
+    crate::fsutil::sync_parent(out);
+    Ok(counts)
+}
+
+/// The name prefix of `out`'s temporary merge file: `.NAME.merge-`.
+fn merge_tmp_prefix(out: &Path) -> String {
+    format!(
+        ".{}.merge-",
+        out.file_name().unwrap_or_default().to_string_lossy()
+    )
+}
+
+/// Removes temporary merge files of `out` left by a run that crashed while merging. Call
+/// only with the output's lock held: no other run can be writing one.
+pub fn remove_stale_merges(out: &Path) -> Result<()> {
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let prefix = merge_tmp_prefix(out);
+    let entries = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) => return Err(Error::io(format!("listing {}", dir.display()), e)),
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) && name.ends_with(".tmp") {
+            tracing::debug!(file = %e.path().display(), "removing a crashed run's temporary file");
+            std::fs::remove_file(e.path())
+                .map_err(|err| Error::io(format!("removing {}", e.path().display()), err))?;
+        }
+    }
+    Ok(())
+}
+
+/// Counts the rows of an output file by status.
+pub fn count(path: &Path) -> Result<StatusCounts> {
+    let mut counts = StatusCounts::default();
+    for_each_batch(path, |b| {
+        counts.add(b);
+        Ok(())
+    })?;
+    Ok(counts)
 }

@@ -1,7 +1,7 @@
 //! The topology: every stage and channel of `classify` is wired here, and only here.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -9,8 +9,10 @@ use std::time::Instant;
 use parquet::file::metadata::KeyValue;
 use tokio::sync::mpsc::channel;
 
-use super::output::{self, RunInfo, meta};
+use super::budget::MemoryBudget;
+use super::output::{self, meta};
 use super::source::SourceConfig;
+use super::staging::{self, OutputLock, RunInfo};
 use super::stats::FeatureStats;
 use super::{ClassifySettings, Summary, batch, decode, detect, infer, preprocess, sink, source};
 use crate::error::{Error, Result};
@@ -60,6 +62,43 @@ fn preflight(s: &ClassifySettings) -> Result<()> {
         .prefix(".facebatch-write-check")
         .tempfile_in(dir)
         .map_err(|e| Error::InvalidOption(format!("cannot write {}: {e}", s.out.display())))?;
+    check_out_is_safe(s, dir)
+}
+
+/// `--out` never replaces an input, an image inside an input folder, or any file that is
+/// not an earlier facebatch output.
+fn check_out_is_safe(s: &ClassifySettings, dir: &Path) -> Result<()> {
+    let out = std::fs::canonicalize(dir)
+        .map(|d| d.join(s.out.file_name().unwrap_or_default()))
+        .map_err(|e| Error::io(format!("resolving {}", dir.display()), e))?;
+    for input in &s.inputs {
+        let Ok(input_abs) = std::fs::canonicalize(input) else {
+            continue;
+        };
+        if input_abs == out || std::fs::canonicalize(&s.out).is_ok_and(|o| o == input_abs) {
+            return Err(Error::InvalidOption(format!(
+                "--out {} is one of the inputs; name a new .parquet file",
+                s.out.display()
+            )));
+        }
+        if input_abs.is_dir() && out.starts_with(&input_abs) && source::is_candidate(&out) {
+            return Err(Error::InvalidOption(format!(
+                "--out {} lies inside the input folder {} and has an image extension; name a .parquet file",
+                s.out.display(),
+                input.display()
+            )));
+        }
+    }
+    if s.out.exists() {
+        let ours = output::read_metadata(&s.out)
+            .is_ok_and(|md| md.contains_key(meta::VERSION) || md.contains_key(meta::RUN_ID));
+        if !ours {
+            return Err(Error::InvalidOption(format!(
+                "--out {} exists and is not a facebatch output; refusing to replace it (move it away or name another file)",
+                s.out.display()
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -67,7 +106,10 @@ fn preflight(s: &ClassifySettings) -> Result<()> {
 /// finished rows are still written and the output is left valid.
 pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     let started = Instant::now();
+    let s = &normalised(s);
     preflight(s)?;
+    // One process per output, for the whole run (see `staging`).
+    let _lock = OutputLock::acquire(&s.out)?;
     // One session per inference worker.
     let classifiers = Classifier::load_many(&s.model, &s.session, s.infer_workers)?;
     let classifier = &classifiers[0];
@@ -108,85 +150,25 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     };
     let schema = output::schema(&labels, feature_dim);
     let parts_dir = output::parts_dir(&s.out);
-    let run_json = parts_dir.join("run.json");
 
-    // Resume bookkeeping: what is already written, by which run, with which model.
-    let mut done: HashSet<(String, String)> = HashSet::new();
-    let mut earlier_features = FeatureStats::default();
-    let mut info = RunInfo {
+    let info = RunInfo {
         run_id: uuid::Uuid::new_v4().to_string(),
         started_at: crate::fsutil::now_rfc3339(),
         model_sha256: classifier.onnx_sha256.clone(),
         labels: labels.clone(),
         feature_dim,
         faces: faces_json.clone(),
+        inputs: input_keys(&s.inputs),
     };
-    let earlier_out = s.resume && s.out.is_file();
-    if parts_dir.exists() && !s.resume {
-        return Err(Error::InvalidOption(format!(
-            "{} holds an unfinished run: pass --resume to complete it, or delete that folder to start over",
-            parts_dir.display()
-        )));
-    }
-    if s.resume {
-        if run_json.is_file() {
-            let saved: RunInfo = serde_json::from_str(
-                &std::fs::read_to_string(&run_json)
-                    .map_err(|e| Error::io(format!("reading {}", run_json.display()), e))?,
-            )
-            .map_err(|e| Error::Json {
-                context: format!("reading {}", run_json.display()),
-                source: e,
-            })?;
-            check_same_run(&saved.model_sha256, saved.feature_dim, &info)?;
-            if !saved.faces.is_empty() && saved.faces != info.faces {
-                return Err(Error::InvalidOption(format!(
-                    "--resume: the earlier run found faces differently ({}); use the same --faces and detection options",
-                    saved.faces
-                )));
-            }
-            info.run_id = saved.run_id;
-            info.started_at = saved.started_at;
-        }
-        if earlier_out {
-            let md = output::read_metadata(&s.out)?;
-            let sha = md.get(meta::MODEL_SHA256).cloned().unwrap_or_default();
-            // Same model (checked by sha256), so the earlier feature size is the card's.
-            let earlier_dim = schema_has_features(&s.out)?
-                .then(|| md.get(meta::FEATURE_DIM).and_then(|d| d.parse().ok()))
-                .flatten();
-            check_same_run(&sha, earlier_dim, &info)?;
-            if let Some(id) = md.get(meta::RUN_ID) {
-                info.run_id = id.clone();
-            }
-            if let Some(t) = md.get(meta::STARTED) {
-                info.started_at = t.clone();
-            }
-            output::done_keys(&s.out, &mut done)?;
-            if let Some(st) = std::fs::read_to_string(output::stats_path(&s.out))
-                .ok()
-                .and_then(|text| serde_json::from_str::<FeatureStats>(&text).ok())
-            {
-                earlier_features.merge(&st);
-            }
-        }
-        for part in output::list_parts(&parts_dir)? {
-            output::done_keys(&part, &mut done)?;
-            if let Some(st) = output::read_metadata(&part)?
-                .get("facebatch.part_feature_stats")
-                .and_then(|t| serde_json::from_str::<FeatureStats>(t).ok())
-            {
-                earlier_features.merge(&st);
-            }
-        }
-        tracing::info!(already_done = done.len(), "resuming");
-    }
+    let Earlier {
+        info,
+        done,
+        features: earlier_features,
+        out: earlier_out,
+    } = earlier(s, info)?;
     std::fs::create_dir_all(&parts_dir)
         .map_err(|e| Error::io(format!("creating {}", parts_dir.display()), e))?;
-    crate::fsutil::write_atomic(
-        &run_json,
-        serde_json::to_string(&info).unwrap_or_default().as_bytes(),
-    )?;
+    staging::write_json(&staging::run_json(&parts_dir), &info)?;
     let parts = output::PartWriter::open(
         parts_dir.clone(),
         schema.clone(),
@@ -194,6 +176,12 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         feature_dim,
     )?;
 
+    let crop_dir = s
+        .save_crops
+        .as_deref()
+        .map(|d| detect::CropDir::new(d, s.inputs.len()))
+        .transpose()
+        .map_err(Error::InvalidOption)?;
     let source_config = SourceConfig {
         inputs: s.inputs.clone(),
         follow_symlinks: s.follow_symlinks,
@@ -238,17 +226,6 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         let (batch_tx, batch_rx) = channel(2);
         let (rows_tx, rows_rx) = channel(4);
 
-        let ctrl_c = {
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    tracing::warn!(
-                        "interrupted: finishing the images in flight, then writing the output"
-                    );
-                    cancel.store(true, Ordering::SeqCst);
-                }
-            })
-        };
         if s.progress {
             // A second, counting walk only for the progress bar's length and ETA; scheduled
             // (non-terminal) runs skip it and walk the tree once.
@@ -266,12 +243,17 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
             move || source::run(source_config, skip, cancel, file_tx)
         });
         let dec = tokio::task::spawn_blocking({
-            let (pool, limits) = (pool.clone(), s.limits);
-            move || decode::run(file_rx, decoded_tx, limits, target, chunk, &pool)
+            let (pool, limits, cancel) = (pool.clone(), s.limits, cancel.clone());
+            let budget = MemoryBudget::new(s.decode_memory);
+            move || {
+                decode::run(
+                    file_rx, decoded_tx, limits, target, chunk, &pool, budget, cancel,
+                )
+            }
         });
         let det = tokio::task::spawn_blocking({
-            let (pool, save) = (pool.clone(), s.save_crops.clone());
-            move || detect::run(decoded_rx, located_tx, &finder, save, chunk, &pool)
+            let (pool, save, cancel) = (pool.clone(), crop_dir, cancel.clone());
+            move || detect::run(decoded_rx, located_tx, &finder, save, chunk, &pool, &cancel)
         });
         let pre = tokio::task::spawn_blocking({
             let pool = pool.clone();
@@ -289,7 +271,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
             let (rows, bar) = (s.checkpoint_rows, progress.clone());
             move || sink::run(rows_rx, parts, rows, bar)
         });
-        let joined = (
+        (
             src.await,
             dec.await,
             det.await,
@@ -297,9 +279,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
             bat.await,
             inf.await,
             snk.await,
-        );
-        ctrl_c.abort();
-        joined
+        )
     });
     progress.finish_and_clear();
     let join = |e: tokio::task::JoinError| Error::Output(format!("a pipeline stage failed: {e}"));
@@ -322,8 +302,16 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     }
     sources.extend(output::list_parts(&parts_dir)?);
     let finished_at = crate::fsutil::now_rfc3339();
-    let card_json = serde_json::to_string(&card).unwrap_or_default();
-    let metadata = vec![
+    let card_json = serde_json::to_string(&card).map_err(|e| Error::Json {
+        context: "encoding the model card".into(),
+        source: e,
+    })?;
+    let inputs_json = serde_json::to_string(&info.inputs).map_err(|e| Error::Json {
+        context: "encoding the inputs".into(),
+        source: e,
+    })?;
+    let merge_id = uuid::Uuid::new_v4().to_string();
+    let mut metadata = vec![
         KeyValue::new(
             meta::VERSION.to_string(),
             env!("CARGO_PKG_VERSION").to_string(),
@@ -341,16 +329,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         ),
         KeyValue::new(meta::MODEL_CARD.to_string(), card_json),
         KeyValue::new(meta::FACES.to_string(), faces_json),
-        KeyValue::new(
-            meta::INPUTS.to_string(),
-            serde_json::to_string(
-                &s.inputs
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>(),
-            )
-            .unwrap_or_default(),
-        ),
+        KeyValue::new(meta::INPUTS.to_string(), inputs_json),
         KeyValue::new(
             meta::STATUS.to_string(),
             if interrupted {
@@ -360,24 +339,34 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
             }
             .to_string(),
         ),
+        KeyValue::new(meta::MERGE_ID.to_string(), merge_id.clone()),
     ];
-    let mut metadata = metadata;
     if let Some(dim) = feature_dim {
         metadata.push(KeyValue::new(
             meta::FEATURE_DIM.to_string(),
             dim.to_string(),
         ));
-    }
-    output::merge(&sources, &s.out, &schema, metadata)?;
-    if s.features {
         let mut all = earlier_features;
         all.merge(&sink_result.features);
         all.finish();
-        let text = serde_json::to_string_pretty(&all).unwrap_or_default();
-        crate::fsutil::write_atomic(&output::stats_path(&s.out), text.as_bytes())?;
+        let text = serde_json::to_string_pretty(&all).map_err(|e| Error::Json {
+            context: "encoding the feature statistics".into(),
+            source: e,
+        })?;
+        metadata.push(KeyValue::new(meta::FEATURE_STATS.to_string(), text));
     }
-    std::fs::remove_dir_all(&parts_dir)
-        .map_err(|e| Error::io(format!("removing {}", parts_dir.display()), e))?;
+    let recorded: std::collections::BTreeMap<String, String> = metadata
+        .iter()
+        .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+        .collect();
+    // The commit record first: once OUT carries this merge id, it holds every part.
+    crate::failpoint::hit("commit")?;
+    staging::write_json(
+        &staging::commit_json(&parts_dir),
+        &staging::Commit { merge_id },
+    )?;
+    let totals = output::merge(&sources, &s.out, &schema, metadata)?;
+    staging::clean_up(&s.out, &recorded)?;
 
     let elapsed = started.elapsed();
     let rows = sink_result.ok + sink_result.errors + sink_result.no_face;
@@ -389,7 +378,9 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         errors: sink_result.errors,
         no_face: sink_result.no_face,
         already_done: skipped.done,
+        output: totals,
         unchanged: skipped.unchanged,
+        links_skipped: skipped.links,
         interrupted,
         elapsed,
         images_per_second: dec.items as f64 / elapsed.as_secs_f64().max(1e-9),
@@ -397,26 +388,190 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     })
 }
 
-fn check_same_run(sha: &str, feature_dim: Option<usize>, now: &RunInfo) -> Result<()> {
-    if sha != now.model_sha256 {
+/// What an earlier attempt left that this run continues.
+struct Earlier {
+    /// This run's identity: a new one, or the resumed run's.
+    info: RunInfo,
+    /// (root, path) of every file already written.
+    done: HashSet<(String, String)>,
+    features: FeatureStats,
+    /// `OUT` holds rows of this run and is merged into the new `OUT`.
+    out: bool,
+}
+
+/// Reads what is on disk for `s.out` (its lock held) and decides what this run continues:
+/// a committed merge is finished first; an unrelated earlier `OUT` is replaced, never
+/// continued; `--resume` checks that model, features, faces and inputs are unchanged.
+fn earlier(s: &ClassifySettings, mut info: RunInfo) -> Result<Earlier> {
+    let parts_dir = output::parts_dir(&s.out);
+    output::remove_stale_merges(&s.out)?;
+    let mut found = staging::inspect(&s.out)?;
+    if found.committed {
+        // A run published OUT but stopped before its clean-up: finish that first.
+        tracing::info!(out = %s.out.display(), "finishing the clean-up of an earlier published run");
+        if let Some(md) = &found.out_meta {
+            staging::clean_up(&s.out, md)?;
+        }
+        found.run = None;
+    }
+    if parts_dir.exists() && !s.resume {
         return Err(Error::InvalidOption(format!(
-            "--resume: the earlier run used model sha256 {sha}, this one {}; use the same model or start a new output",
-            now.model_sha256
+            "{} holds an unfinished run: pass --resume to complete it, or delete that folder to start over",
+            parts_dir.display()
         )));
     }
-    if feature_dim != now.feature_dim {
+    let mut out = Earlier {
+        info: info.clone(),
+        done: HashSet::new(),
+        features: FeatureStats::default(),
+        out: false,
+    };
+    if !s.resume {
+        return Ok(out);
+    }
+    let out_md = found.out_meta.as_ref();
+    match &found.run {
+        Some(saved) => {
+            check_same_run(saved, &info)?;
+            info.run_id = saved.run_id.clone();
+            info.started_at = saved.started_at.clone();
+            // OUT belongs to this run only when it carries the run's id (an earlier
+            // interrupted attempt); anything else is an older output this run replaces.
+            out.out = out_md.is_some_and(|md| md.get(meta::RUN_ID) == Some(&saved.run_id));
+        }
+        None => {
+            if let Some(md) = out_md {
+                let earlier = RunInfo {
+                    run_id: md.get(meta::RUN_ID).cloned().unwrap_or_default(),
+                    started_at: md.get(meta::STARTED).cloned().unwrap_or_default(),
+                    model_sha256: md.get(meta::MODEL_SHA256).cloned().unwrap_or_default(),
+                    labels: info.labels.clone(),
+                    feature_dim: md.get(meta::FEATURE_DIM).and_then(|d| d.parse().ok()),
+                    faces: md.get(meta::FACES).cloned().unwrap_or_default(),
+                    inputs: md
+                        .get(meta::INPUTS)
+                        .and_then(|t| serde_json::from_str::<Vec<String>>(t).ok())
+                        .map(|v| input_keys(&v.iter().map(PathBuf::from).collect::<Vec<_>>()))
+                        .unwrap_or_default(),
+                };
+                check_same_run(&earlier, &info)?;
+                info.run_id = earlier.run_id;
+                info.started_at = earlier.started_at;
+                out.out = true;
+            }
+        }
+    }
+    if out.out {
+        output::done_keys(&s.out, &mut out.done)?;
+        let stats = out_md
+            .and_then(|md| md.get(meta::FEATURE_STATS).cloned())
+            .or_else(|| std::fs::read_to_string(output::stats_path(&s.out)).ok());
+        if let Some(st) = stats.and_then(|t| serde_json::from_str::<FeatureStats>(&t).ok()) {
+            out.features.merge(&st);
+        }
+    }
+    if found.run.is_some() {
+        for part in output::list_parts(&parts_dir)? {
+            output::done_keys(&part, &mut out.done)?;
+            if let Some(st) = output::read_metadata(&part)?
+                .get("facebatch.part_feature_stats")
+                .and_then(|t| serde_json::from_str::<FeatureStats>(t).ok())
+            {
+                out.features.merge(&st);
+            }
+        }
+    } else if parts_dir.exists() {
+        // A parts folder without its run.json: the run stopped before writing any part.
+        std::fs::remove_dir_all(&parts_dir)
+            .map_err(|e| Error::io(format!("removing {}", parts_dir.display()), e))?;
+    }
+    tracing::info!(already_done = out.done.len(), "resuming");
+    out.info = info;
+    Ok(out)
+}
+
+/// Refuses a `--resume` whose model, features, face finding or inputs differ.
+fn check_same_run(saved: &RunInfo, now: &RunInfo) -> Result<()> {
+    if saved.model_sha256 != now.model_sha256 {
+        return Err(Error::InvalidOption(format!(
+            "--resume: the earlier run used model sha256 {}, this one {}; use the same model or start a new output",
+            saved.model_sha256, now.model_sha256
+        )));
+    }
+    if saved.feature_dim != now.feature_dim {
         return Err(Error::InvalidOption(
             "--resume: the earlier run had a different --features setting; use the same options"
                 .into(),
         ));
     }
+    if !saved.faces.is_empty() && saved.faces != now.faces {
+        return Err(Error::InvalidOption(format!(
+            "--resume: the earlier run found faces differently ({}); use the same --faces and detection options",
+            saved.faces
+        )));
+    }
+    if !saved.inputs.is_empty() && sorted(&saved.inputs) != sorted(&now.inputs) {
+        return Err(Error::InvalidOption(format!(
+            "--resume: the earlier run read {}, this one {}; use the same inputs",
+            saved.inputs.join(", "),
+            now.inputs.join(", ")
+        )));
+    }
     Ok(())
 }
 
-fn schema_has_features(path: &Path) -> Result<bool> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| Error::Output(format!("reading {}: {e}", path.display())))?;
-    Ok(builder.schema().field_with_name("features").is_ok())
+fn sorted(v: &[String]) -> Vec<&String> {
+    let mut v: Vec<&String> = v.iter().collect();
+    v.sort();
+    v
+}
+
+/// An input path as the key it becomes in `root`: `IN`, `IN/`, `./IN` and `IN/.` are one
+/// input. (Lexical, so a root stays as the user named it; no symlink is resolved.)
+pub fn normalise_input(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
+}
+
+fn input_keys(inputs: &[PathBuf]) -> Vec<String> {
+    inputs
+        .iter()
+        .map(|p| normalise_input(p).to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The settings with every input normalised ([`normalise_input`]).
+fn normalised(s: &ClassifySettings) -> ClassifySettings {
+    let mut s = s.clone();
+    s.inputs = s.inputs.iter().map(|p| normalise_input(p)).collect();
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spellings_of_one_input_normalise_to_one_key() {
+        for spelling in ["IN", "IN/", "./IN", "IN/.", "./IN/./"] {
+            assert_eq!(normalise_input(Path::new(spelling)), PathBuf::from("IN"));
+        }
+        assert_eq!(normalise_input(Path::new("./")), PathBuf::from("."));
+        assert_eq!(normalise_input(Path::new("/a/b/")), PathBuf::from("/a/b"));
+        assert_eq!(
+            normalise_input(Path::new("a/../b")),
+            PathBuf::from("a/../b")
+        );
+    }
 }

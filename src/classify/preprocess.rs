@@ -56,5 +56,7 @@ pub fn run(
     chunk: usize,
     pool: &rayon::ThreadPool,
 ) -> StageStats {
-    super::stage::parallel_map("preprocess", rx, tx, chunk, pool, |l| prepare(l, &spec))
+    super::stage::parallel_map("preprocess", rx, tx, chunk, pool, None, |l| {
+        prepare(l, &spec)
+    })
 }

@@ -54,61 +54,99 @@ pub struct SourceConfig {
     pub follow_symlinks: bool,
 }
 
-/// The walk itself, as an iterator of (root, path-relative-to-root, absolute, walk error).
-pub fn walk(
-    config: &SourceConfig,
-) -> impl Iterator<Item = (Arc<str>, PathBuf, PathBuf, Option<String>)> + '_ {
-    config.inputs.iter().flat_map(move |input| {
-        let root: Arc<str> = Arc::from(input.to_string_lossy().as_ref());
-        let base = if input.is_dir() {
-            input.clone()
-        } else {
-            input.parent().map(Path::to_path_buf).unwrap_or_default()
-        };
-        walkdir::WalkDir::new(input)
-            .follow_links(config.follow_symlinks)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_map(move |entry| match entry {
-                Ok(e) => {
-                    if e.file_type().is_dir() || !is_candidate(e.path()) {
-                        return None;
-                    }
-                    let rel = e
-                        .path()
-                        .strip_prefix(&base)
-                        .unwrap_or(e.path())
-                        .to_path_buf();
-                    Some((root.clone(), rel, e.into_path(), None))
-                }
-                Err(err) => {
-                    // A broken symlink (when following links) or an unreadable directory.
-                    let path = err.path().map(Path::to_path_buf)?;
-                    if err.depth() > 0 && path.is_dir() {
-                        // An unreadable directory: report it under its own name.
-                    } else if !is_candidate(&path) {
-                        return None;
-                    }
-                    let rel = path.strip_prefix(&base).unwrap_or(&path).to_path_buf();
-                    let msg = err
-                        .io_error()
-                        .map(|e| e.to_string())
-                        .unwrap_or_else(|| err.to_string());
-                    Some((root.clone(), rel, path, Some(msg)))
-                }
-            })
-    })
+/// One walked entry.
+pub struct Walked {
+    /// The input's position on the command line.
+    pub input: usize,
+    pub root: Arc<str>,
+    /// The path relative to the input.
+    pub rel: PathBuf,
+    pub abs: PathBuf,
+    /// Why the walk could not read it.
+    pub error: Option<String>,
+    /// A symbolic link met in a folder without `--follow-symlinks`: not read.
+    pub link: bool,
 }
 
-/// Inspects one walked file: size, regular-file check, UTF-8 name.
-fn inspect(
-    seq: u64,
-    root: Arc<str>,
-    rel: PathBuf,
-    abs: PathBuf,
-    walk_error: Option<String>,
-) -> FileRef {
-    let rel_str = rel.to_string_lossy().into_owned();
+/// The walk itself, input by input, in file-name order.
+pub fn walk(config: &SourceConfig) -> impl Iterator<Item = Walked> + '_ {
+    config
+        .inputs
+        .iter()
+        .enumerate()
+        .flat_map(move |(k, input)| {
+            let root: Arc<str> = Arc::from(crate::fsutil::path_key(input).as_str());
+            let base = if input.is_dir() {
+                input.clone()
+            } else {
+                input.parent().map(Path::to_path_buf).unwrap_or_default()
+            };
+            walkdir::WalkDir::new(input)
+                .follow_links(config.follow_symlinks)
+                .sort_by_file_name()
+                .into_iter()
+                .filter_map(move |entry| match entry {
+                    Ok(e) => {
+                        if e.file_type().is_dir() || !is_candidate(e.path()) {
+                            return None;
+                        }
+                        // Inputs named on the command line are read even when they are links.
+                        let link = e.depth() > 0 && e.path_is_symlink() && !config.follow_symlinks;
+                        let rel = e
+                            .path()
+                            .strip_prefix(&base)
+                            .unwrap_or(e.path())
+                            .to_path_buf();
+                        Some(Walked {
+                            input: k,
+                            root: root.clone(),
+                            rel,
+                            abs: e.into_path(),
+                            error: None,
+                            link,
+                        })
+                    }
+                    Err(err) => {
+                        // A broken symlink (when following links) or an unreadable directory.
+                        let path = err.path().map(Path::to_path_buf)?;
+                        if err.depth() > 0 && path.is_dir() {
+                            // An unreadable directory: report it under its own name.
+                        } else if !is_candidate(&path) {
+                            return None;
+                        }
+                        let rel = path.strip_prefix(&base).unwrap_or(&path).to_path_buf();
+                        let mut msg = err
+                            .io_error()
+                            .map(|e| e.to_string())
+                            .unwrap_or_else(|| err.to_string());
+                        if std::fs::symlink_metadata(&path)
+                            .is_ok_and(|m| m.file_type().is_symlink())
+                            && std::fs::metadata(&path).is_err()
+                        {
+                            msg = format!("broken symbolic link: {msg}");
+                        }
+                        Some(Walked {
+                            input: k,
+                            root: root.clone(),
+                            rel,
+                            abs: path,
+                            error: Some(msg),
+                            link: false,
+                        })
+                    }
+                })
+        })
+}
+
+/// Inspects one walked file: size and regular-file check.
+fn inspect(seq: u64, w: Walked, rel_str: String) -> FileRef {
+    let Walked {
+        input,
+        root,
+        abs,
+        error: walk_error,
+        ..
+    } = w;
     let mut problem = walk_error;
     let (mut bytes, mut modified) = (None, None);
     if problem.is_none() {
@@ -124,12 +162,10 @@ fn inspect(
             Err(e) => problem = Some(e.to_string()),
         }
     }
-    if problem.is_none() && rel.to_str().is_none() {
-        problem = Some("file name is not valid UTF-8 (stored lossily in `path`)".into());
-    }
     FileRef {
         seq,
         root,
+        input,
         rel: rel_str,
         abs,
         bytes,
@@ -145,6 +181,8 @@ pub struct Skipped {
     pub done: u64,
     /// Unchanged since an earlier successful job run.
     pub unchanged: u64,
+    /// Symbolic links not followed (no `--follow-symlinks`).
+    pub links: u64,
 }
 
 /// Runs the stage: emits this shard's files that `skip` does not leave out, until the walk
@@ -163,11 +201,16 @@ pub fn run(
     let mut seq = 0;
     let mut busy = Duration::ZERO;
     let mut t = Instant::now();
-    for (root, rel, abs, err) in walk(&config) {
+    for w in walk(&config) {
         if cancel.load(Ordering::Relaxed) {
             break;
         }
-        let key = (root.to_string(), rel.to_string_lossy().into_owned());
+        if w.link {
+            tracing::debug!(path = %w.abs.display(), "symbolic link not followed");
+            skipped.links += 1;
+            continue;
+        }
+        let key = (w.root.to_string(), crate::fsutil::path_key(&w.rel));
         if skip.shard.is_some_and(|s| !s.takes(&key.1)) {
             continue;
         }
@@ -175,7 +218,7 @@ pub fn run(
             skipped.done += 1;
             continue;
         }
-        let file = inspect(seq, root, rel, abs, err);
+        let file = inspect(seq, w, key.1.clone());
         if let (Some(seen), Some(bytes), Some(modified)) =
             (skip.seen.get(&key), file.bytes, file.modified)
             && *seen == (bytes, modified)
@@ -203,11 +246,11 @@ pub fn count(
     cancel: &AtomicBool,
 ) -> Option<u64> {
     let mut n = 0;
-    for (_, rel, _, _) in walk(config) {
+    for w in walk(config) {
         if cancel.load(Ordering::Relaxed) {
             return None;
         }
-        if shard.is_none_or(|s| s.takes(&rel.to_string_lossy())) {
+        if !w.link && shard.is_none_or(|s| s.takes(&crate::fsutil::path_key(&w.rel))) {
             n += 1;
         }
     }

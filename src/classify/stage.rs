@@ -1,6 +1,6 @@
 //! Plumbing shared by the stages that do their work in parallel on the rayon pool.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -9,7 +9,7 @@ use tokio::sync::mpsc::{Receiver, Sender};
 use super::StageStats;
 
 /// Receives up to `max` items: blocks for the first, then takes what is already queued.
-fn recv_chunk<T>(rx: &mut Receiver<T>, max: usize) -> Option<Vec<T>> {
+pub(super) fn recv_chunk<T>(rx: &mut Receiver<T>, max: usize) -> Option<Vec<T>> {
     let first = rx.blocking_recv()?;
     let mut chunk = Vec::with_capacity(max);
     chunk.push(first);
@@ -26,12 +26,15 @@ fn recv_chunk<T>(rx: &mut Receiver<T>, max: usize) -> Option<Vec<T>> {
 /// order. The loop runs on the calling thread; only the parallel work runs on the pool, so
 /// no pool thread ever waits on a channel. The stage's busy time is the sum of the time
 /// spent in `f` (thread-seconds; not the time queued behind other stages on the pool).
+/// Once `cancel` is set, the stage stops at the next chunk and drops what is queued for
+/// it (those files were never written, so `--resume` takes them again).
 pub fn parallel_map<I: Send, O: Send>(
     name: &'static str,
     mut rx: Receiver<I>,
     tx: Sender<O>,
     chunk: usize,
     pool: &rayon::ThreadPool,
+    cancel: Option<&AtomicBool>,
     f: impl Fn(I) -> O + Sync,
 ) -> StageStats {
     let mut stats = StageStats {
@@ -39,6 +42,9 @@ pub fn parallel_map<I: Send, O: Send>(
         ..Default::default()
     };
     while let Some(items) = recv_chunk(&mut rx, chunk) {
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            break;
+        }
         let work = AtomicU64::new(0);
         let out: Vec<O> = pool.install(|| {
             items

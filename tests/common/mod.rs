@@ -210,3 +210,74 @@ pub fn jpeg_with_orientation(img: &image::RgbImage, orientation: u16) -> Vec<u8>
     out.extend(&jpeg[2..]);
     out
 }
+
+/// A real face crop shipped with the repository (`data/samples`).
+pub fn sample_face() -> image::RgbImage {
+    image::open(repo().join("data/samples/faces/female/face367.bmp"))
+        .unwrap()
+        .to_rgb8()
+}
+
+/// Writes `n` distinct JPEGs of `face` (one pixel marked per image) spread over `folders`
+/// folders `d0`, `d1`, ... under `dir`; returns their relative paths, sorted.
+pub fn jpeg_corpus(dir: &Path, n: usize, folders: usize, face: &image::RgbImage) -> Vec<String> {
+    let mut rels = Vec::new();
+    for i in 0..n {
+        let mut img = face.clone();
+        img.put_pixel(
+            (i % 92) as u32,
+            (i / 92 % 112) as u32,
+            image::Rgb([255, 0, 0]),
+        );
+        let rel = format!("d{}/img{i:05}.jpg", i % folders);
+        let p = dir.join(&rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(
+            &p,
+            encode(
+                &image::DynamicImage::ImageRgb8(img),
+                image::ImageFormat::Jpeg,
+            ),
+        )
+        .unwrap();
+        rels.push(rel);
+    }
+    rels.sort();
+    rels
+}
+
+/// The finished part files of a run into `out` so far.
+pub fn part_count(out: &Path) -> usize {
+    let parts = out.with_file_name(format!(
+        "{}.parts",
+        out.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::read_dir(parts)
+        .map(|rd| {
+            rd.filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("part-")
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Waits (at most two minutes) until `done`, asserting that `child` is still running.
+pub fn wait_while_running(what: &str, child: &mut std::process::Child, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !done() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before {what}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no progress towards {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

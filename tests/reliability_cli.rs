@@ -1,0 +1,548 @@
+//! Exactly-once and output safety through the real binary: a failure injected at every
+//! write, rename and remove step of a run (`FACEBATCH_FAILPOINT`), then a resume that must
+//! leave every image exactly once; locks, input spellings, exit codes, `--out` and
+//! `--save-crops` safety, signals. Every fixture is generated from the bundled sample
+//! faces, so these tests need nothing outside the repository.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use arrow::array::{Array, Int32Array, StringArray};
+use common::*;
+
+/// `n` distinct small JPEG faces under `dir`; their relative paths, sorted.
+fn corpus(dir: &Path, n: usize) -> Vec<String> {
+    jpeg_corpus(dir, n, 3, &sample_face())
+}
+
+/// `facebatch classify INPUTS --out OUT` with small parts, one thread, the default model.
+fn classify(inputs: &[&Path], out: &Path, extra: &[&str]) -> Command {
+    let mut c = facebatch();
+    c.arg("classify")
+        .args(inputs)
+        .arg("--out")
+        .arg(out)
+        .arg("--model")
+        .arg(default_model())
+        .args([
+            "--batch-size",
+            "4",
+            "--threads",
+            "1",
+            "--checkpoint-rows",
+            "10",
+        ])
+        .args(extra);
+    c
+}
+
+/// (path, face_index) of every row, asserting that none appears twice.
+fn keys(file: &Path) -> Vec<String> {
+    let mut all = BTreeMap::new();
+    for b in read_parquet(file).0 {
+        let path = col::<StringArray>(&b, "path");
+        let face = col::<Int32Array>(&b, "face_index");
+        for i in 0..b.num_rows() {
+            let k = (
+                path.value(i).to_string(),
+                face.is_valid(i).then(|| face.value(i)),
+            );
+            let dup = all.insert(k.clone(), ()).is_some();
+            assert!(!dup, "{k:?} appears twice in {}", file.display());
+        }
+    }
+    all.into_keys().map(|(p, _)| p).collect()
+}
+
+fn status(o: &Output) -> Option<i32> {
+    o.status.code()
+}
+
+/// Every step of a file-mode run at which a failure is injected.
+const FILE_POINTS: &[&str] = &[
+    "part-write@2",
+    "part-rename@2",
+    "commit",
+    "merge-write",
+    "merge-rename",
+    "cleanup-stats",
+    "cleanup-parts",
+];
+
+/// A crash (SIGKILL) or an I/O error at every step, then `--resume`: every image exactly
+/// once, the feature statistics over all of them, exit 0. Regression: a failure between
+/// publishing the output and removing the parts made `--resume` write every row twice.
+#[test]
+fn a_failure_at_any_step_then_resume_leaves_every_image_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    let expected = corpus(&photos, 30);
+    for action in ["crash", "error"] {
+        for point in FILE_POINTS {
+            let out = tmp
+                .path()
+                .join(format!("{}-{action}.parquet", point.replace('@', "-")));
+            let o = run(classify(&[&photos], &out, &["--features"])
+                .env("FACEBATCH_FAILPOINT", format!("{point}={action}")));
+            assert_ne!(status(&o), Some(0), "{point}={action} must fail the run");
+            if action == "error" {
+                assert_fatal(&o, "injected failure");
+            }
+            let o = run(&mut classify(&[&photos], &out, &["--features", "--resume"]));
+            assert_eq!(status(&o), Some(0), "{point}={action}: resume");
+            assert_eq!(keys(&out), expected, "{point}={action}");
+            let parts = out.with_file_name(format!(
+                "{}.parts",
+                out.file_name().unwrap().to_string_lossy()
+            ));
+            assert!(!parts.exists(), "{point}={action}: parts removed");
+            let stats: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(out.with_file_name(format!(
+                    "{}.features.json",
+                    out.file_name().unwrap().to_string_lossy()
+                )))
+                .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(
+                stats["count"],
+                expected.len(),
+                "{point}={action}: statistics"
+            );
+        }
+    }
+}
+
+/// The same in dataset mode, where a shard is also published and marked: rerunning the
+/// same command completes the shard, and the marker counts what the part holds.
+#[test]
+fn a_failure_at_any_step_of_a_dataset_shard_then_a_retry_leaves_it_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    let expected = corpus(&photos, 30);
+    let points = FILE_POINTS.iter().copied().chain([
+        "dataset-record",
+        "dataset-publish",
+        "dataset-features",
+        "dataset-marker",
+    ]);
+    for action in ["crash", "error"] {
+        for point in points.clone() {
+            let dir = tmp
+                .path()
+                .join(format!("ds-{}-{action}", point.replace('@', "-")));
+            let out = PathBuf::from(format!("{}/", dir.display()));
+            let o = run(classify(&[&photos], &out, &["--features"])
+                .env("FACEBATCH_FAILPOINT", format!("{point}={action}")));
+            assert_ne!(status(&o), Some(0), "{point}={action} must fail the run");
+            let o = run(&mut classify(&[&photos], &out, &["--features"]));
+            assert_eq!(status(&o), Some(0), "{point}={action}: retry");
+            let part = dir.join("part-00000-of-00001.parquet");
+            assert_eq!(keys(&part), expected, "{point}={action}");
+            let marker: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(dir.join("_SUCCESS-00000-of-00001.json")).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(marker["rows"], expected.len(), "{point}={action}: marker");
+            assert_eq!(marker["files"], expected.len(), "{point}={action}: marker");
+            assert!(
+                dir.join("_features-00000-of-00001.json").is_file(),
+                "{point}={action}: statistics published"
+            );
+            assert!(
+                !dir.join("_staging").exists(),
+                "{point}={action}: staging removed"
+            );
+            // And once complete, running it again does nothing.
+            let o = run(&mut classify(&[&photos], &out, &["--features"]));
+            assert!(stdout(&o).contains("already complete"), "{point}={action}");
+        }
+    }
+}
+
+/// Regression: an earlier complete output, a new run into it that crashed, then
+/// `--resume`, took the earlier file as part of the crashed run: 528 rows for 400.
+#[test]
+fn resume_never_counts_an_earlier_unrelated_output_as_done() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    let expected = corpus(&photos, 30);
+    let out = tmp.path().join("o.parquet");
+    assert_eq!(status(&run(&mut classify(&[&photos], &out, &[]))), Some(0));
+    let o = run(classify(&[&photos], &out, &[]).env("FACEBATCH_FAILPOINT", "part-write@2=crash"));
+    assert_ne!(status(&o), Some(0));
+    let o = run(&mut classify(&[&photos], &out, &["--resume"]));
+    assert_eq!(status(&o), Some(0));
+    assert_eq!(keys(&out), expected);
+    let out_text = stdout(&o);
+    assert!(
+        out_text.contains("already done earlier") && !out_text.contains("30 already done"),
+        "only the crashed run's own part counts as done: {out_text}"
+    );
+}
+
+/// Regression: `IN` then `IN/ --resume` gave 464 rows for 400 files.
+#[test]
+fn the_same_input_spelled_differently_resumes_exactly_once_and_other_inputs_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    let expected = corpus(&photos, 30);
+    let out = tmp.path().join("o.parquet");
+    let o = run(classify(&[&photos], &out, &[]).env("FACEBATCH_FAILPOINT", "part-write@2=crash"));
+    assert_ne!(status(&o), Some(0));
+    let other = tmp.path().join("other");
+    corpus(&other, 2);
+    let o = run(&mut classify(&[&other], &out, &["--resume"]));
+    assert_fatal(&o, "use the same inputs");
+    let slash = PathBuf::from(format!("{}/", photos.display()));
+    let o = run(&mut classify(&[&slash], &out, &["--resume"]));
+    assert_eq!(status(&o), Some(0));
+    assert_eq!(keys(&out), expected);
+}
+
+/// Regression: the exit status of a resumed run ignored the error rows of the attempt it
+/// completed; it reflects the whole output.
+#[test]
+fn a_resumed_run_exits_partial_when_an_earlier_attempt_wrote_an_error_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    corpus(&photos, 30);
+    std::fs::write(photos.join("d0/a-broken.jpg"), b"not a jpeg").unwrap();
+    let out = tmp.path().join("o.parquet");
+    let o = run(classify(&[&photos], &out, &[]).env("FACEBATCH_FAILPOINT", "part-write@2=crash"));
+    assert_ne!(status(&o), Some(0));
+    let o = run(&mut classify(&[&photos], &out, &["--resume"]));
+    assert_eq!(status(&o), Some(1), "an error row in the output");
+    assert!(stdout(&o).contains("1 error"), "{}", stdout(&o));
+}
+
+/// Another run holds the output: exit 75 (try again later) and one line naming it.
+fn assert_busy(o: &Output, needle: &str) {
+    assert_eq!(o.status.code(), Some(75), "{}", stderr(o));
+    let err = stderr(o);
+    assert!(err.contains(needle), "{err}");
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("facebatch: error"))
+            .count(),
+        1,
+        "{err}"
+    );
+}
+
+/// Regression: a second run with `--resume` while the first was still running made the
+/// first report 400 rows while the file held 304. The output is locked for the whole run.
+#[test]
+fn a_second_run_into_a_busy_output_is_refused_and_names_the_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    let expected = corpus(&photos, 600);
+    let out = tmp.path().join("o.parquet");
+    let mut first = classify(&[&photos], &out, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_while_running("its first part", &mut first, || part_count(&out) >= 1);
+    let o = run(&mut classify(&[&photos], &out, &["--resume"]));
+    assert_busy(&o, &format!("pid {}", first.id()));
+    let dataset = tmp.path().join("ds/");
+    let o = first.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(keys(&out), expected);
+    assert!(
+        !tmp.path().join(".o.parquet.lock").exists(),
+        "the lock file goes with the run"
+    );
+    // A dataset shard is locked the same way.
+    let mut first = classify(&[&photos], &dataset, &["--shard", "1/2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let staged = tmp.path().join("ds/_staging/part-00001-of-00002.parquet");
+    wait_while_running("its first part", &mut first, || part_count(&staged) >= 1);
+    let o = run(&mut classify(&[&photos], &dataset, &["--shard", "1/2"]));
+    assert_busy(&o, "is writing");
+    assert_eq!(first.wait_with_output().unwrap().status.code(), Some(0));
+}
+
+/// Regression: `--out` replaced an input image, or any file at all, with Parquet.
+#[test]
+fn out_never_replaces_an_input_or_a_file_that_is_not_a_facebatch_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    corpus(&photos, 3);
+    let image = photos.join("d0/img00000.jpg");
+    let before = std::fs::read(&image).unwrap();
+    let o = run(&mut classify(&[&photos], &image, &[]));
+    assert_fatal(&o, "inside the input folder");
+    let o = run(&mut classify(&[&image], &image, &[]));
+    assert_fatal(&o, "one of the inputs");
+    let o = run(&mut classify(&[&photos], &photos.join("new.png"), &[]));
+    assert_fatal(&o, "inside the input folder");
+    assert_eq!(
+        std::fs::read(&image).unwrap(),
+        before,
+        "the input is untouched"
+    );
+    let notes = tmp.path().join("notes.parquet");
+    std::fs::write(&notes, "my notes").unwrap();
+    let o = run(&mut classify(&[&photos], &notes, &[]));
+    assert_fatal(&o, "not a facebatch output");
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "my notes");
+    // An earlier facebatch output is replaced, and a .parquet inside the photos is fine.
+    let out = photos.join("labels.parquet");
+    assert_eq!(status(&run(&mut classify(&[&photos], &out, &[]))), Some(0));
+    assert_eq!(status(&run(&mut classify(&[&photos], &out, &[]))), Some(0));
+    assert_eq!(keys(&out).len(), 3);
+}
+
+/// Regression: crops from two inputs with the same relative name overwrote each other; a
+/// crop that could not be written was left empty behind an `ok` row; a symbolic link in
+/// the crops folder led writes outside it.
+#[test]
+fn save_crops_never_overwrites_never_leaves_a_bad_crop_and_stays_inside_its_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    corpus(&a, 2);
+    corpus(&b, 2);
+    let crops = tmp.path().join("crops");
+    let out = tmp.path().join("o.parquet");
+    let o = run(&mut classify(
+        &[&a, &b],
+        &out,
+        &["--save-crops", crops.to_str().unwrap()],
+    ));
+    assert_eq!(status(&o), Some(0));
+    for input in ["1", "2"] {
+        for rel in ["d0/img00000.jpg.face0.png", "d1/img00001.jpg.face0.png"] {
+            let p = crops.join(input).join(rel);
+            assert!(
+                image::open(&p).is_ok(),
+                "{} is a readable crop",
+                p.display()
+            );
+        }
+    }
+    // A crop whose name is taken by a folder cannot be written: that row is an error.
+    let crops = tmp.path().join("crops2");
+    std::fs::create_dir_all(crops.join("d0/img00000.jpg.face0.png")).unwrap();
+    // A folder of the crops tree that is a link to elsewhere is refused.
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, crops.join("d1")).unwrap();
+    let out = tmp.path().join("o2.parquet");
+    let o = run(&mut classify(
+        &[&a],
+        &out,
+        &["--save-crops", crops.to_str().unwrap()],
+    ));
+    assert_eq!(status(&o), Some(1), "two error rows");
+    let (batches, _) = read_parquet(&out);
+    let mut errors = Vec::new();
+    for b in &batches {
+        let (st, err) = (
+            col::<StringArray>(b, "status"),
+            col::<StringArray>(b, "error"),
+        );
+        for i in 0..b.num_rows() {
+            if st.value(i) == "error" {
+                errors.push(err.value(i).to_string());
+            }
+        }
+    }
+    errors.sort();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors.iter().any(|e| e.contains("--save-crops: writing")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("leads outside")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written outside"
+    );
+}
+
+/// SIGTERM and SIGHUP stop a run as Ctrl-C does: a valid file, exit 130, resumable. A
+/// second signal stops at once and the parts are kept.
+#[test]
+fn sigterm_stops_gracefully_and_a_second_signal_stops_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    let expected = corpus(&photos, 600);
+    let cases = [
+        (&["-TERM"][..], true),
+        (&["-HUP"][..], true),
+        (&["-INT", "-INT"][..], false),
+    ];
+    for (k, (signals, kept_output)) in cases.into_iter().enumerate() {
+        let out = tmp.path().join(format!("o{k}.parquet"));
+        let mut child = classify(&[&photos], &out, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_while_running("its first part", &mut child, || part_count(&out) >= 1);
+        for s in signals {
+            assert!(
+                Command::new("kill")
+                    .args([*s, &child.id().to_string()])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        }
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(130),
+            "{signals:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if kept_output {
+            let (_, meta) = read_parquet(&out);
+            assert_eq!(meta["facebatch.run_status"], "interrupted", "{signals:?}");
+        }
+        let o = run(&mut classify(&[&photos], &out, &["--resume"]));
+        assert_eq!(status(&o), Some(0), "{signals:?}");
+        assert_eq!(keys(&out), expected, "{signals:?}");
+    }
+}
+
+/// Files over `--max-file-bytes` get an error row without being read; names that are not
+/// UTF-8 stay distinct, reversible rows; links are not followed without
+/// `--follow-symlinks`, as documented.
+#[test]
+fn big_files_odd_names_and_links_are_handled_as_documented() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    corpus(&photos, 2);
+    let jpeg = std::fs::read(photos.join("d0/img00000.jpg")).unwrap();
+    for bytes in [&b"bad\xff.jpg"[..], &b"bad\xfe.jpg"[..]] {
+        std::fs::write(photos.join(std::ffi::OsStr::from_bytes(bytes)), &jpeg).unwrap();
+    }
+    std::os::unix::fs::symlink(photos.join("d0/img00000.jpg"), photos.join("link.jpg")).unwrap();
+    let out = tmp.path().join("o.parquet");
+    let o = run(&mut classify(&[&photos], &out, &[]));
+    assert_eq!(status(&o), Some(0));
+    assert!(
+        stdout(&o).contains("1 symbolic link not followed"),
+        "{}",
+        stdout(&o)
+    );
+    let paths = keys(&out);
+    assert_eq!(
+        paths,
+        [
+            "bad\\xfe.jpg",
+            "bad\\xff.jpg",
+            "d0/img00000.jpg",
+            "d1/img00001.jpg"
+        ]
+    );
+    std::os::unix::fs::symlink(photos.join("nowhere.jpg"), photos.join("broken.jpg")).unwrap();
+    let o = run(&mut classify(&[&photos], &out, &["--follow-symlinks"]));
+    assert_eq!(status(&o), Some(1), "the broken link is an error row");
+    let (batches, _) = read_parquet(&out);
+    let mut errors = BTreeMap::new();
+    for b in &batches {
+        let (p, e) = (
+            col::<StringArray>(b, "path"),
+            col::<StringArray>(b, "error"),
+        );
+        for i in 0..b.num_rows() {
+            errors.insert(
+                p.value(i).to_string(),
+                e.is_valid(i).then(|| e.value(i).to_string()),
+            );
+        }
+    }
+    assert!(errors["link.jpg"].is_none(), "a followed link is read");
+    assert!(
+        errors["broken.jpg"]
+            .as_deref()
+            .is_some_and(|e| e.contains("broken symbolic link")),
+        "{errors:?}"
+    );
+    let o = run(&mut classify(
+        &[&photos],
+        &out,
+        &["--max-file-bytes", "100"],
+    ));
+    assert_eq!(status(&o), Some(1));
+    let (batches, _) = read_parquet(&out);
+    let err = col::<StringArray>(&batches[0], "error");
+    assert!(
+        err.value(0).contains("--max-file-bytes"),
+        "{}",
+        err.value(0)
+    );
+}
+
+/// A model card with a label twice, a `--detector` that is not a detector and an empty
+/// FACEBATCH_ORT_LIB are each refused up front with one line that says what is wrong.
+#[test]
+fn bad_cards_detectors_and_empty_variables_are_refused_up_front() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    corpus(&photos, 2);
+    let model = tmp.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::copy(default_model().join("model.onnx"), model.join("model.onnx")).unwrap();
+    let mut card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(default_model().join("card.json")).unwrap())
+            .unwrap();
+    card["labels"] = serde_json::json!(["female", "female"]);
+    std::fs::write(model.join("card.json"), card.to_string()).unwrap();
+    let out = tmp.path().join("o.parquet");
+    let o = run(facebatch()
+        .arg("classify")
+        .arg(&photos)
+        .arg("--out")
+        .arg(&out)
+        .arg("--model")
+        .arg(&model));
+    assert_fatal(&o, "listed twice");
+    let o = run(classify(&[&photos], &out, &["--faces", "detect"])
+        .arg("--detector")
+        .arg(default_model().join("model.onnx")));
+    assert_fatal(&o, "is not a RetinaFace face detector");
+    let o = run(classify(&[&photos], &out, &[]).env("FACEBATCH_ORT_LIB", ""));
+    assert_fatal(&o, "FACEBATCH_ORT_LIB is set but empty");
+    assert!(!out.exists());
+}
+
+/// Regression: a truncated or bit-flipped cached ONNX Runtime killed the process with no
+/// message. It is checked before loading and fetched again; when that is impossible, one
+/// line says why.
+#[test]
+fn a_damaged_cached_onnx_runtime_is_detected_before_loading() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let dir = cache.join("onnxruntime-1.31.1");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lib = dir.join("libonnxruntime.so.1.31.1");
+    std::fs::write(&lib, vec![0u8; 4096]).unwrap();
+    std::fs::write(dir.join(".verified"), "x").unwrap();
+    let photos = tmp.path().join("photos");
+    corpus(&photos, 1);
+    let out = tmp.path().join("o.parquet");
+    let o = run(classify(&[&photos], &out, &[])
+        .env("FACEBATCH_CACHE_DIR", &cache)
+        .env("FACEBATCH_ORT_WHEEL", tmp.path().join("no-such-wheel.whl")));
+    assert_fatal(&o, "no-such-wheel.whl");
+    assert!(
+        !dir.join(".verified").exists(),
+        "the damaged copy is no longer trusted"
+    );
+}
