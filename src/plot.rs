@@ -52,6 +52,36 @@ struct Series<'a> {
     points: Vec<(f64, f64)>,
 }
 
+/// Series with more points than this are drawn one pixel wide: plotters draws a wider
+/// line as a polygon per segment with mitred joins, and on a dense zig-zag (a per-batch
+/// series) those joins spike far outside the plot, across the title and the axis labels.
+const THICK_MAX_POINTS: usize = 300;
+
+/// Averages `points` into at most `n` buckets of consecutive points (x and y means), so a
+/// smoothed series of thousands of steps is drawn as a few hundred gentle segments.
+fn downsample(points: &[(f64, f64)], n: usize) -> Vec<(f64, f64)> {
+    if points.len() <= n || n == 0 {
+        return points.to_vec();
+    }
+    let size = points.len().div_ceil(n);
+    points
+        .chunks(size)
+        .map(|c| {
+            let k = c.len() as f64;
+            (
+                c.iter().map(|p| p.0).sum::<f64>() / k,
+                c.iter().map(|p| p.1).sum::<f64>() / k,
+            )
+        })
+        .collect()
+}
+
+/// Tick labels for an axis whose values are whole numbers (steps, epochs): at most `max`
+/// labels on whole numbers, printed without decimals.
+fn integer_ticks(lo: f64, hi: f64, max: usize) -> usize {
+    ((hi - lo).round() as usize + 1).clamp(2, max)
+}
+
 fn panel(
     area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
     title: &str,
@@ -86,19 +116,28 @@ fn panel(
         .y_label_area_size(60)
         .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
         .map_err(perr)?;
+    // x is a step or an epoch: whole numbers, so whole-number ticks.
+    let whole = |x: &f64| format!("{x:.0}");
     chart
         .configure_mesh()
         .x_desc(x_label)
         .y_desc(y_label)
+        .x_labels(integer_ticks(x0, x1, 10))
+        .x_label_formatter(&whole)
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(perr)?;
     for s in series {
         let color = s.color;
+        let width = if s.points.len() > THICK_MAX_POINTS {
+            1
+        } else {
+            2
+        };
         chart
             .draw_series(LineSeries::new(
                 s.points.iter().copied(),
-                color.stroke_width(2),
+                color.stroke_width(width),
             ))
             .map_err(perr)?
             .label(s.name)
@@ -178,7 +217,7 @@ pub fn training_curves(dir: &Path, steps: &[StepRecord], epochs: &[EpochRecord])
                     Series {
                         name: "train (smoothed)",
                         color: BLUE,
-                        points: smooth(&raw, alpha),
+                        points: downsample(&smooth(&raw, alpha), THICK_MAX_POINTS),
                     },
                 ],
             )?;
@@ -299,4 +338,293 @@ pub fn reliability_diagram(
         root.present().map_err(perr)?;
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// Writes a confusion matrix as a heat map: rows the true labels, columns the predicted
+/// ones, each cell with its count and its share of the row.
+pub fn confusion_matrix(
+    path: &Path,
+    labels: &[String],
+    confusion: &[Vec<usize>],
+    title: &str,
+) -> Result<()> {
+    ensure_font();
+    let n = labels.len().max(1);
+    let cell = 150i32;
+    let (left, top) = (140i32, 90i32);
+    let size = (
+        (left + cell * n as i32 + 40) as u32,
+        (top + cell * n as i32 + 70) as u32,
+    );
+    let tmp = path.with_extension("png.tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        root.fill(&WHITE).map_err(perr)?;
+        let centred = |px: u32| {
+            TextStyle::from(("sans-serif", px).into_font()).pos(
+                plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Center,
+                    plotters::style::text_anchor::VPos::Center,
+                ),
+            )
+        };
+        root.draw(&Text::new(
+            title.to_string(),
+            (size.0 as i32 / 2, 22),
+            centred(20),
+        ))
+        .map_err(perr)?;
+        root.draw(&Text::new(
+            "predicted".to_string(),
+            (left + cell * n as i32 / 2, top - 40),
+            centred(16),
+        ))
+        .map_err(perr)?;
+        root.draw(&Text::new(
+            "true".to_string(),
+            (left / 2 - 30, top + cell * n as i32 / 2),
+            centred(16),
+        ))
+        .map_err(perr)?;
+        for (j, l) in labels.iter().enumerate() {
+            root.draw(&Text::new(
+                l.clone(),
+                (left + cell * j as i32 + cell / 2, top - 14),
+                centred(15),
+            ))
+            .map_err(perr)?;
+            root.draw(&Text::new(
+                l.clone(),
+                (left - 45, top + cell * j as i32 + cell / 2),
+                centred(15),
+            ))
+            .map_err(perr)?;
+        }
+        for (i, row) in confusion.iter().enumerate() {
+            let total: usize = row.iter().sum();
+            for (j, &c) in row.iter().enumerate() {
+                let share = if total > 0 {
+                    c as f64 / total as f64
+                } else {
+                    0.0
+                };
+                // White to the report blue by the share of the row.
+                let shade = |lo: f64, hi: f64| (lo + (hi - lo) * share).round() as u8;
+                let fill = RGBColor(shade(255.0, 40.0), shade(255.0, 90.0), shade(255.0, 170.0));
+                let (x, y) = (left + cell * j as i32, top + cell * i as i32);
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell, y + cell)],
+                    fill.filled(),
+                ))
+                .map_err(perr)?;
+                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], BLACK))
+                    .map_err(perr)?;
+                let ink = if share > 0.55 { WHITE } else { BLACK };
+                root.draw(&Text::new(
+                    c.to_string(),
+                    (x + cell / 2, y + cell / 2 - 12),
+                    centred(22).color(&ink),
+                ))
+                .map_err(perr)?;
+                root.draw(&Text::new(
+                    format!("{:.1}%", 100.0 * share),
+                    (x + cell / 2, y + cell / 2 + 16),
+                    centred(15).color(&ink),
+                ))
+                .map_err(perr)?;
+            }
+        }
+        root.present().map_err(perr)?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// Writes one group column's accuracy per group as horizontal bars with their 95% Wilson
+/// intervals as whiskers; groups under [`crate::metrics::SMALL_GROUP`] images are drawn
+/// pale and marked `*`, as the text report does.
+pub fn group_bars(
+    path: &Path,
+    column: &str,
+    groups: &std::collections::BTreeMap<String, crate::metrics::GroupStats>,
+    title: &str,
+) -> Result<()> {
+    ensure_font();
+    let rows: Vec<(&String, &crate::metrics::GroupStats)> = groups.iter().collect();
+    let n = rows.len().max(1);
+    let height = (120 + 44 * n) as u32;
+    let tmp = path.with_extension("png.tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (900, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(perr)?;
+        let lo = rows
+            .iter()
+            .map(|(_, g)| g.accuracy_ci[0].min(g.accuracy))
+            .fold(1.0f64, f64::min);
+        let x0 = ((lo * 10.0).floor() / 10.0).clamp(0.0, 0.9);
+        let names: Vec<String> = rows
+            .iter()
+            .map(|(k, g)| format!("{k}{} (n={})", if g.small { "*" } else { "" }, g.n))
+            .collect();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(16)
+            .x_label_area_size(44)
+            .y_label_area_size(200)
+            // An integer range's segments include its end: n rows are 0..n-1.
+            .build_cartesian_2d(x0..1.0f64, (0..n.saturating_sub(1).max(1)).into_segmented())
+            .map_err(perr)?;
+        let label = |v: &SegmentValue<usize>| match v {
+            SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
+            _ => String::new(),
+        };
+        let percent = |x: &f64| format!("{:.0}%", 100.0 * x);
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_desc(format!(
+                "accuracy by {column} (95% Wilson interval; * fewer than {} images)",
+                crate::metrics::SMALL_GROUP
+            ))
+            .y_label_formatter(&label)
+            .x_label_formatter(&percent)
+            .y_labels(n)
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(perr)?;
+        let bar = RGBColor(90, 130, 200);
+        for (i, (_, g)) in rows.iter().enumerate() {
+            let color = if g.small {
+                bar.mix(0.35)
+            } else {
+                bar.mix(0.85)
+            };
+            let mut rect = Rectangle::new(
+                [
+                    (x0, SegmentValue::Exact(i)),
+                    (g.accuracy, SegmentValue::Exact(i + 1)),
+                ],
+                color.filled(),
+            );
+            rect.set_margin(6, 6, 0, 0);
+            chart.draw_series(std::iter::once(rect)).map_err(perr)?;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![
+                        (g.accuracy_ci[0], SegmentValue::CenterOf(i)),
+                        (g.accuracy_ci[1], SegmentValue::CenterOf(i)),
+                    ],
+                    BLACK.stroke_width(2),
+                )))
+                .map_err(perr)?;
+            for x in g.accuracy_ci {
+                chart
+                    .draw_series(std::iter::once(Circle::new(
+                        (x, SegmentValue::CenterOf(i)),
+                        3,
+                        BLACK.filled(),
+                    )))
+                    .map_err(perr)?;
+            }
+        }
+        root.present().map_err(perr)?;
+    }
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: the per-batch series, drawn two pixels wide, spiked across the title
+    /// and the axis labels (mitred joins on a dense zig-zag).
+    #[test]
+    fn a_dense_batch_series_stays_inside_its_plot() {
+        let dir = tempfile::tempdir().unwrap();
+        let steps: Vec<StepRecord> = (0..3000)
+            .map(|i| StepRecord {
+                step: i + 1,
+                epoch: i / 1000 + 1,
+                loss: if i % 2 == 0 { 0.1 } else { 2.0 },
+                accuracy: if i % 2 == 0 { 0.0 } else { 1.0 },
+                lr: 1e-3,
+            })
+            .collect();
+        let epochs: Vec<EpochRecord> = (1..=3)
+            .map(|e| EpochRecord {
+                epoch: e,
+                train_loss: 1.0,
+                train_accuracy: 0.5,
+                val_loss: 1.0,
+                val_accuracy: 0.5,
+                lr: 1e-3,
+                seconds: 1.0,
+            })
+            .collect();
+        training_curves(dir.path(), &steps, &epochs).unwrap();
+        for file in ["accuracy.png", "loss.png"] {
+            let img = image::open(dir.path().join(file)).unwrap().to_rgb8();
+            // The caption band of the per-step panel (above the plotting area) and the
+            // axis-label band left of it hold no series colour.
+            let bluish = |p: &image::Rgb<u8>| p[2] as i32 > p[0] as i32 + 40;
+            for y in 0..40 {
+                for x in 0..700 {
+                    assert!(
+                        !bluish(img.get_pixel(x, y)),
+                        "{file}: series pixel at ({x}, {y}) in the title"
+                    );
+                }
+            }
+            for y in 0..img.height() {
+                for x in 0..60 {
+                    assert!(
+                        !bluish(img.get_pixel(x, y)),
+                        "{file}: series pixel at ({x}, {y}) in the axis labels"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn whole_number_axes_get_whole_number_ticks() {
+        assert_eq!(integer_ticks(1.0, 3.0, 10), 3);
+        assert_eq!(integer_ticks(1.0, 20.0, 10), 10);
+        assert_eq!(integer_ticks(1.0, 1.0, 10), 2);
+    }
+
+    #[test]
+    fn report_figures_render() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels = vec!["female".to_string(), "male".to_string()];
+        confusion_matrix(
+            &dir.path().join("c.png"),
+            &labels,
+            &[vec![40, 3], vec![5, 52]],
+            "t",
+        )
+        .unwrap();
+        let mut groups = std::collections::BTreeMap::new();
+        for (name, n, correct) in [("utkface", 200, 180), ("press", 12, 11)] {
+            let acc = correct as f64 / n as f64;
+            groups.insert(
+                name.to_string(),
+                crate::metrics::GroupStats {
+                    n,
+                    correct,
+                    accuracy: acc,
+                    accuracy_ci: crate::calibration::wilson(correct, n),
+                    recall: Default::default(),
+                    recall_ci: Default::default(),
+                    support: Default::default(),
+                    small: n < crate::metrics::SMALL_GROUP,
+                },
+            );
+        }
+        group_bars(&dir.path().join("g.png"), "source", &groups, "t").unwrap();
+        for f in ["c.png", "g.png"] {
+            let img = image::open(dir.path().join(f)).unwrap().to_rgb8();
+            let inked = img.pixels().filter(|p| p[0] < 200).count();
+            assert!(inked > 1000, "{f} has content");
+        }
+    }
 }

@@ -553,6 +553,10 @@ fn several_sources_keep_their_names_pinned_splits_and_calibrated_predictions() {
     let acc = press["accuracy"].as_f64().unwrap();
     assert!(lo <= acc && acc <= hi && hi - lo > 0.1, "{press}");
     assert!(out.join("reports/reliability.png").is_file());
+    for f in ["confusion.png", "groups-source.png"] {
+        let img = image::open(out.join("reports").join(f)).expect("report figure decodes");
+        assert!(img.width() >= 400, "{f}");
+    }
 
     // eval --predictions: one row per image with the manifest's columns, probabilities
     // that are the calibrated ones, and the reliability diagram.

@@ -184,6 +184,7 @@ pub(super) fn export(
             finder,
         )?;
         write_report(&dirs.reports, "test_report", &eval.report)?;
+        report_figures(&dirs.reports, &eval.report)?;
         if let Some(r) = &eval.report.calibration {
             crate::plot::reliability_diagram(
                 &dirs.reports.join("reliability.png"),
@@ -204,6 +205,30 @@ pub(super) fn export(
         dir: dirs.out.clone(),
         test_report: card.metrics.get("test").cloned(),
     })
+}
+
+/// The test report as pictures: `confusion.png`, and `groups-<column>.png` (accuracy per
+/// group with its 95% interval) for every group column.
+fn report_figures(reports: &Path, report: &crate::metrics::Report) -> Result<()> {
+    crate::plot::confusion_matrix(
+        &reports.join("confusion.png"),
+        &report.labels,
+        &report.confusion,
+        &format!("test split: confusion matrix ({} images)", report.n),
+    )?;
+    for (column, groups) in &report.groups {
+        let name: String = column
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        crate::plot::group_bars(
+            &reports.join(format!("groups-{}.png", name.trim_matches('-'))),
+            column,
+            groups,
+            &format!("test split: accuracy by {column}"),
+        )?;
+    }
+    Ok(())
 }
 
 /// The test report's groups: those asked for, plus `source` whenever the data holds more
