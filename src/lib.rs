@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod model;
 pub mod plot;
 pub mod preprocess;
+pub mod report;
 pub mod runtime;
 pub mod shard;
 pub mod train;

@@ -124,6 +124,27 @@ enum Command {
     /// Run a job file (pipelines/*.toml): classify the files that are new or changed since
     /// the last successful run into the dataset partition of the run's date.
     Run(RunArgs),
+    /// Write an offline HTML review of a classify output, a dataset folder or an eval
+    /// --predictions file: every face it found, least confident first, with corrections.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// A classify output (.parquet), a dataset folder, or an `eval --predictions` file.
+    input: PathBuf,
+    /// The report folder (index.html and its files; created).
+    #[arg(long)]
+    out: PathBuf,
+    /// The least confident faces shown per gallery (per label, near the threshold, ...).
+    #[arg(long, default_value_t = 200)]
+    least: usize,
+    /// Other faces shown per gallery, sampled at random.
+    #[arg(long, default_value_t = 100)]
+    random: usize,
+    /// Seed of the random sample.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -901,6 +922,26 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     l.file.display()
                 );
             }
+            Ok(EXIT_OK)
+        }
+        Command::Report(args) => {
+            let summary = facebatch::report::build(&facebatch::report::ReportSettings {
+                input: args.input.clone(),
+                out: args.out.clone(),
+                least: args.least,
+                random: args.random,
+                seed: args.seed,
+            })?;
+            println!(
+                "{} rows, {} faces shown{} -> {}",
+                summary.rows,
+                summary.shown,
+                match summary.missing {
+                    0 => String::new(),
+                    n => format!(" ({n} whose photo is missing or changed since the run)"),
+                },
+                summary.index.display()
+            );
             Ok(EXIT_OK)
         }
         Command::Setup => {

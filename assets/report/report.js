@@ -1,0 +1,292 @@
+// facebatch report: renders window.FACEBATCH_REPORT (data.js). No network, no libraries;
+// works from file://. Corrections are kept in localStorage and downloaded as CSV.
+(function () {
+  "use strict";
+  const D = window.FACEBATCH_REPORT;
+  const PAGE = 60;
+  const rows = new Map(D.rows.map((r) => [r.id, r]));
+  const storeKey = "facebatch-report:" + (D.metadata["facebatch.run_id"] || D.input);
+  let choices = {};
+  try { choices = JSON.parse(localStorage.getItem(storeKey) || "{}"); } catch (e) { choices = {}; }
+  const state = { tab: "summary", page: 0, focus: 0 };
+
+  const el = (tag, attrs, ...kids) => {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") e.className = v;
+      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else if (v !== undefined && v !== null) e.setAttribute(k, v);
+    }
+    for (const k of kids.flat()) e.append(k instanceof Node ? k : document.createTextNode(String(k)));
+    return e;
+  };
+  const pct = (x) => (100 * x).toFixed(1) + "%";
+  const $ = (id) => document.getElementById(id);
+
+  // ---- tabs -------------------------------------------------------------------------
+  const tabs = [["summary", "Summary"]];
+  for (const l of D.labels) tabs.push(["label:" + l, l + " (" + (D.summary.by_label[l] || 0) + ")"]);
+  tabs.push(["near", "Near the threshold (" + (D.galleries.near || []).length + ")"]);
+  tabs.push(["no_face", "No face (" + (D.summary.by_status.no_face || 0) + ")"]);
+  tabs.push(["error", "Errors (" + (D.summary.by_status.error || 0) + ")"]);
+  if (D.kind === "predictions") tabs.push(["eval", "Evaluation"]);
+
+  function renderTabs() {
+    const nav = $("tabs");
+    nav.replaceChildren(...tabs.map(([key, name]) =>
+      el("button", { type: "button", "data-tab": key, "aria-current": state.tab === key ? "page" : null,
+        onclick: () => show(key) }, name)));
+  }
+
+  function show(key) {
+    state.tab = key; state.page = 0; state.focus = 0;
+    history.replaceState(null, "", "#" + encodeURIComponent(key));
+    render();
+  }
+
+  // ---- filters ----------------------------------------------------------------------
+  for (const l of D.labels) $("f-label").append(el("option", { value: l }, l));
+  for (const g of D.group_columns) $("f-group").append(el("option", { value: g }, g));
+  for (const id of ["f-path", "f-label", "f-min", "f-max", "f-group", "f-group-value"]) {
+    $(id).addEventListener("input", () => { state.page = 0; state.focus = 0; render(); });
+  }
+  $("prev").addEventListener("click", () => movePage(-1));
+  $("next").addEventListener("click", () => movePage(1));
+
+  function filtered(ids) {
+    const path = $("f-path").value.toLowerCase();
+    const label = $("f-label").value;
+    const lo = parseFloat($("f-min").value || "0"), hi = parseFloat($("f-max").value || "1");
+    const g = $("f-group").value, gv = $("f-group-value").value.toLowerCase();
+    return ids.map((id) => rows.get(id)).filter((r) => r
+      && (!path || r.path.toLowerCase().includes(path))
+      && (!label || r.label === label || r.truth === label)
+      && (r.confidence === null || r.confidence === undefined || (r.confidence >= lo && r.confidence <= hi))
+      && (!g || (r.groups[g] || "").toLowerCase().includes(gv)));
+  }
+
+  // ---- cards ------------------------------------------------------------------------
+  const choiceNames = D.labels.concat(["not_a_face", "skip"]);
+  function card(r, i) {
+    const c = choices[r.id];
+    const thumbs = el("div", { class: "thumbs" });
+    if (r.thumb === "ok") {
+      if (r.status === "ok") thumbs.append(el("img", { class: "face", src: D.crops_dir + "/" + r.id + ".png", alt: "aligned face", loading: "lazy" }));
+      thumbs.append(el("img", { class: "context", src: "context/" + r.id + ".jpg", alt: "face in its photo", loading: "lazy" }));
+    } else {
+      const why = { missing: "photo missing since the run", changed: "photo changed since the run (size or time differs)", unreadable: "photo not readable" }[r.thumb] || r.thumb;
+      thumbs.append(el("div", { class: "missing" }, why));
+    }
+    const pred = r.status === "ok"
+      ? el("div", { class: "pred" }, r.label + " ", el("span", { class: "conf" }, r.confidence.toFixed(3)),
+        r.truth ? el("span", { class: "truth" }, r.truth === r.label ? "" : "  (true: " + r.truth + ")") : "")
+      : el("div", { class: "error" }, r.status === "error" ? (r.error || "error") : "no face found");
+    const buttons = el("div", { class: "buttons" });
+    if (r.status === "ok") {
+      choiceNames.forEach((name, k) => {
+        const key = k < D.labels.length ? String(k + 1) : name === "not_a_face" ? "x" : "s";
+        buttons.append(el("button", { type: "button", class: c === name ? "on" : "", title: "key " + key,
+          onclick: () => choose(r.id, name) }, name.replace(/_/g, " ")));
+      });
+    }
+    return el("div", { class: "card" + (c && c !== "skip" ? " chosen" : ""), tabindex: "0", "data-id": r.id, "data-index": i,
+      onfocus: () => { state.focus = i; } },
+      thumbs,
+      el("div", { class: "path", title: r.path }, r.path + (r.face_index !== null && r.face_index !== undefined ? "  face " + r.face_index : "")),
+      pred, buttons);
+  }
+
+  function choose(id, name) {
+    if (choices[id] === name) delete choices[id]; else choices[id] = name;
+    localStorage.setItem(storeKey, JSON.stringify(choices));
+    const keep = state.focus;
+    render();
+    focusCard(keep);
+  }
+
+  function gallery(key) {
+    const all = filtered(D.galleries[key] || []);
+    const pages = Math.max(1, Math.ceil(all.length / PAGE));
+    state.page = Math.min(state.page, pages - 1);
+    const slice = all.slice(state.page * PAGE, (state.page + 1) * PAGE);
+    $("page-info").textContent = "page " + (state.page + 1) + " of " + pages + " (" + all.length + " faces shown of "
+      + galleryTotal(key) + ")";
+    const note = key.startsWith("label:") || key.startsWith("cell:")
+      ? el("p", {}, "Least confident first, then a random sample of the rest.")
+      : key === "near" ? el("p", {}, "Faces whose two most likely labels are within 0.2 of each other, closest first.") : "";
+    return [note, el("div", { class: "grid", id: "grid" }, slice.map(card))];
+  }
+
+  function galleryTotal(key) {
+    if (key.startsWith("label:")) return D.summary.by_label[key.slice(6)] || 0;
+    if (key === "error" || key === "no_face") return D.summary.by_status[key] || 0;
+    return (D.galleries[key] || []).length;
+  }
+
+  function movePage(d) {
+    state.page = Math.max(0, state.page + d); state.focus = 0;
+    render(); focusCard(0);
+  }
+
+  function focusCard(i) {
+    const cards = document.querySelectorAll("#grid .card");
+    if (!cards.length) return;
+    const k = Math.max(0, Math.min(cards.length - 1, i));
+    state.focus = k;
+    cards[k].focus();
+  }
+
+  // ---- summary ----------------------------------------------------------------------
+  function table(head, body, numeric = true) {
+    return el("table", {}, el("tr", {}, head.map((h) => el("th", {}, h))),
+      body.map((r) => el("tr", {}, r.map((c, i) => el("td", { class: i && numeric ? "num" : "" }, c)))));
+  }
+
+  function histogram(counts, title) {
+    const w = 300, h = 120, max = Math.max(1, ...counts);
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("width", w); svg.setAttribute("height", h + 30);
+    svg.setAttribute("role", "img"); svg.setAttribute("aria-label", title);
+    const bw = w / counts.length;
+    counts.forEach((c, i) => {
+      const r = document.createElementNS(svg.namespaceURI, "rect");
+      const bh = (h * c) / max;
+      r.setAttribute("x", i * bw + 1); r.setAttribute("y", h - bh);
+      r.setAttribute("width", bw - 2); r.setAttribute("height", bh);
+      r.setAttribute("fill", "#3a64b8");
+      const t = document.createElementNS(svg.namespaceURI, "title");
+      t.textContent = (i / counts.length).toFixed(2) + "-" + ((i + 1) / counts.length).toFixed(2) + ": " + c;
+      r.append(t); svg.append(r);
+    });
+    for (const [x, label] of [[0, "0"], [w / 2, "0.5"], [w - 12, "1"]]) {
+      const t = document.createElementNS(svg.namespaceURI, "text");
+      t.setAttribute("x", x); t.setAttribute("y", h + 14); t.textContent = label; svg.append(t);
+    }
+    const cap = document.createElementNS(svg.namespaceURI, "text");
+    cap.setAttribute("x", 0); cap.setAttribute("y", h + 28); cap.textContent = title; svg.append(cap);
+    return svg;
+  }
+
+  function summary() {
+    const s = D.summary, md = D.metadata;
+    const out = [];
+    out.push(el("h2", {}, "Summary"));
+    out.push(el("p", {}, s.rows + " rows from " + s.photos + " photos; " + D.input));
+    out.push(el("div", { class: "cols" },
+      el("div", {}, el("h3", {}, "Rows by status"), table(["status", "rows"], Object.entries(s.by_status))),
+      el("div", {}, el("h3", {}, "Faces by label"), table(["label", "faces"], Object.entries(s.by_label))),
+      el("div", {}, el("h3", {}, "Faces per photo"), table(["faces", "photos"], Object.entries(s.faces_per_photo)))));
+    out.push(el("h3", {}, "Confidence by label"));
+    out.push(el("div", { class: "cols", id: "histograms" },
+      Object.entries(s.confidence_histogram).map(([l, c]) => histogram(c, l + ": confidence of its faces"))));
+    if (Object.keys(s.errors_by_kind).length) {
+      out.push(el("h3", {}, "Errors by kind"));
+      out.push(table(["kind", "rows"], Object.entries(s.errors_by_kind).sort((a, b) => b[1] - a[1])));
+    }
+    out.push(el("h3", {}, "Run"));
+    out.push(table(["key", "value"], Object.entries(md).map(([k, v]) => [k, v.length > 300 ? v.slice(0, 300) + "…" : v]), false));
+    return out;
+  }
+
+  // ---- evaluation -------------------------------------------------------------------
+  function wilson(k, n) {
+    if (!n) return [0, 1];
+    const z = 1.96, p = k / n, d = 1 + (z * z) / n;
+    const c = (p + (z * z) / (2 * n)) / d, m = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / d;
+    return [Math.max(0, c - m), Math.min(1, c + m)];
+  }
+
+  function evaluation() {
+    const s = D.summary, out = [el("h2", {}, "Evaluation")];
+    const head = ["true \\ predicted"].concat(D.labels);
+    const body = D.labels.map((t, i) => [t].concat(D.labels.map((p, j) => {
+      const key = "cell:" + t + ":" + p;
+      return el("a", { href: "#", onclick: (e) => { e.preventDefault(); tabs.push([key, t + " as " + p]); show(key); } },
+        String(s.confusion[i][j]));
+    })));
+    out.push(el("h3", {}, "Confusion matrix (click a cell to see its faces)"));
+    out.push(el("table", { class: "confusion" }, el("tr", {}, head.map((h) => el("th", {}, h))),
+      body.map((r) => el("tr", {}, r.map((c, i) => i ? el("td", {}, c) : el("th", {}, c))))));
+    for (const [col, groups] of Object.entries(s.groups)) {
+      out.push(el("h3", {}, "Accuracy by " + col + " (95% Wilson interval; * fewer than 30 images)"));
+      out.push(table(["group", "n", "accuracy", "interval"], Object.entries(groups).map(([g, c]) => {
+        const [lo, hi] = wilson(c.correct, c.n);
+        return [g + (c.n < 30 ? " *" : ""), c.n, pct(c.correct / c.n), pct(lo) + " - " + pct(hi)];
+      })));
+    }
+    out.push(el("h3", {}, "Reliability (confidence against accuracy, 15 bins)"));
+    out.push(table(["bin", "faces", "mean confidence", "accuracy"], s.reliability.map((b, i) =>
+      [(i / 15).toFixed(2) + "-" + ((i + 1) / 15).toFixed(2), b[0], b[0] ? (b[1] / b[0]).toFixed(3) : "", b[0] ? pct(b[2] / b[0]) : ""])));
+    return out;
+  }
+
+  // ---- corrections ------------------------------------------------------------------
+  const csvCell = (v) => {
+    const s = v === null || v === undefined ? "" : String(v);
+    return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
+  };
+
+  function correctionsCsv() {
+    const lines = [["path", "label", "photo", "face_index", "box", "model_label", "model_confidence"].join(",")];
+    for (const [id, name] of Object.entries(choices)) {
+      const r = rows.get(Number(id));
+      if (!r || name === "skip" || r.thumb !== "ok") continue;
+      lines.push([D.crops_dir + "/" + r.id + ".png", name, r.path, r.face_index,
+        r.box ? r.box.map((v) => v.toFixed(1)).join(" ") : "", r.label, r.confidence].map(csvCell).join(","));
+    }
+    return lines.join("\n") + "\n";
+  }
+
+  function updateCount() {
+    const n = Object.values(choices).filter((c) => c !== "skip").length;
+    $("correction-count").textContent = n + (n === 1 ? " correction" : " corrections");
+  }
+
+  $("download").addEventListener("click", () => {
+    const blob = new Blob([correctionsCsv()], { type: "text/csv" });
+    const a = el("a", { href: URL.createObjectURL(blob), download: "corrections.csv" });
+    document.body.append(a); a.click(); a.remove();
+  });
+  $("clear").addEventListener("click", () => {
+    if (!confirm("Forget every correction made on this report?")) return;
+    choices = {}; localStorage.removeItem(storeKey); render();
+  });
+
+  // ---- keys -------------------------------------------------------------------------
+  document.addEventListener("keydown", (e) => {
+    if (e.target.matches("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
+    const cards = document.querySelectorAll("#grid .card");
+    const current = cards[state.focus];
+    const id = current ? Number(current.dataset.id) : null;
+    const r = id !== null ? rows.get(id) : null;
+    if (/^[1-9]$/.test(e.key) && r && r.status === "ok" && Number(e.key) <= D.labels.length) {
+      choose(id, D.labels[Number(e.key) - 1]); focusCard(state.focus + 1);
+    } else if (e.key === "x" && r && r.status === "ok") { choose(id, "not_a_face"); focusCard(state.focus + 1); }
+    else if (e.key === "s" && r && r.status === "ok") { choose(id, "skip"); focusCard(state.focus + 1); }
+    else if (e.key === "ArrowRight" || e.key === "j") focusCard(state.focus + 1);
+    else if (e.key === "ArrowLeft" || e.key === "k") focusCard(state.focus - 1);
+    else if (e.key === "n") movePage(1);
+    else if (e.key === "p") movePage(-1);
+    else return;
+    e.preventDefault();
+  });
+
+  // ---- render -----------------------------------------------------------------------
+  function render() {
+    renderTabs();
+    updateCount();
+    const galleryTab = state.tab !== "summary" && state.tab !== "eval";
+    $("filters").hidden = !galleryTab;
+    const view = $("view");
+    if (state.tab === "summary") view.replaceChildren(...summary());
+    else if (state.tab === "eval") view.replaceChildren(...evaluation());
+    else view.replaceChildren(...gallery(state.tab).filter((x) => x));
+    document.body.dataset.tab = state.tab;
+  }
+
+  window.facebatchReport = { show, correctionsCsv, choices: () => choices };
+  // A page can be linked to: index.html#label:female opens that gallery.
+  const wanted = decodeURIComponent(location.hash.slice(1));
+  if (tabs.some(([key]) => key === wanted)) state.tab = wanted;
+  render();
+})();

@@ -1,0 +1,322 @@
+//! One pass over the rows: the summary counts, and which faces the pages show. Memory is
+//! bounded by the page sizes, not by the number of rows: each gallery keeps its least
+//! confident faces in a heap and a seeded random sample of the rest in a reservoir.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::read::FaceRow;
+
+/// A gallery: its `least` least confident rows, and a uniform sample of `random` others.
+#[derive(Debug)]
+pub struct Gallery {
+    least: usize,
+    random: usize,
+    heap: BinaryHeap<ByKey>,
+    reservoir: Vec<FaceRow>,
+    /// Rows offered that fell out of the heap (the reservoir samples from these).
+    others: u64,
+    /// Every row offered.
+    pub total: u64,
+}
+
+#[derive(Debug)]
+struct ByKey(f32, FaceRow);
+
+impl PartialEq for ByKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for ByKey {}
+impl PartialOrd for ByKey {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for ByKey {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.0.total_cmp(&o.0).then(self.1.id.cmp(&o.1.id))
+    }
+}
+
+impl Gallery {
+    pub fn new(least: usize, random: usize) -> Gallery {
+        Gallery {
+            least,
+            random,
+            heap: BinaryHeap::new(),
+            reservoir: Vec::new(),
+            others: 0,
+            total: 0,
+        }
+    }
+
+    /// Offers a row; `key` orders it (lowest first: the least confident).
+    pub fn offer(&mut self, key: f32, row: FaceRow, rng: &mut ChaCha8Rng) {
+        self.total += 1;
+        let out = if self.heap.len() < self.least {
+            self.heap.push(ByKey(key, row));
+            None
+        } else if self.heap.peek().is_some_and(|top| key < top.0) {
+            let top = self.heap.pop().map(|t| t.1);
+            self.heap.push(ByKey(key, row));
+            top
+        } else {
+            Some(row)
+        };
+        if let Some(row) = out {
+            // Reservoir sampling (algorithm R) over the rows outside the heap.
+            self.others += 1;
+            if self.reservoir.len() < self.random {
+                self.reservoir.push(row);
+            } else if self.random > 0 {
+                let j = rng.random_range(0..self.others);
+                if (j as usize) < self.random {
+                    self.reservoir[j as usize] = row;
+                }
+            }
+        }
+    }
+
+    /// The kept rows: the least confident first (lowest key), then the random sample in
+    /// input order.
+    pub fn finish(self) -> Vec<FaceRow> {
+        let mut least: Vec<ByKey> = self.heap.into_vec();
+        least.sort();
+        let mut rest = self.reservoir;
+        rest.sort_by_key(|r| r.id);
+        least.into_iter().map(|k| k.1).chain(rest).collect()
+    }
+}
+
+/// Counts of one accuracy group (eval predictions).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GroupCount {
+    pub n: u64,
+    pub correct: u64,
+}
+
+/// Everything the summary page shows, counted over all rows.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    pub rows: u64,
+    pub photos: u64,
+    pub by_status: BTreeMap<String, u64>,
+    pub by_label: BTreeMap<String, u64>,
+    /// Photos by how many faces were classified in them (0: no face or error).
+    pub faces_per_photo: BTreeMap<u32, u64>,
+    /// Per label, a histogram of the confidence of its faces: 20 bins over [0, 1].
+    pub confidence_histogram: BTreeMap<String, Vec<u64>>,
+    /// Error rows by kind (the message with numbers and quoted names blanked).
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Eval predictions: `confusion[true][predicted]` counts, in label order.
+    pub confusion: Vec<Vec<u64>>,
+    /// Eval predictions: per group column and value, images and correct answers.
+    pub groups: BTreeMap<String, BTreeMap<String, GroupCount>>,
+    /// Eval predictions: (confidence, correct) in 15 equal bins, for the reliability diagram.
+    pub reliability: Vec<(u64, f64, u64)>,
+}
+
+/// What the pages show: a gallery per key (`label:female`, `near`, `no_face`, `error`,
+/// `cell:female:male`), each already ordered.
+pub struct Selected {
+    pub summary: Summary,
+    pub galleries: BTreeMap<String, Vec<FaceRow>>,
+}
+
+/// Page sizes.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Least confident faces kept per gallery.
+    pub least: usize,
+    /// Random other faces kept per gallery.
+    pub random: usize,
+    pub seed: u64,
+}
+
+/// The error message as a kind: digits and quoted or path-like parts blanked, so that
+/// "file is 3000000000 bytes" and "file is 2 bytes" are one kind.
+pub fn error_kind(message: &str) -> String {
+    let mut out = String::new();
+    let mut last_digit = false;
+    for word in message.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        if word.contains('/') || word.starts_with('"') || word.starts_with('\'') {
+            out.push('…');
+            continue;
+        }
+        for c in word.chars() {
+            if c.is_ascii_digit() {
+                if !last_digit {
+                    out.push('N');
+                }
+                last_digit = true;
+            } else {
+                out.push(c);
+                last_digit = false;
+            }
+        }
+    }
+    out.chars().take(120).collect()
+}
+
+fn entry(galleries: &mut BTreeMap<String, Gallery>, key: String, limits: Limits) -> &mut Gallery {
+    galleries
+        .entry(key)
+        .or_insert_with(|| Gallery::new(limits.least, limits.random))
+}
+
+/// Counts and selects over all rows, in one pass.
+pub fn select(
+    labels: &[String],
+    limits: Limits,
+    rows: impl FnOnce(&mut dyn FnMut(FaceRow)) -> crate::Result<()>,
+) -> crate::Result<Selected> {
+    let mut rng = ChaCha8Rng::seed_from_u64(limits.seed);
+    let mut s = Summary {
+        confusion: vec![vec![0; labels.len()]; labels.len()],
+        reliability: vec![(0, 0.0, 0); 15],
+        ..Default::default()
+    };
+    let mut galleries: BTreeMap<String, Gallery> = BTreeMap::new();
+    let mut photo: Option<(String, u32)> = None;
+    let index = |l: &str| labels.iter().position(|x| x == l);
+    rows(&mut |row: FaceRow| {
+        s.rows += 1;
+        *s.by_status.entry(row.status.clone()).or_default() += 1;
+        // Rows of one photo are consecutive, in face order.
+        let ok = row.status == "ok";
+        match &mut photo {
+            Some((p, n)) if *p == row.path => *n += u32::from(ok),
+            _ => {
+                if let Some((_, n)) = photo.take() {
+                    *s.faces_per_photo.entry(n).or_default() += 1;
+                }
+                s.photos += 1;
+                photo = Some((row.path.clone(), u32::from(ok)));
+            }
+        }
+        if let Some(truth) = &row.truth {
+            let correct = ok && row.label.as_ref() == Some(truth);
+            for (column, value) in &row.groups {
+                let g = s
+                    .groups
+                    .entry(column.clone())
+                    .or_default()
+                    .entry(value.clone())
+                    .or_default();
+                g.n += 1;
+                g.correct += u64::from(correct);
+            }
+            if let (Some(t), Some(p)) = (index(truth), row.label.as_deref().and_then(index)) {
+                s.confusion[t][p] += 1;
+            }
+            if let Some(c) = row.confidence.filter(|_| ok) {
+                let bin = ((c as f64 * 15.0) as usize).min(14);
+                let b = &mut s.reliability[bin];
+                b.0 += 1;
+                b.1 += c as f64;
+                b.2 += u64::from(correct);
+            }
+            if let (Some(p), true) = (&row.label, ok) {
+                let key = format!("cell:{truth}:{p}");
+                let conf = row.confidence.unwrap_or(0.0);
+                entry(&mut galleries, key, limits).offer(conf, row.clone(), &mut rng);
+            }
+        }
+        match row.status.as_str() {
+            "ok" => {
+                let label = row.label.clone().unwrap_or_default();
+                *s.by_label.entry(label.clone()).or_default() += 1;
+                let conf = row.confidence.unwrap_or(0.0);
+                let bin = ((conf * 20.0) as usize).min(19);
+                s.confidence_histogram
+                    .entry(label.clone())
+                    .or_insert_with(|| vec![0; 20])[bin] += 1;
+                // Near the threshold: the two most likely labels within 0.2 of each other.
+                let mut p = row.probs.clone();
+                p.sort_by(|a, b| b.total_cmp(a));
+                let margin = p.first().copied().unwrap_or(1.0) - p.get(1).copied().unwrap_or(0.0);
+                if margin < 0.2 {
+                    entry(&mut galleries, "near".into(), limits).offer(
+                        margin,
+                        row.clone(),
+                        &mut rng,
+                    );
+                }
+                entry(&mut galleries, format!("label:{label}"), limits).offer(conf, row, &mut rng);
+            }
+            "error" => {
+                let kind = error_kind(row.error.as_deref().unwrap_or(""));
+                *s.errors_by_kind.entry(kind).or_default() += 1;
+                let id = row.id as f32;
+                entry(&mut galleries, "error".into(), limits).offer(id, row, &mut rng);
+            }
+            _ => {
+                let id = row.id as f32;
+                entry(&mut galleries, "no_face".into(), limits).offer(id, row, &mut rng);
+            }
+        }
+    })?;
+    if let Some((_, n)) = photo {
+        *s.faces_per_photo.entry(n).or_default() += 1;
+    }
+    Ok(Selected {
+        summary: s,
+        galleries: galleries
+            .into_iter()
+            .map(|(k, g)| (k, g.finish()))
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: u64, conf: f32) -> FaceRow {
+        FaceRow {
+            id,
+            path: format!("p{id}.jpg"),
+            status: "ok".into(),
+            label: Some("female".into()),
+            confidence: Some(conf),
+            probs: vec![conf, 1.0 - conf],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_gallery_keeps_the_least_confident_and_a_bounded_sample() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut g = Gallery::new(3, 5);
+        for i in 0..10_000u64 {
+            let conf = 0.5 + (i as f32 * 0.618).fract() * 0.5;
+            g.offer(conf, row(i, conf), &mut rng);
+        }
+        let kept = g.finish();
+        assert_eq!(kept.len(), 8);
+        let least: Vec<f32> = kept[..3].iter().map(|r| r.confidence.unwrap()).collect();
+        assert!(least.windows(2).all(|w| w[0] <= w[1]), "{least:?}");
+        assert!(least[2] < 0.5005, "the three lowest of 10,000: {least:?}");
+    }
+
+    #[test]
+    fn errors_of_one_kind_group_together() {
+        assert_eq!(
+            error_kind("file is 3000 bytes, over the limit of 100 (--max-file-bytes)"),
+            error_kind("file is 99999 bytes, over the limit of 100 (--max-file-bytes)")
+        );
+        assert_eq!(
+            error_kind("--save-crops: writing /a/b.png: No space left"),
+            "--save-crops: writing … No space left"
+        );
+    }
+}

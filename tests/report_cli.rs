@@ -1,0 +1,221 @@
+//! `facebatch report` through the real binary, on a real classify run over the bundled
+//! samples plus generated photos: the page's data agrees with the Parquet, every shown
+//! face has its thumbnails, photos changed since the run are not cut, and galleries stay
+//! within their limits however many rows there are.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use arrow::array::StringArray;
+use common::*;
+
+/// The page's data (`data.js` without its assignment).
+fn page_data(report: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(report.join("data.js")).unwrap();
+    let json = text
+        .trim()
+        .strip_prefix("window.FACEBATCH_REPORT = ")
+        .unwrap()
+        .strip_suffix(';')
+        .unwrap();
+    serde_json::from_str(json).unwrap()
+}
+
+fn statuses(parquet: &Path) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for b in read_parquet(parquet).0 {
+        let s = col::<StringArray>(&b, "status");
+        for i in 0..b.num_rows() {
+            *out.entry(s.value(i).to_string()).or_default() += 1;
+        }
+    }
+    out
+}
+
+fn classify(inputs: &[&Path], out: &Path, extra: &[&str]) {
+    let o = run(facebatch()
+        .arg("classify")
+        .args(inputs)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .arg("--model")
+        .arg(default_model()));
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+}
+
+#[test]
+fn a_report_shows_every_face_of_a_run_with_its_thumbnails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    jpeg_corpus(&photos, 6, 2, &sample_face());
+    let out = tmp.path().join("results.parquet");
+    classify(&[&repo().join("data/samples"), &photos], &out, &[]);
+    let report = tmp.path().join("report");
+    let o = run(facebatch()
+        .arg("report")
+        .arg(&out)
+        .arg("--out")
+        .arg(&report));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("index.html"));
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("data.js") && html.contains("report.js"));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no network resource"
+    );
+    let data = page_data(&report);
+    let want = statuses(&out);
+    let rows: u64 = want.values().sum();
+    assert_eq!(data["summary"]["rows"], rows);
+    for (status, n) in &want {
+        assert_eq!(data["summary"]["by_status"][status], *n, "{status}");
+    }
+    // Small run: every row is shown, each with its thumbnails.
+    let shown = data["rows"].as_array().unwrap();
+    assert_eq!(shown.len() as u64, rows);
+    for r in shown {
+        let id = r["id"].as_u64().unwrap();
+        match r["status"].as_str().unwrap() {
+            "ok" => {
+                assert_eq!(r["thumb"], "ok", "{r}");
+                let face = image::open(report.join(format!("faces/{id}.png"))).unwrap();
+                assert_eq!(
+                    (face.width(), face.height()),
+                    (64, 64),
+                    "the model's input size"
+                );
+                assert!(image::open(report.join(format!("context/{id}.jpg"))).is_ok());
+            }
+            "error" => assert!(r["error"].as_str().is_some_and(|e| !e.is_empty())),
+            _ => {}
+        }
+    }
+    // Least confident first within each label's gallery.
+    for label in ["female", "male"] {
+        let ids: Vec<u64> = data["galleries"][format!("label:{label}")]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        let conf: Vec<f64> = ids
+            .iter()
+            .map(|id| {
+                shown.iter().find(|r| r["id"] == *id).unwrap()["confidence"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect();
+        assert!(conf.windows(2).all(|w| w[0] <= w[1]), "{label}: {conf:?}");
+        assert_eq!(
+            ids.len() as u64,
+            data["summary"]["by_label"][label].as_u64().unwrap()
+        );
+    }
+}
+
+/// A photo that changed after the run is reported as changed, not cut with stale boxes.
+#[test]
+fn photos_changed_since_the_run_are_shown_as_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    let rels = jpeg_corpus(&photos, 3, 1, &sample_face());
+    let out = tmp.path().join("results.parquet");
+    classify(&[&photos], &out, &[]);
+    let changed = photos.join(&rels[0]);
+    let mut bytes = std::fs::read(&changed).unwrap();
+    bytes.extend_from_slice(b"appended");
+    std::fs::write(&changed, bytes).unwrap();
+    std::fs::remove_file(photos.join(&rels[1])).unwrap();
+    let report = tmp.path().join("report");
+    let o = run(facebatch()
+        .arg("report")
+        .arg(&out)
+        .arg("--out")
+        .arg(&report));
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).contains("2 whose photo is missing or changed"),
+        "{}",
+        stdout(&o)
+    );
+    let data = page_data(&report);
+    let thumbs: BTreeMap<String, String> = data["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["path"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+                r["thumb"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let name = |rel: &str| rel.rsplit('/').next().unwrap().to_string();
+    assert_eq!(thumbs[&name(&rels[0])], "changed");
+    assert_eq!(thumbs[&name(&rels[1])], "missing");
+    assert_eq!(thumbs[&name(&rels[2])], "ok");
+}
+
+/// Galleries keep at most --least + --random faces each, whatever the run's size, and a
+/// dataset folder reads as one input.
+#[test]
+fn galleries_are_bounded_and_dataset_folders_are_read_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    jpeg_corpus(&photos, 40, 4, &sample_face());
+    let dataset = tmp.path().join("ds/");
+    for shard in ["0/2", "1/2"] {
+        classify(
+            &[&photos],
+            &dataset,
+            &["--shard", shard, "--faces", "whole"],
+        );
+    }
+    let report = tmp.path().join("report");
+    let o = run(facebatch()
+        .arg("report")
+        .arg(&dataset)
+        .arg("--out")
+        .arg(&report)
+        .args(["--least", "3", "--random", "2"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let data = page_data(&report);
+    assert_eq!(data["summary"]["rows"], 40);
+    for (key, ids) in data["galleries"].as_object().unwrap() {
+        assert!(ids.as_array().unwrap().len() <= 5, "{key}");
+    }
+    assert!(
+        data["rows"].as_array().unwrap().len() <= 5 * data["galleries"].as_object().unwrap().len()
+    );
+}
+
+/// Anything that is not a facebatch output is refused with one line.
+#[test]
+fn a_report_of_something_else_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(facebatch()
+        .arg("report")
+        .arg(tmp.path().join("nothing.parquet"))
+        .arg("--out")
+        .arg(tmp.path().join("r")));
+    assert_fatal(&o, "does not exist");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = run(facebatch()
+        .arg("report")
+        .arg(&empty)
+        .arg("--out")
+        .arg(tmp.path().join("r")));
+    assert_fatal(&o, "no finished Parquet part");
+}
