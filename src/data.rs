@@ -195,12 +195,18 @@ fn read_csv(csv_path: &Path, label_column: &str, path_column: &str) -> Result<Ve
     let base = csv_path.parent().unwrap_or(Path::new("."));
     let mut out = Vec::new();
     let mut missing = Vec::new();
+    let mut not_faces = 0usize;
     for (row, record) in reader.records().enumerate() {
         let record = record.map_err(|e| err(format!("row {}: {e}", row + 2)))?;
         let rel = record.get(path_idx).unwrap_or("").trim();
         let label = record.get(label_idx).unwrap_or("").trim();
         if rel.is_empty() || label.is_empty() {
             return Err(err(format!("row {}: empty path or label", row + 2)));
+        }
+        if label == NOT_A_FACE {
+            // The report's "not a face" verdict: left out of training.
+            not_faces += 1;
+            continue;
         }
         let path = base.join(rel);
         if !path.is_file() {
@@ -233,10 +239,27 @@ fn read_csv(csv_path: &Path, label_column: &str, path_column: &str) -> Result<Ve
                 .join(", ")
         )));
     }
+    if not_faces > 0 {
+        tracing::info!(manifest = %csv_path.display(), rows = not_faces, "rows labelled {NOT_A_FACE} left out");
+    }
     if out.is_empty() {
         return Err(err("the manifest lists no images".into()));
     }
     Ok(out)
+}
+
+/// The label a report's "not a face" verdict writes; such manifest rows are left out.
+pub const NOT_A_FACE: &str = "not_a_face";
+
+/// The manifest column that marks a crop as already the model's aligned input (a report's
+/// corrections write `already_aligned = true`): training uses it as it is.
+pub const ALREADY_ALIGNED: &str = "already_aligned";
+
+/// True when the sample's manifest marks it as an already aligned crop.
+pub fn is_already_aligned(s: &Sample) -> bool {
+    s.extra
+        .get(ALREADY_ALIGNED)
+        .is_some_and(|v| matches!(v.trim(), "true" | "1" | "yes"))
 }
 
 /// The sorted label set, with a clear error for fewer than two classes.

@@ -219,3 +219,82 @@ fn a_report_of_something_else_is_refused() {
         .arg(tmp.path().join("r")));
     assert_fatal(&o, "no finished Parquet part");
 }
+
+/// The correction loop's last step: a `corrections.csv` as the page writes it (the aligned
+/// crops, the chosen labels, `already_aligned = true`, and a "not a face" verdict) trains
+/// a model from the default one without detecting the crops again.
+#[test]
+fn corrections_train_a_model_without_detecting_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    jpeg_corpus(&photos, 12, 2, &sample_face());
+    let out = tmp.path().join("results.parquet");
+    classify(&[&repo().join("data/samples/faces"), &photos], &out, &[]);
+    let report = tmp.path().join("report");
+    let o = run(facebatch()
+        .arg("report")
+        .arg(&out)
+        .arg("--out")
+        .arg(&report));
+    assert_eq!(o.status.code(), Some(0));
+    let data = page_data(&report);
+    let mut csv = String::from(
+        "path,label,photo,face_index,box,model_label,model_confidence,already_aligned\n",
+    );
+    let mut kept = 0;
+    for (k, r) in data["rows"].as_array().unwrap().iter().enumerate() {
+        if r["status"] != "ok" {
+            continue;
+        }
+        // Alternate labels so both classes are present; one row is not a face.
+        let label = match k {
+            0 => "not_a_face",
+            k if k % 2 == 0 => "female",
+            _ => "male",
+        };
+        kept += usize::from(label != "not_a_face");
+        csv.push_str(&format!(
+            "faces/{}.png,{label},\"{}\",0,,{},{},true\n",
+            r["id"],
+            r["path"].as_str().unwrap(),
+            r["label"].as_str().unwrap(),
+            r["confidence"]
+        ));
+    }
+    std::fs::write(report.join("corrections.csv"), csv).unwrap();
+    let model = tmp.path().join("model");
+    let o = run(facebatch()
+        .arg("train")
+        .arg("--labels-csv")
+        .arg(report.join("corrections.csv"))
+        .arg("--init")
+        .arg(default_model())
+        .arg("--out")
+        .arg(&model)
+        .args([
+            "--epochs",
+            "1",
+            "--max-steps-per-epoch",
+            "1",
+            "--batch-size",
+            "4",
+        ]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("card.json")).unwrap()).unwrap();
+    let source = &card["training"]["sources"][0];
+    let per_class: u64 = source["per_class"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        per_class as usize, kept,
+        "every correction but the not-a-face one: {source}"
+    );
+    assert!(
+        stderr(&o).contains(&format!("images=0 already_aligned={kept}")),
+        "already aligned crops are not detected again"
+    );
+}

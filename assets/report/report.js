@@ -227,12 +227,12 @@
   };
 
   function correctionsCsv() {
-    const lines = [["path", "label", "photo", "face_index", "box", "model_label", "model_confidence"].join(",")];
+    const lines = [["path", "label", "photo", "face_index", "box", "model_label", "model_confidence", "already_aligned"].join(",")];
     for (const [id, name] of Object.entries(choices)) {
       const r = rows.get(Number(id));
       if (!r || name === "skip" || r.thumb !== "ok") continue;
       lines.push([D.crops_dir + "/" + r.id + ".png", name, r.path, r.face_index,
-        r.box ? r.box.map((v) => v.toFixed(1)).join(" ") : "", r.label, r.confidence].map(csvCell).join(","));
+        r.box ? r.box.map((v) => v.toFixed(1)).join(" ") : "", r.label, r.confidence, "true"].map(csvCell).join(","));
     }
     return lines.join("\n") + "\n";
   }

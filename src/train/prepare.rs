@@ -138,6 +138,21 @@ pub(super) fn prepare(
         .par_iter()
         .map(|(s, _)| {
             let img = load_rgb(&s.path, limits)?;
+            // A crop that is already the model's aligned input (a report's corrections):
+            // used as it is, never detected again.
+            if crate::data::is_already_aligned(s) {
+                let px = if img.dimensions() == (w as u32, h as u32) {
+                    img
+                } else {
+                    image::imageops::resize(
+                        &img,
+                        w as u32,
+                        h as u32,
+                        image::imageops::FilterType::Triangle,
+                    )
+                };
+                return Ok(Some((CropKind::Aligned, px.into_raw(), None)));
+            }
             Ok(match finder {
                 Some(f) => f
                     .subject(&img)?
@@ -146,9 +161,14 @@ pub(super) fn prepare(
             })
         })
         .collect();
+    let already = unique
+        .iter()
+        .filter(|(s, _)| crate::data::is_already_aligned(s))
+        .count();
     if finder.is_some() {
         tracing::info!(
-            images = unique.len(),
+            images = unique.len() - already,
+            already_aligned = already,
             seconds = format!("{:.1}", t.elapsed().as_secs_f64()),
             "faces detected and aligned"
         );
