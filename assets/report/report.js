@@ -285,8 +285,17 @@
   }
 
   window.facebatchReport = { show, correctionsCsv, choices: () => choices };
-  // A page can be linked to: index.html#label:female opens that gallery.
-  const wanted = decodeURIComponent(location.hash.slice(1));
-  if (tabs.some(([key]) => key === wanted)) state.tab = wanted;
+  // A page can be linked to: index.html#label:female opens that gallery, and the browser's
+  // back and forward buttons move between the pages seen.
+  function fromHash() {
+    const wanted = decodeURIComponent(location.hash.slice(1));
+    if (wanted !== state.tab && tabs.some(([key]) => key === wanted)) {
+      state.tab = wanted; state.page = 0; state.focus = 0;
+      return true;
+    }
+    return false;
+  }
+  window.addEventListener("hashchange", () => { if (fromHash()) render(); });
+  fromHash();
   render();
 })();
