@@ -298,3 +298,54 @@ fn corrections_train_a_model_without_detecting_again() {
         "already aligned crops are not detected again"
     );
 }
+
+/// An `eval --predictions` file reports as an evaluation: the confusion matrix over every
+/// row, one gallery per non-empty cell, and accuracy per group.
+#[test]
+fn eval_predictions_report_a_confusion_matrix_with_its_faces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let preds = tmp.path().join("pred.parquet");
+    let o = run(facebatch()
+        .arg("eval")
+        .arg(repo().join("data/samples/faces"))
+        .arg("--model")
+        .arg(default_model())
+        .arg("--predictions")
+        .arg(&preds));
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+    let report = tmp.path().join("report");
+    let o = run(facebatch()
+        .arg("report")
+        .arg(&preds)
+        .arg("--out")
+        .arg(&report));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let data = page_data(&report);
+    assert_eq!(data["kind"], "predictions");
+    let ok = data["summary"]["by_status"]["ok"].as_u64().unwrap();
+    let cells: u64 = data["summary"]["confusion"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .sum();
+    assert_eq!(cells, ok, "every classified image is in one cell");
+    let galleries = data["galleries"].as_object().unwrap();
+    let cell_faces: usize = galleries
+        .iter()
+        .filter(|(k, _)| k.starts_with("cell:"))
+        .map(|(_, v)| v.as_array().unwrap().len())
+        .sum();
+    assert_eq!(cell_faces as u64, ok);
+    let groups = data["summary"]["groups"]["source"].as_object().unwrap();
+    let n: u64 = groups.values().map(|g| g["n"].as_u64().unwrap()).sum();
+    assert_eq!(n, data["summary"]["rows"].as_u64().unwrap());
+    // Each row knows its true label.
+    assert!(
+        data["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["truth"].is_string())
+    );
+}

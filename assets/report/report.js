@@ -201,7 +201,11 @@
     const head = ["true \\ predicted"].concat(D.labels);
     const body = D.labels.map((t, i) => [t].concat(D.labels.map((p, j) => {
       const key = "cell:" + t + ":" + p;
-      return el("a", { href: "#", onclick: (e) => { e.preventDefault(); tabs.push([key, t + " as " + p]); show(key); } },
+      return el("a", { href: "#", onclick: (e) => {
+          e.preventDefault();
+          if (!tabs.some(([k]) => k === key)) tabs.push([key, t + " as " + p]);
+          show(key);
+        } },
         String(s.confusion[i][j]));
     })));
     out.push(el("h3", {}, "Confusion matrix (click a cell to see its faces)"));
@@ -209,15 +213,58 @@
       body.map((r) => el("tr", {}, r.map((c, i) => i ? el("td", {}, c) : el("th", {}, c))))));
     for (const [col, groups] of Object.entries(s.groups)) {
       out.push(el("h3", {}, "Accuracy by " + col + " (95% Wilson interval; * fewer than 30 images)"));
-      out.push(table(["group", "n", "accuracy", "interval"], Object.entries(groups).map(([g, c]) => {
-        const [lo, hi] = wilson(c.correct, c.n);
-        return [g + (c.n < 30 ? " *" : ""), c.n, pct(c.correct / c.n), pct(lo) + " - " + pct(hi)];
-      })));
+      out.push(groupBars(col, Object.entries(groups)));
     }
-    out.push(el("h3", {}, "Reliability (confidence against accuracy, 15 bins)"));
-    out.push(table(["bin", "faces", "mean confidence", "accuracy"], s.reliability.map((b, i) =>
-      [(i / 15).toFixed(2) + "-" + ((i + 1) / 15).toFixed(2), b[0], b[0] ? (b[1] / b[0]).toFixed(3) : "", b[0] ? pct(b[2] / b[0]) : ""])));
+    out.push(el("h3", {}, "Reliability: accuracy against confidence (15 bins)"));
+    out.push(reliability(s.reliability));
     return out;
+  }
+
+  const SVG = "http://www.w3.org/2000/svg";
+  function svgEl(tag, attrs, text) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  // Horizontal bars with their 95% Wilson interval as a whisker; small groups drawn pale.
+  function groupBars(col, groups) {
+    const rowH = 26, left = 180, w = 420, h = rowH * groups.length + 30;
+    const svg = svgEl("svg", { width: left + w + 60, height: h, role: "img", "aria-label": "accuracy by " + col, class: "groups" });
+    const x = (v) => left + v * w;
+    for (const t of [0, 0.25, 0.5, 0.75, 1]) {
+      svg.append(svgEl("line", { x1: x(t), x2: x(t), y1: 0, y2: h - 24, stroke: "#d8dce3" }));
+      svg.append(svgEl("text", { x: x(t) - 8, y: h - 8 }, pct(t).replace(".0", "")));
+    }
+    groups.forEach(([g, c], i) => {
+      const acc = c.n ? c.correct / c.n : 0, [lo, hi] = wilson(c.correct, c.n), y = i * rowH + 4;
+      svg.append(svgEl("text", { x: 0, y: y + 15 }, g + (c.n < 30 ? " *" : "") + " (n=" + c.n + ")"));
+      const bar = svgEl("rect", { x: x(0), y: y + 3, width: acc * w, height: rowH - 10, fill: "#3a64b8", "fill-opacity": c.n < 30 ? 0.35 : 0.85 });
+      bar.append(svgEl("title", {}, pct(acc) + " [" + pct(lo) + ", " + pct(hi) + "]"));
+      svg.append(bar);
+      svg.append(svgEl("line", { x1: x(lo), x2: x(hi), y1: y + rowH / 2 - 2, y2: y + rowH / 2 - 2, stroke: "#1d2330", "stroke-width": 2 }));
+      svg.append(svgEl("text", { x: x(1) + 6, y: y + 15 }, pct(acc)));
+    });
+    return svg;
+  }
+
+  // Bars of accuracy per confidence bin against the diagonal of perfect calibration.
+  function reliability(bins) {
+    const size = 300, pad = 30;
+    const svg = svgEl("svg", { width: size + 2 * pad, height: size + 2 * pad, role: "img", "aria-label": "reliability diagram", class: "reliability" });
+    const X = (v) => pad + v * size, Y = (v) => pad + (1 - v) * size;
+    svg.append(svgEl("rect", { x: pad, y: pad, width: size, height: size, fill: "none", stroke: "#d8dce3" }));
+    bins.forEach((b, i) => {
+      if (!b[0]) return;
+      const acc = b[2] / b[0];
+      const r = svgEl("rect", { x: X(i / 15) + 1, y: Y(acc), width: size / 15 - 2, height: (acc * size), fill: "#3a64b8", "fill-opacity": 0.75 });
+      r.append(svgEl("title", {}, b[0] + " faces, mean confidence " + (b[1] / b[0]).toFixed(3) + ", accuracy " + pct(acc)));
+      svg.append(r);
+    });
+    svg.append(svgEl("line", { x1: X(0), y1: Y(0), x2: X(1), y2: Y(1), stroke: "#1d2330" }));
+    svg.append(svgEl("text", { x: pad, y: size + 2 * pad - 6 }, "confidence 0 to 1; bars: accuracy"));
+    return svg;
   }
 
   // ---- corrections ------------------------------------------------------------------
