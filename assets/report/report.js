@@ -71,8 +71,8 @@
     const c = choices[r.id];
     const thumbs = el("div", { class: "thumbs" });
     if (r.thumb === "ok") {
-      if (r.status === "ok") thumbs.append(el("img", { class: "face", src: D.crops_dir + "/" + r.id + ".png", alt: "aligned face", loading: "lazy" }));
-      thumbs.append(el("img", { class: "context", src: "context/" + r.id + ".jpg", alt: "face in its photo", loading: "lazy" }));
+      if (r.status === "ok") thumbs.append(el("img", { class: "face", src: D.crops_dir + "/" + r.id + ".png", alt: "aligned face" }));
+      thumbs.append(el("img", { class: "context", src: "context/" + r.id + ".jpg", alt: "face in its photo" }));
     } else {
       const why = { missing: "photo missing since the run", changed: "photo changed since the run (size or time differs)", unreadable: "photo not readable" }[r.thumb] || r.thumb;
       thumbs.append(el("div", { class: "missing" }, why));
