@@ -253,21 +253,6 @@ fn the_report_renders_and_its_corrections_train_a_model() {
     }
     // The corrections train a model: the CSV's paths are relative to the report folder.
     std::fs::write(report.join("corrections.csv"), &csv).unwrap();
-    let o = run(facebatch()
-        .arg("train")
-        .arg("--labels-csv")
-        .arg(report.join("corrections.csv"))
-        .arg("--init")
-        .arg(default_model())
-        .arg("--out")
-        .arg(tmp.path().join("model"))
-        .args([
-            "--epochs",
-            "1",
-            "--max-steps-per-epoch",
-            "1",
-            "--batch-size",
-            "4",
-        ]));
+    let o = train_from_corrections(&report.join("corrections.csv"), &tmp.path().join("model"));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }

@@ -263,22 +263,7 @@ fn corrections_train_a_model_without_detecting_again() {
     }
     std::fs::write(report.join("corrections.csv"), csv).unwrap();
     let model = tmp.path().join("model");
-    let o = run(facebatch()
-        .arg("train")
-        .arg("--labels-csv")
-        .arg(report.join("corrections.csv"))
-        .arg("--init")
-        .arg(default_model())
-        .arg("--out")
-        .arg(&model)
-        .args([
-            "--epochs",
-            "1",
-            "--max-steps-per-epoch",
-            "1",
-            "--batch-size",
-            "4",
-        ]));
+    let o = train_from_corrections(&report.join("corrections.csv"), &model);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let card: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(model.join("card.json")).unwrap()).unwrap();

@@ -281,3 +281,23 @@ pub fn wait_while_running(what: &str, child: &mut std::process::Child, done: imp
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+/// One training step from the default model on a report's `corrections.csv`.
+pub fn train_from_corrections(csv: &Path, out: &Path) -> Output {
+    run(facebatch()
+        .arg("train")
+        .arg("--labels-csv")
+        .arg(csv)
+        .arg("--init")
+        .arg(default_model())
+        .arg("--out")
+        .arg(out)
+        .args([
+            "--epochs",
+            "1",
+            "--max-steps-per-epoch",
+            "1",
+            "--batch-size",
+            "4",
+        ]))
+}
