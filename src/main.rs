@@ -730,7 +730,13 @@ fn watch_signals(cancel: std::sync::Arc<std::sync::atomic::AtomicBool>) -> anyho
                     eprintln!(
                         "facebatch: stopped at once by a second signal; the finished parts are kept: run again with --resume"
                     );
-                    std::process::exit(i32::from(EXIT_INTERRUPTED));
+                    // _exit, not exit: exit runs the C++ static destructors (ONNX Runtime's)
+                    // while the pipeline threads still run, and a batch classified against a
+                    // torn-down runtime became error rows in a part (seen in CI). _exit
+                    // stops every thread at once, as kill -9 would; the parts on disk are
+                    // complete files.
+                    // SAFETY: _exit(2) ends the process; nothing runs after it.
+                    unsafe { libc::_exit(i32::from(EXIT_INTERRUPTED)) }
                 }
                 tracing::warn!(
                     signal,
