@@ -14,9 +14,13 @@ use arrow::array::{
 use common::*;
 use image::{DynamicImage, ImageFormat, RgbImage};
 
-/// A face from the shared seed faces, so predictions are made on real content.
+/// A face from the shared seed faces (or, without them, the bundled sample), so
+/// predictions are made on real content.
 fn face() -> RgbImage {
-    let dir = shared_data().join("seed-faces/female");
+    let Some(shared) = shared_data_opt() else {
+        return sample_face();
+    };
+    let dir = shared.join("seed-faces/female");
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -9,17 +9,21 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The shared data directory (`../shared/data` beside the checkout, or FACEBATCH_SHARED_DATA).
-pub fn shared_data() -> PathBuf {
+/// The shared data directory (`../shared/data` beside the checkout, or
+/// FACEBATCH_SHARED_DATA), when it is there. A GitHub clone has none: the tests that can
+/// then use generated data from `data/samples` instead.
+pub fn shared_data_opt() -> Option<PathBuf> {
     let dir = std::env::var_os("FACEBATCH_SHARED_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("../shared/data"));
-    assert!(
-        dir.join("seed-faces").is_dir(),
-        "shared data not found at {}; set FACEBATCH_SHARED_DATA",
-        dir.display()
-    );
-    dir
+    dir.join("seed-faces").is_dir().then_some(dir)
+}
+
+/// The shared data directory, which the test needs.
+pub fn shared_data() -> PathBuf {
+    shared_data_opt().unwrap_or_else(|| {
+        panic!("shared data not found beside the checkout; set FACEBATCH_SHARED_DATA")
+    })
 }
 
 /// The shipped default model directory.
@@ -58,9 +62,14 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// Copies `n` distinct images (by content) of each class from the seed faces into
-/// `dst/<class>/`. The seed faces hold exact duplicates; the fixture does not.
+/// `dst/<class>/`. The seed faces hold exact duplicates; the fixture does not. Without the
+/// shared data (a GitHub clone), the images are made from the bundled `data/samples/faces`
+/// instead: each sample with one pixel marked, so every file is distinct.
 pub fn seed_subset(dst: &Path, n: usize) {
-    let src = shared_data().join("seed-faces");
+    let Some(shared) = shared_data_opt() else {
+        return sample_subset(dst, n);
+    };
+    let src = shared.join("seed-faces");
     let mut seen = std::collections::HashSet::new();
     for class in ["female", "male"] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(src.join(class))
@@ -80,6 +89,31 @@ pub fn seed_subset(dst: &Path, n: usize) {
             }
         }
         assert_eq!(copied, n, "enough distinct {class} seed faces");
+    }
+}
+
+/// `n` distinct BMP faces per class made from the bundled samples.
+fn sample_subset(dst: &Path, n: usize) {
+    for class in ["female", "male"] {
+        let mut faces: Vec<PathBuf> =
+            std::fs::read_dir(repo().join("data/samples/faces").join(class))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| image::open(p).is_ok())
+                .collect();
+        faces.sort();
+        std::fs::create_dir_all(dst.join(class)).unwrap();
+        for i in 0..n {
+            let mut img = image::open(&faces[i % faces.len()]).unwrap().to_rgb8();
+            let k = (i / faces.len()) as u32;
+            img.put_pixel(
+                k % img.width(),
+                k / img.width() % img.height(),
+                image::Rgb([255, 0, 0]),
+            );
+            img.save(dst.join(class).join(format!("{class}{i:03}.bmp")))
+                .unwrap();
+        }
     }
 }
 
