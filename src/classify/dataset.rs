@@ -194,10 +194,6 @@ fn finish(paths: &DatasetPaths, shard: Shard, unchanged: u64) -> Result<output::
 fn publish(from: &Path, to: &Path) -> Result<()> {
     std::fs::rename(from, to)
         .map_err(|e| Error::io(format!("moving {} to {}", from.display(), to.display()), e))?;
-    if let Some(dir) = to.parent()
-        && let Ok(d) = std::fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
+    crate::fsutil::sync_parent(to);
     Ok(())
 }

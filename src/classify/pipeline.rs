@@ -341,6 +341,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         ),
         KeyValue::new(meta::MERGE_ID.to_string(), merge_id.clone()),
     ];
+    let mut feature_stats = None;
     if let Some(dim) = feature_dim {
         metadata.push(KeyValue::new(
             meta::FEATURE_DIM.to_string(),
@@ -353,12 +354,9 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
             context: "encoding the feature statistics".into(),
             source: e,
         })?;
-        metadata.push(KeyValue::new(meta::FEATURE_STATS.to_string(), text));
+        metadata.push(KeyValue::new(meta::FEATURE_STATS.to_string(), text.clone()));
+        feature_stats = Some(text);
     }
-    let recorded: std::collections::BTreeMap<String, String> = metadata
-        .iter()
-        .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
-        .collect();
     // The commit record first: once OUT carries this merge id, it holds every part.
     crate::failpoint::hit("commit")?;
     staging::write_json(
@@ -366,7 +364,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         &staging::Commit { merge_id },
     )?;
     let totals = output::merge(&sources, &s.out, &schema, metadata)?;
-    staging::clean_up(&s.out, &recorded)?;
+    staging::clean_up(&s.out, feature_stats.as_deref())?;
 
     let elapsed = started.elapsed();
     let rows = sink_result.ok + sink_result.errors + sink_result.no_face;
@@ -410,7 +408,7 @@ fn earlier(s: &ClassifySettings, mut info: RunInfo) -> Result<Earlier> {
         // A run published OUT but stopped before its clean-up: finish that first.
         tracing::info!(out = %s.out.display(), "finishing the clean-up of an earlier published run");
         if let Some(md) = &found.out_meta {
-            staging::clean_up(&s.out, md)?;
+            staging::clean_up(&s.out, md.get(meta::FEATURE_STATS).map(String::as_str))?;
         }
         found.run = None;
     }

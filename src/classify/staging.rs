@@ -214,11 +214,11 @@ pub fn inspect(out: &Path) -> Result<Found> {
     })
 }
 
-/// Step 3, idempotent: writes the feature statistics recorded in `out` (if any) and
-/// removes the parts folder.
-pub fn clean_up(out: &Path, md: &std::collections::BTreeMap<String, String>) -> Result<()> {
+/// Step 3, idempotent: writes the feature statistics that `out` records (its
+/// `facebatch.feature_stats`, if any) and removes the parts folder.
+pub fn clean_up(out: &Path, feature_stats: Option<&str>) -> Result<()> {
     crate::failpoint::hit("cleanup-stats")?;
-    if let Some(stats) = md.get(meta::FEATURE_STATS) {
+    if let Some(stats) = feature_stats {
         crate::fsutil::write_atomic(&output::stats_path(out), stats.as_bytes())?;
     }
     crate::failpoint::hit("cleanup-parts")?;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{
-    Array, BooleanArray, Float32Array, Int32Array, ListArray, RecordBatch, StringArray,
+    Array, Float32Array, Int32Array, ListArray, RecordBatch, StringArray,
     TimestampMicrosecondArray, UInt32Array, UInt64Array,
 };
 
@@ -195,7 +195,6 @@ pub fn for_each_row(input: &Input, base: &Path, mut f: impl FnMut(FaceRow)) -> R
             let height = col::<UInt32Array>(b, "height");
             let bytes = col::<UInt64Array>(b, "bytes");
             let modified = col::<TimestampMicrosecondArray>(b, "modified");
-            let _correct = col::<BooleanArray>(b, "correct");
             let groups: Vec<(&String, Option<&StringArray>)> = input
                 .group_columns
                 .iter()
