@@ -20,6 +20,7 @@ pub mod infer;
 pub mod job;
 pub mod metrics;
 pub mod model;
+pub mod onnx_proto;
 pub mod plot;
 pub mod preprocess;
 pub mod report;

@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 
 use image::{Rgb, RgbImage};
-use onnx_ir::{Message, ModelProto};
 use ort::value::TensorRef;
 
 use crate::error::{Error, Result};
@@ -36,21 +35,14 @@ fn expose_activations(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<Exposed
         path: path.to_path_buf(),
         reason,
     };
-    let mut proto = ModelProto::parse_from_bytes(bytes).map_err(|e| invalid(e.to_string()))?;
-    let graph = proto
-        .graph
-        .as_mut()
-        .ok_or_else(|| invalid("no graph".into()))?;
-    let template = graph
-        .output
-        .first()
-        .cloned()
-        .ok_or_else(|| invalid("graph has no outputs".into()))?;
-    let existing: std::collections::HashSet<String> =
-        graph.output.iter().map(|o| o.name.clone()).collect();
+    let graph = crate::onnx_proto::read_graph(bytes).map_err(invalid)?;
+    let Some(elem_type) = graph.first_output_elem_type else {
+        return Err(invalid("graph has no typed outputs".into()));
+    };
+    let existing: std::collections::HashSet<&String> = graph.outputs.iter().collect();
     let (mut conv, mut pool) = (0, 0);
     let mut picked = Vec::new();
-    for node in &graph.node {
+    for node in &graph.nodes {
         let display = match node.op_type.as_str() {
             "Relu" => {
                 conv += 1;
@@ -62,23 +54,19 @@ fn expose_activations(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<Exposed
             }
             _ => continue,
         };
-        if let Some(out) = node.output.first() {
+        if let Some(out) = node.outputs.first() {
             picked.push((out.clone(), display));
         }
     }
-    for (name, _) in &picked {
-        if existing.contains(name) {
-            continue;
-        }
-        let mut vi = template.clone();
-        vi.name = name.clone();
-        if let Some(t) = vi.type_.as_mut() {
-            t.mut_tensor_type().shape.clear();
-        }
-        graph.output.push(vi);
-    }
-    let bytes = proto.write_to_bytes().map_err(|e| invalid(e.to_string()))?;
-    Ok((bytes, picked))
+    let new: Vec<String> = picked
+        .iter()
+        .map(|(name, _)| name.clone())
+        .filter(|name| !existing.contains(name))
+        .collect();
+    Ok((
+        crate::onnx_proto::add_outputs(bytes, &new, elem_type),
+        picked,
+    ))
 }
 
 /// A perceptually uniform colour map (viridis, piecewise linear through 5 anchors).
