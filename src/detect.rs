@@ -401,6 +401,14 @@ fn dist2(a: [f32; 2], b: [f32; 2]) -> f32 {
 /// The detector file: `--detector`, `FACEBATCH_DETECTOR`, or the verified cache (provisioned
 /// on first use). Returns its path, bytes and sha256 (each file is read and hashed once).
 pub fn locate(explicit: Option<&Path>) -> Result<(PathBuf, Vec<u8>, String)> {
+    locate_in(explicit, &crate::store::Store::current())
+}
+
+/// [`locate`] with the store given: `facebatch setup --bundle` provisions a bundle.
+pub fn locate_in(
+    explicit: Option<&Path>,
+    store: &crate::store::Store,
+) -> Result<(PathBuf, Vec<u8>, String)> {
     let explicit = explicit.map(Path::to_path_buf).or_else(|| {
         std::env::var_os("FACEBATCH_DETECTOR")
             .filter(|v| !v.is_empty())
@@ -417,12 +425,17 @@ pub fn locate(explicit: Option<&Path>) -> Result<(PathBuf, Vec<u8>, String)> {
         let sha = sha256_hex(&bytes);
         return Ok((p, bytes, sha));
     }
-    let dir = crate::runtime::cache_dir().join(format!("retinaface-{}", &ONNX_SHA256[..12]));
+    let dir = store
+        .root
+        .join(format!("retinaface-{}", &ONNX_SHA256[..12]));
     let path = dir.join("retinaface-mnet025.onnx");
     if let Ok(bytes) = std::fs::read(&path)
         && sha256_hex(&bytes) == ONNX_SHA256
     {
         return Ok((path, bytes, ONNX_SHA256.into()));
+    }
+    if !store.may_fetch {
+        return Err(store.incomplete("face detector (RetinaFace)"));
     }
     let bytes = provision(&dir, &path)?;
     Ok((path, bytes, ONNX_SHA256.into()))

@@ -30,6 +30,11 @@ pub enum Error {
     CudaUnavailable { reason: String },
     #[error("{0}")]
     DetectorUnavailable(String),
+    #[error(
+        "the bundle {root} (FACEBATCH_BUNDLE) has no verified {what}: prepare it with \
+         `facebatch setup --bundle {root}`, or unset FACEBATCH_BUNDLE to use the cache"
+    )]
+    BundleIncomplete { root: PathBuf, what: String },
     #[error("invalid model {path}: {reason}")]
     InvalidModel { path: PathBuf, reason: String },
     #[error("model card {path}: {reason}")]

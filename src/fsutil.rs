@@ -38,22 +38,6 @@ pub fn sync_parent(path: &Path) {
     }
 }
 
-/// A progress bar on stderr counting `unit` (hidden when `enabled` is false): the one
-/// style every long command uses.
-pub fn progress_bar(enabled: bool, len: u64, unit: &str) -> indicatif::ProgressBar {
-    if !enabled {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}}) {{msg}}"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
-}
-
 /// A path as the string stored in the output's `root` and `path` columns: the path itself
 /// when it is valid UTF-8 without a backslash; otherwise every byte that is not UTF-8 is
 /// written `\xNN` and every backslash `\\`. Unique and reversible

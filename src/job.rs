@@ -6,7 +6,8 @@
 //! inputs = ["/srv/photos"]              # relative paths are relative to this file
 //! output = "/srv/datasets/face-labels"  # dataset root
 //! partition = "dt={date}"               # default; {date} is the run date, UTC, YYYY-MM-DD
-//! model = "../models/facebatch-gender"  # a model name folder (versions inside) or a version
+//! model = "../models/facebatch-gender"  # a model name folder (versions inside), a version,
+//!                                       # or "builtin" (the default: the binary's own model)
 //! model_version = "latest"              # or a version folder name such as "v3"
 //! # shard = "auto"                      # or "K/N"; --shard on the command line wins
 //!
@@ -67,9 +68,6 @@ pub struct Job {
     classify: toml::Table,
 }
 
-/// The model used when a job names none.
-pub const DEFAULT_MODEL: &str = "models/facebatch-gender";
-
 impl Job {
     pub fn load(file: &Path) -> Result<Job> {
         let invalid =
@@ -113,13 +111,23 @@ impl Job {
                 )));
             }
         }
-        let model = raw
-            .model
-            .as_deref()
-            .map(&at)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
         let version = raw.model_version.as_deref().filter(|v| *v != "latest");
-        let model_dir = crate::card::resolve_version(&model, version)?;
+        let model_dir = match raw.model.as_deref() {
+            Some(m) if m != Path::new(crate::builtin::KEYWORD) => {
+                crate::card::resolve_version(&at(m), version)?
+            }
+            // No model (or "builtin"): the model built into the binary.
+            _ => {
+                if let Some(v) = version.filter(|v| *v != crate::builtin::VERSION) {
+                    return Err(invalid(format!(
+                        "model_version {v:?} needs `model`: the built-in model is {} {}",
+                        crate::builtin::NAME,
+                        crate::builtin::VERSION
+                    )));
+                }
+                crate::builtin::install(&crate::store::Store::current())?
+            }
+        };
         Ok(Job {
             file: file.to_path_buf(),
             name: raw.name,

@@ -5,6 +5,7 @@
 
 pub mod align;
 pub mod augment;
+pub mod builtin;
 pub mod calibration;
 pub mod card;
 pub mod classify;
@@ -12,6 +13,7 @@ pub mod data;
 pub mod detect;
 pub mod error;
 pub mod eval;
+#[cfg(feature = "train")]
 pub mod export;
 pub mod faces;
 pub mod failpoint;
@@ -19,13 +21,17 @@ pub mod fsutil;
 pub mod infer;
 pub mod job;
 pub mod metrics;
+#[cfg(feature = "train")]
 pub mod model;
 pub mod onnx_proto;
 pub mod plot;
 pub mod preprocess;
+pub mod progress;
 pub mod report;
 pub mod runtime;
 pub mod shard;
+pub mod store;
+#[cfg(feature = "train")]
 pub mod train;
 pub mod visualize;
 

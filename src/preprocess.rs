@@ -393,6 +393,24 @@ pub fn decode_path_for(
 /// A scaled decode: pixels, the full-size (width, height) and the EXIF block, if any.
 type ScaledJpeg = (RgbImage, (u32, u32), Option<Vec<u8>>);
 
+unsafe extern "C" {
+    /// libjpeg-turbo's own answer to "does the IDCT run in SIMD here?": its SIMD build
+    /// checks the CPU; without nasm at build time, `jsimd_none.c` answers 0.
+    fn jsimd_can_idct_islow() -> std::ffi::c_int;
+}
+
+/// The JPEG decoder this binary uses, as `facebatch setup` and `--version` report it: the
+/// `simd-jpeg` feature silently builds without SIMD when `nasm` is missing at build time.
+pub fn jpeg_decoder() -> &'static str {
+    // SAFETY: a pure query of libjpeg-turbo (linked through the mozjpeg crate) that reads the
+    // CPU's features once; it takes no arguments and touches no decoder state.
+    if unsafe { jsimd_can_idct_islow() } != 0 {
+        "libjpeg-turbo with SIMD"
+    } else {
+        "libjpeg-turbo without SIMD (slower: built without nasm, or the CPU lacks SSE2)"
+    }
+}
+
 /// DCT-domain scaled JPEG decoding with libjpeg-turbo's decoder (the `mozjpeg` fork, built
 /// from source); `None` when full resolution is needed or the decoder does not take the
 /// file (then the regular decoder runs and reports any error).

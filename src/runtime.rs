@@ -4,7 +4,8 @@
 //! library is found in this order:
 //!
 //! 1. an explicit path (`--ort-lib` or `FACEBATCH_ORT_LIB`; `ORT_DYLIB_PATH` is honoured too);
-//! 2. the cache (`FACEBATCH_CACHE_DIR`, else `$XDG_CACHE_HOME/facebatch`, else `~/.cache/facebatch`);
+//! 2. the store ([`crate::store`]): a bundle (`FACEBATCH_BUNDLE`, only read), else the cache
+//!    (`FACEBATCH_CACHE_DIR`, else `$XDG_CACHE_HOME/facebatch`, else `~/.cache/facebatch`);
 //! 3. a download of the pinned PyPI wheel `onnxruntime==1.31.1`, sha256-verified, whose
 //!    `libonnxruntime.so` is extracted into the cache. `FACEBATCH_ORT_WHEEL` points at an
 //!    already-downloaded copy of that wheel for offline machines.
@@ -14,6 +15,7 @@ use std::sync::OnceLock;
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::sha256_hex;
+use crate::store::Store;
 
 /// The ONNX Runtime version facebatch is built and tested against.
 pub const ORT_VERSION: &str = "1.31.1";
@@ -35,19 +37,8 @@ or FACEBATCH_ORT_WHEEL to a downloaded onnxruntime-1.31.1 manylinux_2_28_x86_64 
 static ENVIRONMENT: OnceLock<std::result::Result<ort::environment::Environment, String>> =
     OnceLock::new();
 
-/// The directory facebatch caches downloads in.
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("FACEBATCH_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("facebatch");
-    }
-    match std::env::var_os("HOME").filter(|d| !d.is_empty()) {
-        Some(home) => PathBuf::from(home).join(".cache").join("facebatch"),
-        None => std::env::temp_dir().join("facebatch-cache"),
-    }
-}
+/// The directory facebatch caches downloads in (see [`crate::store`]).
+pub use crate::store::cache_dir;
 
 fn explicit_lib(flag: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = flag {
@@ -62,6 +53,11 @@ fn explicit_lib(flag: Option<&Path>) -> Option<PathBuf> {
 
 /// Returns the path of a usable ONNX Runtime library, downloading and verifying it if needed.
 pub fn locate_library(flag: Option<&Path>) -> Result<PathBuf> {
+    locate_library_in(flag, &Store::current())
+}
+
+/// [`locate_library`] with the store given: `facebatch setup --bundle` provisions a bundle.
+pub fn locate_library_in(flag: Option<&Path>, store: &Store) -> Result<PathBuf> {
     if let Some(path) = explicit_lib(flag) {
         if !path.is_file() {
             return Err(Error::RuntimeLoad {
@@ -72,8 +68,15 @@ pub fn locate_library(flag: Option<&Path>) -> Result<PathBuf> {
         }
         return Ok(path);
     }
-    let dir = cache_dir().join(format!("onnxruntime-{ORT_VERSION}"));
+    let dir = store.root.join(format!("onnxruntime-{ORT_VERSION}"));
     let lib = dir.join(LIB_NAME);
+    if !store.may_fetch {
+        // A bundle is only read: verified in place, never repaired or downloaded into.
+        return match std::fs::read(&lib) {
+            Ok(bytes) if sha256_hex(&bytes) == ORT_LIB_SHA256 => Ok(lib),
+            _ => Err(store.incomplete(&format!("ONNX Runtime {ORT_VERSION}"))),
+        };
+    }
     if lib.is_file() && dir.join(".verified").is_file() {
         // Checked before every load (about 50 ms): a damaged library would kill the process
         // inside the loader with no message at all.

@@ -385,6 +385,7 @@ fn eval_detects_the_subject_of_loose_photos() {
 }
 
 /// A one-step training run.
+#[cfg(feature = "train")]
 const QUICK_TRAIN: [&str; 6] = [
     "--batch-size",
     "4",
@@ -395,6 +396,7 @@ const QUICK_TRAIN: [&str; 6] = [
 ];
 
 #[test]
+#[cfg(feature = "train")] // trains a model
 fn train_aligns_with_the_same_detector_and_records_it() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("faces");
@@ -449,6 +451,7 @@ fn train_aligns_with_the_same_detector_and_records_it() {
 }
 
 #[test]
+#[cfg(feature = "train")] // trains a model
 fn fine_tuning_starts_from_an_earlier_model_and_records_it() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("faces");

@@ -224,6 +224,7 @@ fn a_report_of_something_else_is_refused() {
 /// crops, the chosen labels, `already_aligned = true`, and a "not a face" verdict) trains
 /// a model from the default one without detecting the crops again.
 #[test]
+#[cfg(feature = "train")] // trains a model
 fn corrections_train_a_model_without_detecting_again() {
     let tmp = tempfile::tempdir().unwrap();
     let photos = tmp.path().join("photos");

@@ -38,7 +38,15 @@ fn a_wrong_runtime_library_is_one_clear_error() {
 fn setup_provisions_the_pinned_runtime() {
     let o = run(facebatch().arg("setup"));
     assert!(o.status.success());
-    assert!(stdout(&o).trim_end().ends_with("libonnxruntime.so.1.31.1"));
+    let out = stdout(&o);
+    let line = out.lines().next().unwrap_or_default();
+    assert!(line.starts_with("ONNX Runtime 1.31.1: "), "{out}");
+    assert!(line.ends_with("libonnxruntime.so.1.31.1"), "{out}");
+    assert!(
+        out.contains("built-in model facebatch-gender v4: "),
+        "{out}"
+    );
+    assert!(out.contains("JPEG decoder: libjpeg-turbo"), "{out}");
 }
 
 fn copy_model(dst: &std::path::Path) {

@@ -70,7 +70,7 @@ pub struct ClassifySettings {
     /// Rows per durable part file (how much work a crash can lose at most).
     pub checkpoint_rows: usize,
     pub follow_symlinks: bool,
-    pub progress: bool,
+    pub progress: crate::progress::ProgressMode,
     /// How faces are found (`--faces`, detection options).
     pub faces: FaceOptions,
     /// Write every classified crop (exactly the model's input) under this folder.

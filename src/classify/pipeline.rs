@@ -186,7 +186,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         inputs: s.inputs.clone(),
         follow_symlinks: s.follow_symlinks,
     };
-    let progress = crate::fsutil::progress_bar(s.progress, 0, "images");
+    let progress = crate::progress::Progress::new(s.progress, 0, "images");
 
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -226,9 +226,9 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         let (batch_tx, batch_rx) = channel(2);
         let (rows_tx, rows_rx) = channel(4);
 
-        if s.progress {
-            // A second, counting walk only for the progress bar's length and ETA; scheduled
-            // (non-terminal) runs skip it and walk the tree once.
+        if progress.is_shown() {
+            // A second, counting walk only for the progress's length and ETA (with
+            // `--no-progress`, the tree is walked once).
             let (config, cancel, bar) = (source_config.clone(), cancel.clone(), progress.clone());
             let already = skip.done.len() as u64;
             let shard = s.shard;

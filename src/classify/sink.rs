@@ -25,7 +25,7 @@ pub fn run(
     mut rx: Receiver<Vec<Row>>,
     mut parts: PartWriter,
     checkpoint_rows: usize,
-    progress: indicatif::ProgressBar,
+    progress: crate::progress::Progress,
 ) -> Result<SinkResult> {
     let mut out = SinkResult {
         stats: StageStats {

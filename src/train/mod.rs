@@ -62,7 +62,7 @@ pub struct TrainSettings {
     pub licence_notes: Vec<String>,
     pub group_by: Vec<GroupBy>,
     pub session: SessionOptions,
-    pub progress: bool,
+    pub progress: crate::progress::ProgressMode,
     /// Detect and align every training image (the `auto` face rule).
     pub align: AlignChoice,
     /// Zoom of the alignment template (see [`crate::align::DEFAULT_ZOOM`]).
@@ -250,7 +250,7 @@ fn fit(
         tracing::debug!(group = %group, share = format!("{share:.4}"), "share of each epoch");
     }
     let progress =
-        crate::fsutil::progress_bar(settings.progress, sched.total_steps as u64, "steps");
+        crate::progress::Progress::new(settings.progress, sched.total_steps as u64, "steps");
     progress.set_position(state.global_step as u64);
 
     while state.epochs_done < settings.epochs
@@ -370,7 +370,7 @@ struct Epoch<'a> {
     spec: &'a InputSpec,
     sched: Schedule,
     device: &'a Device,
-    progress: &'a indicatif::ProgressBar,
+    progress: &'a crate::progress::Progress,
     epoch: usize,
 }
 
@@ -439,7 +439,7 @@ impl Epoch<'_> {
 }
 
 /// The end-of-epoch line on the terminal and in the log.
-fn log_epoch(progress: &indicatif::ProgressBar, record: &EpochRecord, val: &step::Validation) {
+fn log_epoch(progress: &crate::progress::Progress, record: &EpochRecord, val: &step::Validation) {
     progress.println(format!(
         "epoch {}: train loss {:.4} acc {:.4} | val loss {:.4} acc {:.4} (mean over sources {:.4}) | {:.0}s",
         record.epoch,

@@ -37,6 +37,8 @@ pub fn facebatch() -> Command {
     c.arg("--no-progress");
     c.env_remove("FACEBATCH_ORT_LIB");
     c.env_remove("ORT_DYLIB_PATH");
+    c.env_remove("FACEBATCH_BUNDLE");
+    c.env_remove("FACEBATCH_MODEL");
     c
 }
 
