@@ -21,8 +21,10 @@ to (1) run each shard until it succeeds, which Ray's task retries do, and (2) ma
 killed attempt never keeps running beside its retry: the child is tied to its Ray worker
 with PR_SET_PDEATHSIG, so it dies with it.
 
-Exit status: 0 when every shard finished (per-image error rows are reported, not fatal),
-1 when a shard failed after its retries or a marker is missing, 2 on bad usage.
+Exit status: 0 when every shard finished with at most --max-error-rate of its images as
+per-image error rows; 1 when a shard failed after its retries, a marker is missing, or a
+shard has more error rows than that (facebatch's exit 1: finished and marked, so it is not
+retried); 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# facebatch's exit statuses: 0 done, 1 done with per-image error rows (the marker is
-# written: a success), 2 fatal, 130 interrupted.
+# facebatch's exit statuses: 0 done, 1 done but with more per-image error rows than
+# --max-error-rate (the marker is written: finished, so not retried, but reported), 2 fatal,
+# 130 interrupted.
 SUCCESS_CODES = (0, 1)
+OVER_ERROR_RATE = 1
 PR_SET_PDEATHSIG = 1
 TAIL_LINES = 25
 
@@ -228,6 +232,8 @@ def plan(args: argparse.Namespace, rest: list[str], workdir: str) -> Plan:
         # The job file's [classify] table sets device and threads (`run` takes no options
         # beyond --shard and --date): set `device = "cuda"` there to go with --num-gpus.
         base += ["run", args.job, "--date", date]
+        if args.max_error_rate is not None:
+            base += ["--max-error-rate", str(args.max_error_rate)]
         return Plan(base, job_dataset_dir(args.job, date, workdir))
     if not args.out or not rest:
         raise UsageError("give --job JOB.toml, or --out DIR/ -- INPUT... [classify options]")
@@ -241,6 +247,8 @@ def plan(args: argparse.Namespace, rest: list[str], workdir: str) -> Plan:
         base += ["--device", "cuda"]
     if not any(a == "--threads" or a.startswith("--threads=") for a in rest):
         base += ["--threads", str(args.cpus_per_task)]
+    if args.max_error_rate is not None:
+        base += ["--max-error-rate", str(args.max_error_rate)]
     return Plan(base, out)
 
 
@@ -275,13 +283,18 @@ def report(results: dict[int, dict[str, Any]], failures: dict[int, str], n: int)
         r, m = results[k], results[k]["marker"]
         for c in counts:
             total[c] += int(m.get(c, 0))
-        status = "ok*" if r["code"] == 1 or int(m.get("errors", 0)) > 0 else "ok"
+        if r["code"] == OVER_ERROR_RATE:
+            status = "ERRORS"
+        else:
+            status = "ok*" if int(m.get("errors", 0)) > 0 else "ok"
         cells = "".join(f"{m.get(c, '?'):>10}" for c in counts)
         lines.append(f"{r['shard']:>11}  {status:<7}{cells}{r['seconds']:>9.1f}  {r['host']}")
     cells = "".join(f"{total[c]:>10}" for c in counts)
     lines.append(f"{'total':>11}  {f'{len(results)}/{n}':<7}{cells}")
     if any(line.split()[1] == "ok*" for line in lines[1:-1]):
-        lines.append("ok* = with per-image error rows (status = 'error' in the Parquet)")
+        lines.append("ok* = with per-image error rows within --max-error-rate (status = 'error')")
+    if any(line.split()[1] == "ERRORS" for line in lines[1:-1]):
+        lines.append("ERRORS = finished, with more per-image error rows than --max-error-rate")
     return "\n".join(lines)
 
 
@@ -321,6 +334,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     p.add_argument("--max-retries", type=int, default=3, help="retries of a failed or killed shard")
     p.add_argument(
+        "--max-error-rate",
+        type=float,
+        default=None,
+        help="passed to facebatch: a shard with more of its images as error rows than this "
+        "fraction makes the run exit 1 (default: facebatch's, or the job file's)",
+    )
+    p.add_argument(
         "--workdir",
         default=os.getcwd(),
         help="where tasks run facebatch (relative paths start here); default: this folder",
@@ -348,6 +368,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         p.error("--date goes with --job")
     if args.cpus_per_task < 1:
         p.error("--cpus-per-task must be at least 1")
+    if args.max_error_rate is not None and not 0 <= args.max_error_rate <= 1:
+        p.error("--max-error-rate must be within 0..1")
     return args, rest
 
 
@@ -406,7 +428,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dataset: {Path(workdir, the_plan.dataset_dir)}")
     for k in sorted(failures):
         print(f"\nshard {k}/{n} failed: {failures[k]}", file=sys.stderr)
-    return 1 if failures else 0
+    over = sorted(k for k, r in results.items() if r["code"] == OVER_ERROR_RATE)
+    for k in over:
+        print(f"shard {k}/{n}: more per-image error rows than --max-error-rate", file=sys.stderr)
+    return 1 if failures or over else 0
 
 
 if __name__ == "__main__":

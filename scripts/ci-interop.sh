@@ -18,7 +18,6 @@ if [ -x target/release/facebatch ]; then
 else
   facebatch=(cargo run --release --locked --)
 fi
-status=0
-"${facebatch[@]}" --no-progress classify data/samples --out "$out" --features || status=$?
-[ "$status" -eq 1 ] || { echo "expected exit 1 (one broken sample), got $status"; exit 1; }
+# The README's main command (one broken sample in 13, within --max-error-rate 0.1: exit 0).
+"${facebatch[@]}" --no-progress classify data/samples --out "$out" --features --max-error-rate 0.1
 "$venv/bin/python" scripts/check_interop.py "$out"

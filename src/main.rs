@@ -47,11 +47,31 @@ const EXIT_INTERRUPTED: u8 = 130;
 /// later will work (EX_TEMPFAIL, as `flock -E 75` in the systemd unit).
 const EXIT_BUSY: u8 = 75;
 
+const AFTER_HELP: &str = "\
+Examples:
+  facebatch classify photos/ --out results.parquet     one row per face found
+  facebatch report results.parquet --out review/       least confident faces first
+  facebatch train faces/ review/corrections.csv --out models/mine/v1
+  facebatch eval faces/ --model models/mine/v1 --json
+  facebatch setup --bundle /opt/facebatch/bundle       for machines without network
+
+Exit status:
+  0    done (per-image errors within --max-error-rate, default none)
+  1    done, with more per-image errors than --max-error-rate: query status = 'error'
+  2    fatal: bad options, input, model or runtime; nothing useful was written
+  75   another run is writing the same output: try again later
+  130  interrupted (SIGINT, SIGTERM, SIGHUP): run the same command with --resume
+
+Environment: FACEBATCH_MODEL, FACEBATCH_BUNDLE, FACEBATCH_CACHE_DIR, FACEBATCH_ORT_LIB,
+FACEBATCH_DETECTOR, FACEBATCH_LOG (a tracing filter), NO_COLOR. Docs: docs/ in the source.";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "facebatch",
     version,
-    about = "Label faces in bulk: train, evaluate and inspect face-gender models"
+    about = "Label faces in bulk: classify photo folders to Parquet (one row per face), \
+             review the least confident faces, and train, evaluate and inspect the models",
+    after_help = AFTER_HELP
 )]
 struct Cli {
     #[command(flatten)]
@@ -61,11 +81,17 @@ struct Cli {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 struct GlobalArgs {
-    /// ONNX Runtime library to load (default: cached pinned 1.31.1, downloaded on first use).
-    #[arg(long, global = true, env = "FACEBATCH_ORT_LIB")]
+    /// Print the result as one JSON object on stdout instead of text (classify, run, eval,
+    /// train, report, setup, visualize).
+    #[arg(long, global = true)]
+    json: bool,
+    /// ONNX Runtime library to load [default: the pinned 1.31.1 from the bundle or the
+    /// cache, downloaded and verified on first use].
+    #[arg(long, global = true, env = "FACEBATCH_ORT_LIB", value_name = "FILE")]
     ort_lib: Option<PathBuf>,
-    /// Log format on stderr.
+    /// Log format on stderr (json: one object per line, the final summary included).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     /// More logging (-v info is the default; -vv debug).
@@ -78,17 +104,18 @@ struct GlobalArgs {
     #[arg(long, global = true)]
     no_progress: bool,
     /// Without a terminal (cron, Kubernetes, Slurm), log a progress record (done, rate,
-    /// ETA) every this many seconds.
+    /// ETA) every this many seconds (0: after every item).
     #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
     progress_interval: u64,
-    /// Face detector ONNX file (default: the pinned RetinaFace, downloaded and verified on
-    /// first use).
-    #[arg(long, global = true, env = "FACEBATCH_DETECTOR")]
+    /// Face detector ONNX file [default: the pinned RetinaFace from the bundle or the
+    /// cache, downloaded and verified on first use].
+    #[arg(long, global = true, env = "FACEBATCH_DETECTOR", value_name = "FILE")]
     detector: Option<PathBuf>,
 }
 
 /// The model every subcommand that classifies takes, with the same default.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Model")]
 struct ModelArg {
     /// The model: `builtin` (the facebatch-gender model built into this binary), a version
     /// folder (models/NAME/VERSION), its model.onnx, or a model name folder (its latest
@@ -105,22 +132,23 @@ impl ModelArg {
 
 /// How faces are found (classify, eval).
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Faces")]
 struct FaceArgs {
     /// auto: detect and align every face, but use small images (long side <= 320 px) whole
     /// when no face is found; detect: detect only; whole: every image is one face crop.
-    /// Default: auto for models trained on aligned faces, whole otherwise.
+    /// [default: auto for models trained on aligned faces, whole otherwise]
     #[arg(long, value_enum)]
     faces: Option<FaceMode>,
-    /// Minimum detection score, 0..1 (default 0.6).
+    /// Minimum detection score, 0..1 [default: 0.6].
     #[arg(long)]
     det_threshold: Option<f32>,
-    /// Photos are downscaled to this long side before detection (default 960).
+    /// Photos are downscaled to this long side before detection [default: 960].
     #[arg(long)]
     det_size: Option<u32>,
-    /// Ignore faces smaller than this many pixels (box's shorter side; default 16).
+    /// Ignore faces smaller than this many pixels (the box's shorter side) [default: 16].
     #[arg(long)]
     min_face_size: Option<f32>,
-    /// At most this many faces per image, highest scores first (default 64).
+    /// At most this many faces per image, highest scores first [default: 64].
     #[arg(long)]
     max_faces: Option<usize>,
 }
@@ -146,7 +174,9 @@ enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Classify every image under the inputs and write one Parquet row per image.
+    /// Find every face in every image under the inputs, classify it, and write one Parquet
+    /// row per face (one row for an image without a face or with an error).
+    #[command(after_help = CLASSIFY_AFTER_HELP)]
     Classify(ClassifyArgs),
     /// Train a classifier and export model.onnx, card.json and reports into --out.
     Train(TrainArgs),
@@ -163,7 +193,33 @@ enum Command {
     /// Write an offline HTML review of a classify output, a dataset folder or an eval
     /// --predictions file: every face it found, least confident first, with corrections.
     Report(ReportArgs),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    #[command(
+        after_help = "Example: facebatch completions bash > /etc/bash_completion.d/facebatch"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (facebatch.1 and one per subcommand) into a folder.
+    #[command(after_help = "Example: facebatch man --out /usr/local/share/man/man1")]
+    Man {
+        /// The folder to write the pages into (created).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
+
+const CLASSIFY_AFTER_HELP: &str = "\
+Examples:
+  facebatch classify photos/ --out results.parquet
+  facebatch classify photos/ --out results.parquet --resume        complete an interrupted run
+  facebatch classify /mnt/photos --out dataset/ --shard auto       one shard of a Kubernetes or Slurm array
+  facebatch classify crops/ --out crops.parquet --faces whole      images that are already face crops
+
+Read the output with DuckDB: SELECT label, count(*) FROM 'results.parquet' GROUP BY label
+Exit status: 0 done, 1 more per-image errors than --max-error-rate, 2 fatal, 75 busy,
+130 interrupted (see facebatch --help).";
 
 #[derive(Args, Debug)]
 struct SetupArgs {
@@ -171,9 +227,6 @@ struct SetupArgs {
     /// FACEBATCH_BUNDLE=DIR uses it and never downloads.
     #[arg(long, value_name = "DIR")]
     bundle: Option<PathBuf>,
-    /// Print one JSON object instead of the text lines.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -202,9 +255,13 @@ struct RunArgs {
     /// environment). Overrides the job file's `shard`.
     #[arg(long)]
     shard: Option<ShardSpec>,
-    /// The run date, YYYY-MM-DD (default: today, UTC); names the partition.
+    /// The run date, YYYY-MM-DD [default: today, UTC]; names the partition.
     #[arg(long)]
     date: Option<String>,
+    /// As classify's: exit 0 when at most this fraction of the images had an error.
+    /// Overrides the job file's `max_error_rate` [default: the job's, else 0].
+    #[arg(long, value_name = "FRACTION")]
+    max_error_rate: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -212,71 +269,85 @@ struct ClassifyArgs {
     /// Folders (walked recursively, in sorted order) or single image files.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// The Parquet file to write (atomically: a temporary name, then a rename). A folder
-    /// (an existing one, or a path ending in `/`) is a dataset: the run writes
+    /// The Parquet file to write (`.parquet`; atomically: a temporary name, then a rename).
+    /// A path ending in `/` is a dataset folder (created if needed): the run writes
     /// `part-KKKKK-of-NNNNN.parquet` and a `_SUCCESS-KKKKK-of-NNNNN.json` marker there.
-    #[arg(long)]
+    #[arg(long, help_heading = "Output")]
     out: PathBuf,
+    /// Add each face's pooled feature vector, and write run-level feature statistics to
+    /// OUT.features.json.
+    #[arg(long, help_heading = "Output")]
+    features: bool,
+    /// Write every classified crop (the model's exact input) as DIR/<path>.face<k>.png.
+    #[arg(long, value_name = "DIR", help_heading = "Output")]
+    save_crops: Option<PathBuf>,
+    /// Exit 0 when at most this fraction of the images had an error (their rows say why);
+    /// above it, exit 1. 0 means any error exits 1.
+    #[arg(
+        long,
+        value_name = "FRACTION",
+        default_value_t = 0.0,
+        help_heading = "Output"
+    )]
+    max_error_rate: f64,
+    /// Complete an interrupted or crashed run: skip what OUT (and OUT.parts/) already holds.
+    #[arg(long, help_heading = "Output")]
+    resume: bool,
+    /// Rows per durable checkpoint part (the most a crash can lose).
+    #[arg(long, default_value_t = 1000, help_heading = "Output")]
+    checkpoint_rows: usize,
     #[command(flatten)]
     model: ModelArg,
     /// Classify only shard K of N (0 <= K < N) of the inputs, split by a stable hash of
     /// each file's path relative to its input; `auto` reads JOB_COMPLETION_INDEX and
     /// JOB_COMPLETIONS (Kubernetes) or SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_MIN and
     /// SLURM_ARRAY_TASK_COUNT (Slurm).
-    #[arg(long)]
+    #[arg(long, value_name = "K/N|auto", help_heading = "Input")]
     shard: Option<ShardSpec>,
-    /// Images per inference batch.
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
-    /// Where inference runs.
-    #[arg(long, value_enum, default_value_t = ExecDevice::Cpu)]
-    device: ExecDevice,
-    /// Add each image's pooled feature vector, and write run-level feature statistics
-    /// to OUT.features.json.
-    #[arg(long)]
-    features: bool,
-    /// Complete an interrupted or crashed run: skip what OUT (and OUT.parts/) already holds.
-    #[arg(long)]
-    resume: bool,
+    /// Follow symbolic links while walking.
+    #[arg(long, help_heading = "Input")]
+    follow_symlinks: bool,
     /// Images with more pixels than this are refused (decompression-bomb guard).
-    #[arg(long, default_value_t = facebatch::preprocess::DEFAULT_MAX_PIXELS)]
+    #[arg(long, default_value_t = facebatch::preprocess::DEFAULT_MAX_PIXELS, help_heading = "Input")]
     max_pixels: u64,
     /// Files larger than this many bytes get an error row without being read.
-    #[arg(long, default_value_t = facebatch::preprocess::DEFAULT_MAX_FILE_BYTES)]
+    #[arg(long, default_value_t = facebatch::preprocess::DEFAULT_MAX_FILE_BYTES, help_heading = "Input")]
     max_file_bytes: u64,
+    #[command(flatten)]
+    face: FaceArgs,
+    /// Faces per inference batch.
+    #[arg(long, default_value_t = 32, help_heading = "Performance")]
+    batch_size: usize,
+    /// Where inference runs.
+    #[arg(long, value_enum, default_value_t = ExecDevice::Cpu, help_heading = "Performance")]
+    device: ExecDevice,
+    /// Decode/preprocess threads [default: all cores].
+    #[arg(long, help_heading = "Performance")]
+    threads: Option<usize>,
+    /// ONNX Runtime intra-op threads of each inference worker [default: --threads divided
+    /// by --infer-workers, at least 1].
+    #[arg(long, help_heading = "Performance")]
+    intra_threads: Option<usize>,
+    /// Inference workers, each with its own ONNX Runtime session [default: on the CPU,
+    /// --threads divided by --intra-threads; with CUDA, 1]. Measured on 2 cores: two
+    /// one-thread sessions classify 1.4x as many faces per second as one two-thread
+    /// session (docs/benchmarks.md).
+    #[arg(long, help_heading = "Performance")]
+    infer_workers: Option<usize>,
     /// MiB that decoded images in flight may hold at once, whatever --threads is (one
     /// image larger than this is decoded alone).
-    #[arg(long, default_value_t = 1024, value_name = "MIB")]
+    #[arg(
+        long,
+        default_value_t = 1024,
+        value_name = "MIB",
+        help_heading = "Performance"
+    )]
     decode_memory: u64,
     /// Decode every JPEG pixel. By default a JPEG is decoded at the smallest DCT scale (1/2,
     /// 1/4, 1/8) that still covers the detector's input (`--det-size`) or, with
     /// `--faces whole`, the model input.
-    #[arg(long)]
+    #[arg(long, help_heading = "Performance")]
     full_decode: bool,
-    /// Decode/preprocess threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// ONNX Runtime intra-op threads of each inference worker (default: --threads divided
-    /// by --infer-workers, at least 1).
-    #[arg(long)]
-    intra_threads: Option<usize>,
-    /// Inference workers, each with its own ONNX Runtime session (default: on the CPU,
-    /// --threads divided by --intra-threads; with CUDA, 1). Measured on 2 cores: two
-    /// one-thread sessions classify 1.4x as many faces per second as one two-thread
-    /// session (docs/benchmarks.md).
-    #[arg(long)]
-    infer_workers: Option<usize>,
-    /// Rows per durable checkpoint part (the most a crash can lose).
-    #[arg(long, default_value_t = 1000)]
-    checkpoint_rows: usize,
-    /// Follow symbolic links while walking.
-    #[arg(long)]
-    follow_symlinks: bool,
-    #[command(flatten)]
-    face: FaceArgs,
-    /// Write every classified crop (the model's exact input) as DIR/<path>.face<k>.png.
-    #[arg(long, value_name = "DIR")]
-    save_crops: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -285,17 +356,17 @@ struct EvalArgs {
     data: PathBuf,
     #[command(flatten)]
     model: ModelArg,
-    /// Print one JSON object instead of the text report.
-    #[arg(long)]
-    json: bool,
     /// Accuracy per group of a manifest column; numeric columns take bin edges (age:15).
     #[arg(long = "group-by")]
     group_by: Vec<GroupBy>,
+    /// Manifest column holding the label.
     #[arg(long, default_value = "label")]
     label_column: String,
+    /// Manifest column holding the image path (relative to the manifest).
     #[arg(long, default_value = "path")]
     path_column: String,
-    #[arg(long, default_value_t = 64)]
+    /// Faces per inference batch (as in classify).
+    #[arg(long, default_value_t = 32)]
     batch_size: usize,
     #[command(flatten)]
     face: FaceArgs,
@@ -379,7 +450,7 @@ fn progress_mode(g: &GlobalArgs) -> ProgressMode {
         ProgressMode::Bar
     } else {
         ProgressMode::Log {
-            every: std::time::Duration::from_secs(g.progress_interval.max(1)),
+            every: std::time::Duration::from_secs(g.progress_interval),
         }
     }
 }
@@ -387,6 +458,11 @@ fn progress_mode(g: &GlobalArgs) -> ProgressMode {
 impl ClassifyArgs {
     fn settings(&self, g: &GlobalArgs) -> anyhow::Result<ClassifySettings> {
         anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.max_error_rate),
+            "--max-error-rate must be within 0..=1, got {}",
+            self.max_error_rate
+        );
         anyhow::ensure!(
             self.checkpoint_rows > 0,
             "--checkpoint-rows must be at least 1"
@@ -445,7 +521,40 @@ impl ClassifyArgs {
     }
 }
 
-fn print_summary(s: &facebatch::classify::Summary, json_logs: bool) {
+/// The summary as one JSON object: `--json` prints it on stdout, and JSON logs end with it.
+fn summary_json(s: &facebatch::classify::Summary, exit: u8) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.insert("exit_status".into(), exit.into());
+    }
+    v
+}
+
+/// One record in the shape of the JSON log's own (tracing-subscriber's `json()`), with
+/// nested fields kept as JSON objects instead of strings.
+fn log_json_record(message: &str, fields: serde_json::Value) {
+    let mut f = match fields {
+        serde_json::Value::Object(m) => m,
+        other => serde_json::Map::from_iter([("value".to_string(), other)]),
+    };
+    f.insert("message".into(), message.into());
+    let record = serde_json::json!({
+        "timestamp": facebatch::fsutil::now_rfc3339(),
+        "level": "INFO",
+        "fields": f,
+    });
+    use std::io::Write;
+    let _ = writeln!(LogWriter, "{record}");
+}
+
+fn print_summary(s: &facebatch::classify::Summary, g: &GlobalArgs, exit: u8) {
+    if matches!(g.log_format, LogFormat::Json) {
+        log_json_record("classify finished", summary_json(s, exit));
+    }
+    if g.json {
+        println!("{}", summary_json(s, exit));
+        return;
+    }
     println!(
         "{} images, {} rows: {} ok, {} without a face, {} errors{} in {:.1}s ({:.1} images/s) -> {}",
         s.files,
@@ -502,23 +611,6 @@ fn print_summary(s: &facebatch::classify::Summary, json_logs: bool) {
             );
         }
     }
-    if !json_logs {
-        return; // the lines above are the summary; JSON logs get it as one record below
-    }
-    tracing::info!(
-        files = s.files,
-        rows = s.rows,
-        ok = s.ok,
-        no_face = s.no_face,
-        errors = s.errors,
-        already_done = s.already_done,
-        unchanged = s.unchanged,
-        interrupted = s.interrupted,
-        seconds = s.elapsed.as_secs_f64(),
-        images_per_second = s.images_per_second,
-        stages = %serde_json::to_string(&s.stages).unwrap_or_default(),
-        "classify finished"
-    );
 }
 
 /// SIGINT (Ctrl-C), SIGTERM and SIGHUP (what Kubernetes, Slurm and systemd send) stop a
@@ -556,7 +648,7 @@ fn watch_signals(cancel: std::sync::Arc<std::sync::atomic::AtomicBool>) -> anyho
 }
 
 /// Runs classify into a file or, when `--out` is a folder, into a dataset folder.
-fn classify(settings: ClassifySettings, g: &GlobalArgs) -> anyhow::Result<u8> {
+fn classify(settings: ClassifySettings, g: &GlobalArgs, max_error_rate: f64) -> anyhow::Result<u8> {
     use facebatch::classify::dataset;
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     watch_signals(cancel.clone())?;
@@ -565,42 +657,51 @@ fn classify(settings: ClassifySettings, g: &GlobalArgs) -> anyhow::Result<u8> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating dataset folder {}", dir.display()))?;
         match dataset::run(&settings, &dir, cancel)? {
-            dataset::Outcome::AlreadyComplete { marker } => {
+            dataset::Outcome::AlreadyComplete { marker, counts } => {
                 println!(
                     "shard {} already complete ({}): nothing to do",
                     settings.shard.unwrap_or(facebatch::shard::Shard::ALL),
                     marker.display()
                 );
-                return Ok(EXIT_OK);
+                return Ok(exit_for_errors(&counts, max_error_rate));
             }
-            dataset::Outcome::Completed { marker, errors } => {
+            dataset::Outcome::Completed { marker, counts } => {
                 println!(
                     "shard {}: an earlier attempt had published its part; marker written ({})",
                     settings.shard.unwrap_or(facebatch::shard::Shard::ALL),
                     marker.display()
                 );
-                return Ok(if errors > 0 { EXIT_PARTIAL } else { EXIT_OK });
+                return Ok(exit_for_errors(&counts, max_error_rate));
             }
             dataset::Outcome::Ran(summary) => summary,
         }
     } else {
         facebatch::classify::run(&settings, cancel)?
     };
-    print_summary(&summary, matches!(g.log_format, LogFormat::Json));
     // The whole output counts: rows an earlier attempt wrote with errors included.
-    Ok(if summary.interrupted {
+    let exit = if summary.interrupted {
         EXIT_INTERRUPTED
-    } else if summary.output.errors > 0 {
-        EXIT_PARTIAL
     } else {
+        exit_for_errors(&summary.output, max_error_rate)
+    };
+    print_summary(&summary, g, exit);
+    Ok(exit)
+}
+
+/// Exit 1 when more than `max_error_rate` of the output's images are error rows, else 0.
+fn exit_for_errors(counts: &facebatch::classify::output::StatusCounts, max_error_rate: f64) -> u8 {
+    let rate = counts.errors as f64 / counts.files.max(1) as f64;
+    if counts.errors == 0 || rate <= max_error_rate {
         EXIT_OK
-    })
+    } else {
+        EXIT_PARTIAL
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let g = &cli.global;
     match &cli.command {
-        Command::Classify(args) => classify(args.settings(g)?, g),
+        Command::Classify(args) => classify(args.settings(g)?, g, args.max_error_rate),
         Command::Run(args) => {
             let job = facebatch::job::Job::load(&args.job)?;
             let date = args.date.clone().unwrap_or_else(facebatch::job::today);
@@ -635,14 +736,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 earlier_files = settings.seen.len(),
                 "job"
             );
-            println!(
-                "job {}: {} -> {} (model {})",
-                job.name,
-                date,
-                dir.display(),
-                job.model_dir.display()
-            );
-            classify(settings, &jg)
+            if !g.json {
+                println!(
+                    "job {}: {} -> {} (model {})",
+                    job.name,
+                    date,
+                    dir.display(),
+                    job.model_dir.display()
+                );
+            }
+            classify(
+                settings,
+                &jg,
+                args.max_error_rate.unwrap_or(cargs.max_error_rate),
+            )
         }
         #[cfg(not(feature = "train"))]
         Command::Train(_) => anyhow::bail!(
@@ -653,6 +760,17 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Train(args) => {
             let settings = args.settings(g)?;
             let outcome = facebatch::train::train(&settings)?;
+            if g.json {
+                let report = match &outcome.test_report {
+                    Some(r) => serde_json::from_str(&report_json(r)?)?,
+                    None => serde_json::Value::Null,
+                };
+                println!(
+                    "{}",
+                    serde_json::json!({ "model": outcome.dir, "test_report": report })
+                );
+                return Ok(EXIT_OK);
+            }
             if let Some(report) = &outcome.test_report {
                 println!(
                     "test split of the exported model ({} images):\n{}",
@@ -692,7 +810,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             if let (Some(path), Some(r)) = (&args.reliability, &evaluation.report.calibration) {
                 facebatch::plot::reliability_diagram(path, r, "reliability")?;
             }
-            if args.json {
+            if g.json {
                 println!("{}", report_json(&evaluation.report)?);
             } else {
                 print!("{}", evaluation.report.to_text());
@@ -713,6 +831,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 &args.face.options(g),
             )
             .with_context(|| format!("drawing faces on {}", args.image.display()))?;
+            if g.json {
+                let faces: Vec<_> = faces
+                    .iter()
+                    .map(|f| {
+                        serde_json::json!({
+                            "box": f.bbox, "score": f.score,
+                            "label": f.label, "confidence": f.confidence,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "file": file, "faces": faces }));
+                return Ok(EXIT_OK);
+            }
             for (i, f) in faces.iter().enumerate() {
                 println!(
                     "face {i}\tbox {:.0},{:.0},{:.0},{:.0}\tscore {:.3}\t{} {:.3}",
@@ -731,6 +862,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 &args.face.options(g),
             )
             .with_context(|| format!("visualizing {}", args.image.display()))?;
+            if g.json {
+                let layers: Vec<_> = layers
+                    .iter()
+                    .map(|l| {
+                        serde_json::json!({
+                            "name": l.name, "channels": l.channels,
+                            "width": l.width, "height": l.height, "file": l.file,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "layers": layers }));
+                return Ok(EXIT_OK);
+            }
             for l in &layers {
                 println!(
                     "{}\t{} maps {}x{}\t{}",
@@ -751,6 +895,16 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 random: args.random,
                 seed: args.seed,
             })?;
+            if g.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "rows": summary.rows, "shown": summary.shown,
+                        "missing": summary.missing, "index": summary.index,
+                    })
+                );
+                return Ok(EXIT_OK);
+            }
             println!(
                 "{} rows, {} faces shown{} -> {}",
                 summary.rows,
@@ -764,7 +918,45 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Setup(args) => setup(args, g),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut command(), "facebatch", &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
+        Command::Man { out } => {
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            let written = write_man_pages(&command(), out, "facebatch")?;
+            if g.json {
+                println!("{}", serde_json::json!({ "pages": written }));
+            } else {
+                println!("{} man pages written to {}", written.len(), out.display());
+            }
+            Ok(EXIT_OK)
+        }
     }
+}
+
+/// One page for the command and one per subcommand (`facebatch-classify.1`, ...).
+fn write_man_pages(
+    cmd: &clap::Command,
+    dir: &std::path::Path,
+    name: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let cmd = cmd
+        .clone()
+        .name(name.to_string())
+        .bin_name(name.replace('-', " "));
+    let file = dir.join(format!("{name}.1"));
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut page)
+        .with_context(|| format!("rendering {}", file.display()))?;
+    facebatch::fsutil::write_atomic(&file, &page)?;
+    let mut written = vec![file];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let sub_name = format!("{name}-{}", sub.get_name());
+        written.extend(write_man_pages(sub, dir, &sub_name)?);
+    }
+    Ok(written)
 }
 
 /// `facebatch setup`: provisions the store (or a new bundle), loads what it provisioned to
@@ -816,7 +1008,7 @@ fn setup(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let model = facebatch::builtin::install(&store)?;
     facebatch::infer::Classifier::load(&model, &session_options(g))?;
     let bundle = args.bundle.as_ref().map(|_| store.root.clone());
-    if args.json {
+    if g.json {
         println!(
             "{}",
             serde_json::json!({
@@ -873,6 +1065,40 @@ fn error_chain(e: &anyhow::Error) -> String {
     line
 }
 
+/// `--version` also names the build: whether it trains, whether it has CUDA, and the JPEG
+/// decoder (a build without nasm silently decodes JPEGs without SIMD).
+fn long_version() -> String {
+    format!(
+        "{}\nfeatures: {}, {}\nJPEG decoder: {}\nONNX Runtime: {} (loaded at run time)\nbuilt-in model: {} {}",
+        env!("CARGO_PKG_VERSION"),
+        if cfg!(feature = "train") {
+            "train"
+        } else {
+            "inference-only (no train)"
+        },
+        if cfg!(feature = "cuda") {
+            "cuda"
+        } else {
+            "cpu"
+        },
+        facebatch::preprocess::jpeg_decoder(),
+        facebatch::runtime::ORT_VERSION,
+        facebatch::builtin::NAME,
+        facebatch::builtin::VERSION,
+    )
+}
+
+fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().long_version(long_version())
+}
+
+fn parse_cli() -> Cli {
+    use clap::FromArgMatches;
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
     // A bug must still end in one line, not a backtrace.
     std::panic::set_hook(Box::new(|info| {
@@ -885,7 +1111,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FATAL);
         }
     }
-    let cli = Cli::parse();
+    let cli = parse_cli();
     init_logging(&cli.global);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -896,5 +1122,53 @@ fn main() -> ExitCode {
                 _ => ExitCode::from(EXIT_FATAL),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every subcommand and option says what it does (`--help`, the man pages and the
+    /// completions are made from these).
+    #[test]
+    fn every_option_has_a_description() {
+        let cmd = command();
+        cmd.clone().debug_assert();
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(format!("{path} {}", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&cmd, "facebatch", &mut missing);
+        assert!(missing.is_empty(), "without a description: {missing:?}");
+    }
+
+    #[test]
+    fn error_rate_decides_the_exit_status() {
+        let counts = |files, errors| facebatch::classify::output::StatusCounts {
+            files,
+            errors,
+            rows: files,
+            ..Default::default()
+        };
+        assert_eq!(exit_for_errors(&counts(10, 0), 0.0), EXIT_OK);
+        assert_eq!(exit_for_errors(&counts(10, 1), 0.0), EXIT_PARTIAL);
+        assert_eq!(exit_for_errors(&counts(10, 1), 0.1), EXIT_OK);
+        assert_eq!(exit_for_errors(&counts(10, 2), 0.1), EXIT_PARTIAL);
+        assert_eq!(exit_for_errors(&counts(0, 0), 0.0), EXIT_OK);
     }
 }

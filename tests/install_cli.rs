@@ -123,3 +123,107 @@ fn a_bundle_runs_with_no_cache_and_no_network() {
     let o = offline("y.parquet");
     assert_fatal(&o, "setup --bundle");
 }
+
+#[test]
+fn completions_and_man_pages_are_generated() {
+    let o = run(facebatch().args(["completions", "bash"]));
+    assert_eq!(o.status.code(), Some(0));
+    let script = stdout(&o);
+    assert!(
+        script.contains("complete") && script.contains("classify"),
+        "{script}"
+    );
+    assert!(script.contains("--max-error-rate"));
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(facebatch().args(["man", "--out"]).arg(tmp.path()));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let page = std::fs::read_to_string(tmp.path().join("facebatch-classify.1")).unwrap();
+    assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
+    assert!(page.contains("max\\-error\\-rate"), "{page}");
+    assert!(tmp.path().join("facebatch.1").is_file());
+}
+
+/// The samples hold 13 images, one of them a truncated JPEG.
+#[test]
+fn max_error_rate_decides_whether_per_image_errors_fail_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let samples = repo().join("data/samples");
+    let classify = |rate: &str, out: &str| {
+        run(facebatch()
+            .arg("classify")
+            .arg(&samples)
+            .arg("--out")
+            .arg(tmp.path().join(out))
+            .args(["--max-error-rate", rate]))
+    };
+    assert_eq!(classify("0", "a.parquet").status.code(), Some(1));
+    assert_eq!(classify("0.05", "b.parquet").status.code(), Some(1));
+    assert_eq!(classify("0.1", "c.parquet").status.code(), Some(0));
+    assert_fatal(&classify("1.5", "d.parquet"), "--max-error-rate");
+}
+
+#[test]
+fn an_output_that_is_not_parquet_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(facebatch()
+        .arg("classify")
+        .arg(repo().join("data/samples/faces/male"))
+        .arg("--out")
+        .arg(tmp.path().join("results.csv")));
+    assert_fatal(&o, "name the file .parquet");
+    assert!(!tmp.path().join("results.csv").exists());
+}
+
+#[test]
+fn json_summary_and_progress_records_without_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Not facebatch(): it passes --no-progress.
+    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_facebatch"))
+        .env_remove("FACEBATCH_MODEL")
+        .env_remove("FACEBATCH_BUNDLE")
+        .args(["--log-format", "json", "--progress-interval", "0", "--json"])
+        .arg("classify")
+        .arg(repo().join("data/samples"))
+        .arg("--out")
+        .arg(tmp.path().join("x.parquet"))
+        .args(["--max-error-rate", "0.1"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // stdout: the summary, one JSON object.
+    let summary: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(summary["files"], 13);
+    assert_eq!(summary["output"]["errors"], 1);
+    assert_eq!(summary["exit_status"], 0);
+    // stderr: JSON lines; progress records with done, total and a rate; the last record is
+    // the summary with its nested fields as objects, not strings.
+    let records: Vec<serde_json::Value> = stderr(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let progress: Vec<_> = records
+        .iter()
+        .filter(|r| r["fields"]["message"] == "progress")
+        .collect();
+    assert!(!progress.is_empty());
+    let last_progress = progress.last().unwrap();
+    assert!(last_progress["fields"]["done"].as_u64().unwrap() >= 1);
+    assert_eq!(last_progress["fields"]["total"], 13);
+    assert!(last_progress["fields"]["rate_per_s"].is_number());
+    let last = records.last().unwrap();
+    assert_eq!(last["fields"]["message"], "classify finished");
+    assert!(last["fields"]["stages"].is_array(), "{last}");
+    assert!(last["fields"]["output"].is_object(), "{last}");
+}
+
+#[test]
+fn version_names_the_build() {
+    let o = run(facebatch().arg("--version"));
+    let v = stdout(&o);
+    assert!(v.starts_with("facebatch "), "{v}");
+    assert!(v.contains("JPEG decoder: libjpeg-turbo"), "{v}");
+    let features = if cfg!(feature = "train") {
+        "features: train"
+    } else {
+        "features: inference-only"
+    };
+    assert!(v.contains(features), "{v}");
+}

@@ -275,10 +275,19 @@ fn a_job_classifies_only_new_or_changed_files_and_reruns_are_idempotent() {
     let (_, meta) = read_parquet(&part("2026-11-01"));
     assert_eq!(meta["facebatch.model_version"], "v4", "latest version used");
 
-    // The same date again: already complete, nothing rewritten.
+    // The same date again: already complete, nothing rewritten, and the same exit status as
+    // the run (its error rows are over the default --max-error-rate of 0) ...
     let o = run_job(&job, "2026-11-01");
-    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("already complete"));
+    // ... which a higher rate turns into a success: 1 error in 11 images.
+    let o = run(facebatch().arg("run").arg(&job).args([
+        "--date",
+        "2026-11-01",
+        "--max-error-rate",
+        "0.1",
+    ]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 
     // Next day, nothing changed: an empty partition (the broken file is not retried).
     let o = run_job(&job, "2026-11-02");

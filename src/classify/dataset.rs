@@ -63,11 +63,18 @@ pub struct Marker {
 
 /// What a dataset-mode run did.
 pub enum Outcome {
-    /// The marker was already there: nothing to do.
-    AlreadyComplete { marker: PathBuf },
+    /// The marker was already there: nothing to do. `counts` are the marker's, so that a
+    /// rerun exits as the run did.
+    AlreadyComplete {
+        marker: PathBuf,
+        counts: super::output::StatusCounts,
+    },
     /// An earlier attempt published the part but stopped before its marker: the marker
     /// was written now, from the part.
-    Completed { marker: PathBuf, errors: u64 },
+    Completed {
+        marker: PathBuf,
+        counts: super::output::StatusCounts,
+    },
     /// The shard ran; when it was not interrupted, its part and marker are in place.
     Ran(Summary),
 }
@@ -97,7 +104,20 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
     let _lock = super::staging::OutputLock::acquire(&paths.part)?;
     if paths.marker.is_file() {
         tracing::info!(shard = %shard, marker = %paths.marker.display(), "shard already complete");
+        let m: Marker = super::staging::read_json(&paths.marker)?.ok_or_else(|| {
+            Error::Output(format!(
+                "{} vanished while reading it",
+                paths.marker.display()
+            ))
+        })?;
         return Ok(Outcome::AlreadyComplete {
+            counts: super::output::StatusCounts {
+                rows: m.rows,
+                files: m.files,
+                ok: m.ok,
+                errors: m.errors,
+                no_face: m.no_face,
+            },
             marker: paths.marker,
         });
     }
@@ -112,7 +132,7 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
         let _ = std::fs::remove_dir(staging);
         return Ok(Outcome::Completed {
             marker: paths.marker,
-            errors: counts.errors,
+            counts,
         });
     }
     std::fs::create_dir_all(staging)

@@ -62,7 +62,20 @@ fn preflight(s: &ClassifySettings) -> Result<()> {
         .prefix(".facebatch-write-check")
         .tempfile_in(dir)
         .map_err(|e| Error::InvalidOption(format!("cannot write {}: {e}", s.out.display())))?;
-    check_out_is_safe(s, dir)
+    check_out_is_safe(s, dir)?;
+    // Last, so that the checks above name the more specific reason first.
+    if !s
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+    {
+        return Err(Error::InvalidOption(format!(
+            "--out {}: classify writes Parquet: name the file .parquet, or end the path with / \
+             for a dataset folder",
+            s.out.display()
+        )));
+    }
+    Ok(())
 }
 
 /// `--out` never replaces an input, an image inside an input folder, or any file that is

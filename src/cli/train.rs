@@ -40,28 +40,35 @@ pub struct TrainArgs {
     /// Model name recorded in the card.
     #[arg(long, default_value = "facebatch-gender")]
     name: String,
+    /// Passes over the training split (early stopping may end sooner, see --patience).
     #[arg(long, default_value_t = 30)]
     epochs: usize,
+    /// Images per training step (classify's and eval's --batch-size is faces per inference
+    /// batch).
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// Peak learning rate (Adam).
     #[arg(long, default_value_t = 2e-3)]
     lr: f64,
+    /// L2 weight decay of the Adam optimiser (0: none).
     #[arg(long, default_value_t = 1e-4)]
     weight_decay: f32,
+    /// Label smoothing of the cross-entropy, in [0, 1).
     #[arg(long, default_value_t = 0.05)]
     label_smoothing: f32,
     /// Stop after this many epochs without a better validation accuracy.
     #[arg(long, default_value_t = 6)]
     patience: usize,
+    /// Fraction of the images held out for validation (early stopping, calibration).
     #[arg(long, default_value_t = 0.1)]
     val_fraction: f64,
+    /// Fraction of the images held out for the test report.
     #[arg(long, default_value_t = 0.1)]
     test_fraction: f64,
     /// Seed for initialisation, shuffling and augmentation.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Seed for the train/val/test split (defaults to --seed).
+    /// Seed for the train/val/test split [default: --seed].
     #[arg(long)]
     split_seed: Option<u64>,
     /// Train without augmentation.
