@@ -39,7 +39,7 @@ FROM ${BINARY_FROM} AS binary
 # --- the runtime image -----------------------------------------------------------------
 FROM ${BASE} AS runtime
 ARG UID=10001
-RUN useradd --system --uid "${UID}" --user-group --home-dir /work --create-home facebatch
+RUN useradd --uid "${UID}" --user-group --home-dir /work --create-home --shell /usr/sbin/nologin facebatch
 COPY --from=binary /out/facebatch /usr/local/bin/facebatch
 COPY --from=binary /out/bundle /opt/facebatch/bundle
 COPY data/samples /opt/facebatch/samples

@@ -59,6 +59,13 @@ cleanup() {
 }
 trap cleanup EXIT
 root=$(podman mount "$cid")
+# The kernel's /proc, as a container has it (ONNX Runtime reads the CPUs there).
+mount --bind /proc "$root/proc"
+cleanup() {
+  umount "$root/proc" 2> /dev/null || true
+  podman umount "$cid" > /dev/null 2>&1 || true
+  podman rm -f "$cid" > /dev/null 2>&1 || true
+}
 mapfile -t image_env < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$tag" | sed '/^$/d')
 user=$(podman image inspect --format '{{.Config.User}}' "$tag")
 uid=$(chroot "$root" id -u "$user")

@@ -9,20 +9,19 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The shared data directory (`../shared/data` beside the checkout, or
-/// FACEBATCH_SHARED_DATA), when it is there. A GitHub clone has none: the tests that can
-/// then use generated data from `data/samples` instead.
+/// The shared face collections, when `FACEBATCH_SHARED_DATA` names them (`.ci/run` sets it
+/// to `../shared/data`). Opt-in, so that `cargo test` does the same on every machine: a
+/// GitHub clone has no shared data, and the tests then make their faces from the bundled
+/// `data/samples` instead.
 pub fn shared_data_opt() -> Option<PathBuf> {
-    let dir = std::env::var_os("FACEBATCH_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/data"));
+    let dir = PathBuf::from(std::env::var_os("FACEBATCH_SHARED_DATA")?);
     dir.join("seed-faces").is_dir().then_some(dir)
 }
 
 /// The shared data directory, which the test needs.
 pub fn shared_data() -> PathBuf {
     shared_data_opt().unwrap_or_else(|| {
-        panic!("shared data not found beside the checkout; set FACEBATCH_SHARED_DATA")
+        panic!("this test needs the shared face collections: set FACEBATCH_SHARED_DATA")
     })
 }
 
