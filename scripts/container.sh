@@ -43,7 +43,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target/slim}
 cargo build --release --locked --no-default-features --features simd-jpeg
 rm -rf dist/image
 mkdir -p dist/image
-install -m 755 "$CARGO_TARGET_DIR/release/facebatch" dist/image/facebatch
+install -s -m 755 "$CARGO_TARGET_DIR/release/facebatch" dist/image/facebatch
 dist/image/facebatch --no-progress setup --bundle dist/image/bundle > /dev/null
 version=$(dist/image/facebatch --version | head -n1 | awk '{print $2}')
 tag=localhost/facebatch:$version

@@ -29,7 +29,7 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 dir="$stage/$name"
 mkdir -p "$dir/completions" "$dir/man"
-install -m 755 "$bin" "$dir/facebatch"
+install -s -m 755 "$bin" "$dir/facebatch"
 "$bin" completions bash > "$dir/completions/facebatch.bash"
 "$bin" completions zsh > "$dir/completions/_facebatch"
 "$bin" completions fish > "$dir/completions/facebatch.fish"
