@@ -20,6 +20,8 @@ ARG BINARY_FROM=builder
 # --- compile the inference-only binary and provision the bundle -------------------------
 FROM ${RUST_IMAGE} AS builder
 # nasm: libjpeg-turbo's SIMD decoder (the simd-jpeg feature builds without it, slower).
+# Not pinned: Debian stable's versions only move for security fixes.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends nasm ca-certificates \
     && rm -rf /var/lib/apt/lists/*
@@ -48,7 +50,7 @@ COPY LICENSE-MIT LICENSE-APACHE README.md /opt/facebatch/
 # never downloads (a missing piece is an error naming `facebatch setup --bundle`).
 ENV FACEBATCH_BUNDLE=/opt/facebatch/bundle \
     FACEBATCH_CACHE_DIR=/work/.cache/facebatch
-USER facebatch
+USER ${UID}:${UID}
 WORKDIR /work
 # A smoke test of the image's own contents: the README's main command on the samples (one
 # truncated JPEG among them on purpose: 1 error row in 19, under the allowed rate).

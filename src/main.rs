@@ -179,19 +179,60 @@ enum Command {
     #[command(after_help = CLASSIFY_AFTER_HELP)]
     Classify(ClassifyArgs),
     /// Train a classifier and export model.onnx, card.json and reports into --out.
+    #[command(after_help = "\
+Examples:
+  facebatch train faces/ --out models/mine/v1                 a folder per class
+  facebatch train --labels-csv labels.csv --group-by age:15,30,60 --out models/mine/v1
+  facebatch train faces/ review/corrections.csv --init models/mine/v1 --out models/mine/v2
+  facebatch train faces/ --out models/mine/v1 --resume       continue an interrupted run
+
+Exit status: 0 trained and exported, 2 fatal (see facebatch --help).")]
     Train(TrainArgs),
     /// Evaluate an exported model on labeled data (folder per class or CSV manifest).
+    #[command(after_help = "\
+Examples:
+  facebatch eval faces/                                        the built-in model
+  facebatch eval models/mine/v1/splits/test.csv --model models/mine/v1 --group-by source
+  facebatch eval faces/ --predictions preds.parquet --reliability reliability.png --json
+
+Exit status: 0 done, 1 some images unreadable (skipped and counted), 2 fatal.")]
     Eval(EvalArgs),
     /// Draw every convolution and pooling layer's feature maps for one image.
+    #[command(after_help = "\
+Examples:
+  facebatch visualize face.jpg --out maps/             one PNG grid per layer
+  facebatch visualize group.jpg --out boxes/ --boxes   every face's box and label
+
+Exit status: 0 done, 2 fatal (no face found, unreadable image, bad model).")]
     Visualize(VisualizeArgs),
     /// Fetch and verify now what runs fetch at first use (ONNX Runtime, the face detector)
     /// and unpack the built-in model; with --bundle, into a folder for offline machines.
+    #[command(after_help = "\
+Examples:
+  facebatch setup                                   fill the cache now; print where things are
+  facebatch setup --bundle /opt/facebatch/bundle    then: FACEBATCH_BUNDLE=/opt/facebatch/bundle
+
+Exit status: 0 ready, 2 something could not be fetched or verified (the line says why).")]
     Setup(SetupArgs),
     /// Run a job file (pipelines/*.toml): classify the files that are new or changed since
     /// the last successful run into the dataset partition of the run's date.
+    #[command(after_help = "\
+Examples:
+  facebatch run pipelines/nightly.toml                      today's partition
+  facebatch run pipelines/nightly.toml --date 2026-06-01    re-run (or complete) one date
+  facebatch run /jobs/nightly.toml --shard auto             one shard of a Kubernetes or Slurm array
+
+Exit status as classify's: 0, 1 (more error rows than max_error_rate), 2, 75, 130.")]
     Run(RunArgs),
     /// Write an offline HTML review of a classify output, a dataset folder or an eval
     /// --predictions file: every face it found, least confident first, with corrections.
+    #[command(after_help = "\
+Examples:
+  facebatch report results.parquet --out review/     then open review/index.html
+  facebatch report dataset/dt=2026-06-01/ --out review/ --least 500
+  facebatch eval faces/ --predictions p.parquet && facebatch report p.parquet --out review/
+
+Exit status: 0 written, 2 fatal.")]
     Report(ReportArgs),
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
     #[command(
