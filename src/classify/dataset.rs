@@ -96,9 +96,36 @@ pub fn is_dataset_dir(out: &Path) -> bool {
         .ends_with(['/', std::path::MAIN_SEPARATOR])
 }
 
+/// Refuses a shard count other than that of the parts and markers already in `dir`: shards
+/// of different counts split the files differently, so their parts overlap (`--shard 1/2`
+/// into a folder of `-of-00004` parts once gave 24 rows for 13 files).
+fn check_shard_count(dir: &Path, shard: Shard) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(()); // a new folder
+    };
+    let ours = format!("-of-{:05}", shard.count);
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_shard_file = (name.starts_with("part-") && name.ends_with(".parquet"))
+            || (name.starts_with("_SUCCESS-") && name.ends_with(".json"));
+        let Some(of) = name.find("-of-").filter(|_| is_shard_file) else {
+            continue;
+        };
+        if !name[of..].starts_with(&ours) {
+            return Err(Error::InvalidOption(format!(
+                "{} already holds {name}, from a run with another shard count; --shard {shard} \
+                 would overlap it: use the same count, or a new folder",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Runs one shard into the dataset folder `dir` (`s.out` is ignored).
 pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<Outcome> {
     let shard = s.shard.unwrap_or(Shard::ALL);
+    check_shard_count(dir, shard)?;
     let paths = DatasetPaths::new(dir, shard);
     // One process per shard, for the whole run, marker check included.
     let _lock = super::staging::OutputLock::acquire(&paths.part)?;

@@ -51,6 +51,23 @@ impl FromStr for GroupBy {
     }
 }
 
+/// Refuses a `--group-by` column that the data does not have, listing those it has (a
+/// misspelt column used to give one unnamed group and exit 0).
+pub fn check_group_columns(group_by: &[GroupBy], samples: &[Sample]) -> Result<()> {
+    let mut have: std::collections::BTreeSet<&str> = ["label", "source"].into();
+    for s in samples {
+        have.extend(s.extra.keys().map(String::as_str));
+    }
+    match group_by.iter().find(|g| !have.contains(g.column.as_str())) {
+        None => Ok(()),
+        Some(g) => Err(Error::InvalidOption(format!(
+            "--group-by {}: the data has no such column; it has: {}",
+            g.column,
+            have.into_iter().collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
 impl GroupBy {
     /// The report key of this grouping (`age:15` stays `age:15`).
     pub fn name(&self) -> String {
@@ -152,6 +169,7 @@ pub fn evaluate(
     limits: DecodeLimits,
     faces: Option<&FaceFinder>,
 ) -> Result<Evaluation> {
+    check_group_columns(group_by, samples)?;
     let labels = classifier.card.labels.clone();
     let index = |l: &str| labels.iter().position(|x| x == l);
     if let Some(s) = samples.iter().find(|s| index(&s.label).is_none()) {

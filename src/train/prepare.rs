@@ -105,6 +105,7 @@ fn read(settings: &TrainSettings) -> Result<(Vec<Sample>, BTreeMap<String, usize
         }
     }
     data::label_set(&samples)?;
+    crate::eval::check_group_columns(&settings.group_by, &samples)?;
     Ok((samples, origin))
 }
 
