@@ -597,12 +597,12 @@ fn print_summary(s: &facebatch::classify::Summary, g: &GlobalArgs, exit: u8) {
         return;
     }
     println!(
-        "{} images, {} rows: {} ok, {} without a face, {} errors{} in {:.1}s ({:.1} images/s) -> {}",
+        "{} images, {} rows: {} ok, {} without a face, {}{} in {:.1}s ({:.1} images/s) -> {}",
         s.files,
         s.rows,
         s.ok,
         s.no_face,
-        s.errors,
+        plural(s.errors, "error", "errors"),
         match (s.already_done, s.unchanged) {
             (0, 0) => String::new(),
             (d, 0) => format!(", {d} already done earlier"),
@@ -613,6 +613,16 @@ fn print_summary(s: &facebatch::classify::Summary, g: &GlobalArgs, exit: u8) {
         s.images_per_second,
         s.out.display()
     );
+    for f in &s.failed {
+        println!("  error: {}: {}", f.path, f.error);
+    }
+    let more = s.errors.saturating_sub(s.failed.len() as u64);
+    if more > 0 {
+        println!(
+            "  ... and {more} more: query status = 'error' in {}",
+            s.out.display()
+        );
+    }
     if s.links_skipped > 0 {
         println!(
             "{} symbolic link{} not followed (pass --follow-symlinks to read them)",
@@ -622,17 +632,12 @@ fn print_summary(s: &facebatch::classify::Summary, g: &GlobalArgs, exit: u8) {
     }
     if s.already_done > 0 {
         println!(
-            "the output holds {} rows of {} images in all: {} ok, {} without a face, {} {}",
+            "the output holds {} rows of {} images in all: {} ok, {} without a face, {}",
             s.output.rows,
             s.output.files,
             s.output.ok,
             s.output.no_face,
-            s.output.errors,
-            if s.output.errors == 1 {
-                "error"
-            } else {
-                "errors"
-            }
+            plural(s.output.errors, "error", "errors"),
         );
     }
     let stages: Vec<String> = s
@@ -652,6 +657,11 @@ fn print_summary(s: &facebatch::classify::Summary, g: &GlobalArgs, exit: u8) {
             );
         }
     }
+}
+
+/// `1 error`, `2 errors`.
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// SIGINT (Ctrl-C), SIGTERM and SIGHUP (what Kubernetes, Slurm and systemd send) stop a

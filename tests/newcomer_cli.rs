@@ -73,3 +73,41 @@ fn a_shard_count_other_than_the_folders_is_refused() {
     );
     assert_eq!(classify("1/4").status.code(), Some(0));
 }
+
+/// Regression: the summary said "1 errors" and named no file.
+#[test]
+fn the_summary_names_the_failing_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    std::fs::copy(
+        repo().join("data/samples/faces/female/face367.bmp"),
+        photos.join("good.bmp"),
+    )
+    .unwrap();
+    std::fs::write(photos.join("broken0.jpg"), b"not a jpeg").unwrap();
+    let classify = |out: &str| {
+        run(facebatch()
+            .arg("classify")
+            .arg(&photos)
+            .arg("--out")
+            .arg(tmp.path().join(out))
+            .args(["--faces", "whole"]))
+    };
+    let o = classify("one.parquet");
+    assert_eq!(o.status.code(), Some(1));
+    let text = stdout(&o);
+    assert!(text.contains(" 1 error in "), "{text}");
+    assert!(text.contains("broken0.jpg: "), "{text}");
+    for k in 1..8 {
+        std::fs::write(photos.join(format!("broken{k}.jpg")), b"not a jpeg").unwrap();
+    }
+    let o = classify("eight.parquet");
+    let text = stdout(&o);
+    assert!(text.contains(" 8 errors in "), "{text}");
+    assert_eq!(text.matches("  error: ").count(), 5, "{text}");
+    assert!(
+        text.contains("... and 3 more: query status = 'error' in "),
+        "{text}"
+    );
+}

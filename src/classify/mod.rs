@@ -216,10 +216,23 @@ fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
+/// How many failing files a summary names.
+pub const FAILED_SHOWN: usize = 5;
+
+/// A file that became an error row: where, and why.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct FailedFile {
+    /// The input and the path below it, as given.
+    pub path: String,
+    pub error: String,
+}
+
 /// The result of a run.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Summary {
     pub out: PathBuf,
+    /// The first few files of this invocation that failed (`errors` counts them all).
+    pub failed: Vec<FailedFile>,
     /// Rows written by this invocation.
     pub rows: u64,
     /// Files read by this invocation (a photo gives one row per face).

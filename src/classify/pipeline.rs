@@ -387,6 +387,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         files: dec.items,
         ok: sink_result.ok,
         errors: sink_result.errors,
+        failed: sink_result.failed,
         no_face: sink_result.no_face,
         already_done: skipped.done,
         output: totals,

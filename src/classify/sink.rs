@@ -16,6 +16,8 @@ pub struct SinkResult {
     pub stats: StageStats,
     pub ok: u64,
     pub errors: u64,
+    /// The first [`super::FAILED_SHOWN`] files that failed, in the order they came.
+    pub failed: Vec<super::FailedFile>,
     pub no_face: u64,
     pub features: FeatureStats,
 }
@@ -53,6 +55,15 @@ pub fn run(
             match row.status {
                 Status::Error => {
                     out.errors += 1;
+                    if out.failed.len() < super::FAILED_SHOWN {
+                        out.failed.push(super::FailedFile {
+                            path: match row.path.as_str() {
+                                "" => row.root.to_string(),
+                                p => format!("{}/{p}", row.root.trim_end_matches('/')),
+                            },
+                            error: row.error.clone().unwrap_or_default(),
+                        });
+                    }
                     tracing::debug!(path = %row.path, error = row.error.as_deref().unwrap_or(""), "image failed");
                 }
                 Status::NoFace => out.no_face += 1,
@@ -67,7 +78,10 @@ pub fn run(
             }
             pending.push(row);
         }
-        progress.set_message(format!("{} errors", out.errors));
+        progress.set_message(match out.errors {
+            1 => "1 error".to_string(),
+            n => format!("{n} errors"),
+        });
         // A part ends only after the last face of a file.
         if pending.len() >= checkpoint_rows && pending.last().is_some_and(|r| r.last_of_file) {
             flush(&mut pending, &mut part_stats, &mut parts)?;
