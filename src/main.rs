@@ -842,6 +842,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 &session_options(g),
                 rayon::current_num_threads(),
             )?;
+            // The same progress as classify's: a bar on a terminal, records in a log.
+            let progress = facebatch::progress::Progress::new(
+                progress_mode(g),
+                samples.len() as u64,
+                "images",
+            );
             let evaluation = evaluate(
                 &mut classifier,
                 &samples,
@@ -849,7 +855,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 &args.group_by,
                 DecodeLimits::default(),
                 Some(&finder),
+                &progress,
             )?;
+            progress.finish_and_clear();
             if let Some(path) = &args.predictions {
                 facebatch::eval::predictions::write(
                     path,

@@ -168,6 +168,7 @@ pub fn evaluate(
     group_by: &[GroupBy],
     limits: DecodeLimits,
     faces: Option<&FaceFinder>,
+    progress: &crate::progress::Progress,
 ) -> Result<Evaluation> {
     check_group_columns(group_by, samples)?;
     let labels = classifier.card.labels.clone();
@@ -238,6 +239,7 @@ pub fn evaluate(
                 }
             }
         }
+        progress.inc(chunk.len() as u64);
         if members.is_empty() {
             continue;
         }

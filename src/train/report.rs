@@ -182,6 +182,7 @@ pub(super) fn export(
             &group_by(settings, prepared),
             DecodeLimits::default(),
             finder,
+            &crate::progress::Progress::new(settings.progress, test_samples.len() as u64, "images"),
         )?;
         write_report(&dirs.reports, "test_report", &eval.report)?;
         report_figures(&dirs.reports, &eval.report)?;
