@@ -458,8 +458,29 @@ fn init_logging(g: &GlobalArgs) {
         .with_target(false);
     match g.log_format {
         LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        // Text logs round the floats people read (`train_loss=0.6720`, `seconds=0.6555`);
+        // JSON logs keep every digit.
+        LogFormat::Text => builder.fmt_fields(human_fields()).init(),
     }
+}
+
+/// The text log's fields as tracing's default writes them (`message`, then `name=value`),
+/// with every floating-point value written by [`facebatch::progress::for_humans`].
+fn human_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let shown = match text.parse::<f64>() {
+            Ok(x) if text.contains('.') || text.contains('e') => facebatch::progress::for_humans(x),
+            _ => text,
+        };
+        if field.name() == "message" {
+            write!(w, "{shown}")
+        } else {
+            write!(w, "{}={shown}", field.name())
+        }
+    })
+    .delimited(" ")
 }
 
 /// stderr, with the progress bars cleared for each log line and redrawn after it.

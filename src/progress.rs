@@ -56,8 +56,17 @@ impl Progress {
                 let bar = bars().add(ProgressBar::new(len));
                 bar.set_style(
                     ProgressStyle::with_template(&format!(
-                        "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, eta {{eta}}) {{msg}}"
+                        "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{human_pos}}/{{human_len}} {unit} ({{rate}}, eta {{eta}}) {{msg}}"
                     ))
+                    .map(|style| {
+                        // indicatif's {per_sec} prints 4 decimals ("127.3126/s").
+                        style.with_key(
+                            "rate",
+                            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                                let _ = write!(w, "{}/s", for_humans(state.per_sec()));
+                            },
+                        )
+                    })
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
                 Progress { bar, log: None }
@@ -121,8 +130,10 @@ impl Progress {
             *last = now;
         }
         let (done, total) = (self.bar.position(), self.bar.length().unwrap_or(0));
-        let rate = round1(self.bar.per_sec());
-        let eta = (total > done && rate > 0.0).then(|| ((total - done) as f64 / rate).round());
+        // Full precision: text logs round what they show (for_humans), JSON logs keep it.
+        let rate = self.bar.per_sec();
+        let eta =
+            (total > done && rate > 0.0).then(|| ((total - done) as f64 / rate).round() as u64);
         tracing::info!(
             done,
             total,
@@ -135,14 +146,31 @@ impl Progress {
     }
 }
 
-/// Rounds to one decimal: what people read in logs (files keep full precision).
-pub fn round1(x: f64) -> f64 {
-    (x * 10.0).round() / 10.0
+/// A number as people read it: 4 significant digits, at most 4 decimals, no exponent
+/// (`0.6720301811124237` -> `0.6720`, `127.3126` -> `127.3`, `12345.6` -> `12346`).
+pub fn for_humans(x: f64) -> String {
+    if !x.is_finite() || x == 0.0 {
+        return format!("{x}");
+    }
+    let magnitude = x.abs().log10().floor() as i32;
+    let decimals = (3 - magnitude).clamp(0, 4) as usize;
+    format!("{x:.decimals$}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_for_humans() {
+        assert_eq!(for_humans(0.6720301811124237), "0.6720");
+        assert_eq!(for_humans(0.655520656), "0.6555");
+        assert_eq!(for_humans(127.3126), "127.3");
+        assert_eq!(for_humans(12345.6), "12346");
+        assert_eq!(for_humans(0.00012345), "0.0001");
+        assert_eq!(for_humans(-2.5), "-2.500");
+        assert_eq!(for_humans(0.0), "0");
+    }
 
     #[test]
     fn counts_without_a_terminal() {

@@ -140,3 +140,35 @@ fn eval_reports_its_progress() {
     assert_eq!(last["fields"]["total"], 11);
     assert_eq!(last["fields"]["unit"], "images");
 }
+
+/// Regression: text logs printed unrounded floats (`seconds=0.655520656`) and the progress
+/// rate 4 decimals. What people read has at most 4 decimals; JSON logs keep every digit.
+#[test]
+fn text_logs_round_the_numbers_people_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_facebatch"))
+        .env_remove("FACEBATCH_MODEL")
+        .env_remove("FACEBATCH_BUNDLE")
+        .env("FACEBATCH_LOG", "debug")
+        .args(["--progress-interval", "0", "classify"])
+        .arg(repo().join("data/samples"))
+        .arg("--out")
+        .arg(tmp.path().join("x.parquet"))
+        .args(["--max-error-rate", "0.1"]));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(" progress done="), "{err}");
+    for line in err.lines() {
+        // The fields, after the timestamp (which has its own microseconds).
+        let fields = line.split_once("Z ").map_or(line, |(_, f)| f);
+        let bytes = fields.as_bytes();
+        for (i, _) in fields.match_indices('.') {
+            let digits = bytes[i + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            let after_digit = i > 0 && bytes[i - 1].is_ascii_digit();
+            assert!(!(after_digit && digits > 4), "unrounded number in: {line}");
+        }
+    }
+}
