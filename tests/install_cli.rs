@@ -177,10 +177,7 @@ fn an_output_that_is_not_parquet_is_refused() {
 #[test]
 fn json_summary_and_progress_records_without_a_terminal() {
     let tmp = tempfile::tempdir().unwrap();
-    // Not facebatch(): it passes --no-progress.
-    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_facebatch"))
-        .env_remove("FACEBATCH_MODEL")
-        .env_remove("FACEBATCH_BUNDLE")
+    let o = run(facebatch_with_progress()
         .args(["--log-format", "json", "--progress-interval", "0", "--json"])
         .arg("classify")
         .arg(repo().join("data/samples"))

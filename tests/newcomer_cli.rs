@@ -116,10 +116,7 @@ fn the_summary_names_the_failing_files() {
 /// progress as classify does: without a terminal, as `progress` records in the log.
 #[test]
 fn eval_reports_its_progress() {
-    // Not facebatch(): it passes --no-progress.
-    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_facebatch"))
-        .env_remove("FACEBATCH_MODEL")
-        .env_remove("FACEBATCH_BUNDLE")
+    let o = run(facebatch_with_progress()
         .args(["--log-format", "json", "--progress-interval", "0"])
         .arg("eval")
         .arg(repo().join("data/samples/faces"))
@@ -146,9 +143,7 @@ fn eval_reports_its_progress() {
 #[test]
 fn text_logs_round_the_numbers_people_read() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = run(std::process::Command::new(env!("CARGO_BIN_EXE_facebatch"))
-        .env_remove("FACEBATCH_MODEL")
-        .env_remove("FACEBATCH_BUNDLE")
+    let o = run(facebatch_with_progress()
         .env("FACEBATCH_LOG", "debug")
         .args(["--progress-interval", "0", "classify"])
         .arg(repo().join("data/samples"))

@@ -30,6 +30,14 @@ pub fn default_model() -> PathBuf {
     repo().join("models/facebatch-gender/v4")
 }
 
+/// The binary without `--no-progress`, for tests of the progress records.
+pub fn facebatch_with_progress() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_facebatch"));
+    c.env_remove("FACEBATCH_MODEL");
+    c.env_remove("FACEBATCH_BUNDLE");
+    c
+}
+
 /// A command for the facebatch binary built for these tests.
 pub fn facebatch() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_facebatch"));
