@@ -171,7 +171,7 @@ impl Classifier {
             .collect()
     }
 
-    fn from_checked(m: &CheckedModel, opts: &SessionOptions) -> Result<Classifier> {
+    pub fn from_checked(m: &CheckedModel, opts: &SessionOptions) -> Result<Classifier> {
         let (onnx_path, card, sha) = (m.onnx_path.clone(), m.card.clone(), m.sha256.clone());
         let invalid = |reason: String| Error::InvalidModel {
             path: onnx_path.clone(),
@@ -232,6 +232,21 @@ impl Classifier {
             crate::calibration::apply_temperature(&mut out.probs, classes, c.temperature);
         }
         Ok(out)
+    }
+
+    /// Classifies face crops as the card says: each crop fitted and normalised to the
+    /// card's input ([`InputSpec::tensor_from_rgb`](crate::preprocess::InputSpec::tensor_from_rgb)),
+    /// then [`run`](Self::run) (test-time flip, calibration). Every command that reports a
+    /// probability for an image goes through `run`; this is the shortcut for callers that
+    /// hold images rather than a batch tensor (classify builds its tensors in a stage of
+    /// their own, in parallel).
+    pub fn classify_images(&mut self, images: &[&image::RgbImage]) -> Result<BatchOutput> {
+        let spec = &self.card.input;
+        let mut input = Vec::with_capacity(images.len() * spec.len());
+        for img in images {
+            input.extend_from_slice(&spec.tensor_from_rgb(img));
+        }
+        self.run(&input, images.len())
     }
 
     /// [`run`](Self::run) without the card's calibration: what a temperature is fitted to.

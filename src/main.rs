@@ -934,7 +934,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Visualize(args) => {
-            let layers = facebatch::visualize::feature_maps(
+            let maps = facebatch::visualize::feature_maps(
                 &args.model.path()?,
                 &args.image,
                 &args.out,
@@ -942,7 +942,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 &args.face.options(g),
             )
             .with_context(|| format!("visualizing {}", args.image.display()))?;
+            let layers = &maps.layers;
             if g.json {
+                let probabilities: serde_json::Map<String, serde_json::Value> = maps
+                    .probabilities
+                    .iter()
+                    .map(|(l, p)| (l.clone(), serde_json::json!(p)))
+                    .collect();
                 let layers: Vec<_> = layers
                     .iter()
                     .map(|l| {
@@ -952,10 +958,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                         })
                     })
                     .collect();
-                println!("{}", serde_json::json!({ "layers": layers }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "layers": layers, "probabilities": probabilities })
+                );
                 return Ok(EXIT_OK);
             }
-            for l in &layers {
+            for l in layers {
                 println!(
                     "{}\t{} maps {}x{}\t{}",
                     l.name,
@@ -965,6 +974,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     l.file.display()
                 );
             }
+            let probabilities: Vec<String> = maps
+                .probabilities
+                .iter()
+                .map(|(l, p)| format!("{l} {p:.4}"))
+                .collect();
+            println!("probabilities\t{}", probabilities.join("\t"));
             Ok(EXIT_OK)
         }
         Command::Report(args) => {

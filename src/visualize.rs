@@ -117,6 +117,15 @@ fn grid(data: &[f32], c: usize, h: usize, w: usize) -> RgbImage {
     img
 }
 
+/// What [`feature_maps`] wrote, and what the model says of the face.
+#[derive(Debug)]
+pub struct FeatureMaps {
+    pub layers: Vec<LayerMaps>,
+    /// `(label, probability)` in the card's label order: the reported probabilities, the
+    /// same as classify's and eval's for this face.
+    pub probabilities: Vec<(String, f32)>,
+}
+
 /// Writes one PNG per layer (plus the model's view of the input) into `out_dir`.
 pub fn feature_maps(
     model: &Path,
@@ -124,20 +133,20 @@ pub fn feature_maps(
     out_dir: &Path,
     opts: &SessionOptions,
     faces: &FaceOptions,
-) -> Result<Vec<LayerMaps>> {
-    let CheckedModel {
-        onnx_path,
-        card,
-        bytes,
-        ..
-    } = CheckedModel::read(model)?;
-    let (rewritten, layers) = expose_activations(&bytes, &onnx_path)?;
-    let mut session = build_session(&rewritten, opts, &onnx_path)?;
+) -> Result<FeatureMaps> {
+    let checked = CheckedModel::read(model)?;
+    let (onnx_path, card) = (&checked.onnx_path, &checked.card);
+    let (rewritten, layers) = expose_activations(&checked.bytes, onnx_path)?;
+    let mut session = build_session(&rewritten, opts, onnx_path)?;
+    // The probabilities come from the model as the card runs it (test-time flip,
+    // calibration), exactly as classify and eval report them; the rewritten graph only
+    // shows the activations of one plain pass.
+    let mut classifier = Classifier::from_checked(&checked, opts)?;
 
     let spec = &card.input;
     let rgb = load_rgb(image_path, DecodeLimits::default())?;
     // The subject face exactly as classify would crop it (aligned models), else the fit.
-    let finder = FaceFinder::for_model(&card, faces, opts, 1)?;
+    let finder = FaceFinder::for_model(card, faces, opts, 1)?;
     let fitted = finder
         .subject(&rgb)?
         .map(|c| c.image)
@@ -167,11 +176,7 @@ pub fn feature_maps(
         ),
         &out_dir.join("00_input.png"),
     )?;
-    let probs = outputs["probs"]
-        .try_extract_tensor::<f32>()
-        .map_err(|e| Error::ort("reading probs", e))?
-        .1
-        .to_vec();
+    let probs = classifier.classify_images(&[&fitted])?.probs;
     let mut written = Vec::new();
     for (k, (tensor_name, display)) in layers.iter().enumerate() {
         let Some(value) = outputs.get(tensor_name) else {
@@ -198,14 +203,12 @@ pub fn feature_maps(
             file,
         });
     }
-    let summary: Vec<String> = card
-        .labels
-        .iter()
-        .zip(&probs)
-        .map(|(l, p)| format!("{l}={p:.4}"))
-        .collect();
-    tracing::info!(image = %image_path.display(), layers = written.len(), probs = %summary.join(" "), "feature maps written");
-    Ok(written)
+    let probabilities: Vec<(String, f32)> = card.labels.iter().cloned().zip(probs).collect();
+    tracing::info!(image = %image_path.display(), layers = written.len(), "feature maps written");
+    Ok(FeatureMaps {
+        layers: written,
+        probabilities,
+    })
 }
 
 #[cfg(test)]
@@ -253,15 +256,11 @@ pub fn draw_boxes(
     let finder = FaceFinder::for_model(&classifier.card, &fo, opts, 1)?;
     let rgb = load_rgb(image_path, DecodeLimits::default())?;
     let crops = finder.crops(&rgb)?;
-    let spec = classifier.card.input.clone();
     let labels = classifier.card.labels.clone();
-    let mut input = Vec::with_capacity(crops.len() * spec.len());
-    for c in &crops {
-        input.extend_from_slice(&spec.tensor_from_rgb(&c.image));
-    }
     let mut drawn = Vec::new();
     if !crops.is_empty() {
-        let out = classifier.run(&input, crops.len())?;
+        let images: Vec<&image::RgbImage> = crops.iter().map(|c| &c.image).collect();
+        let out = classifier.classify_images(&images)?;
         for (i, c) in crops.iter().enumerate() {
             let Some(f) = &c.face else { continue };
             let best = out.argmax(i, labels.len());

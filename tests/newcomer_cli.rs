@@ -167,3 +167,194 @@ fn text_logs_round_the_numbers_people_read() {
         }
     }
 }
+
+/// `p_female` of the one row whose path ends with `name`.
+fn p_female(parquet: &std::path::Path, name: &str) -> f32 {
+    use arrow::array::{Float32Array, StringArray};
+    let mut found = Vec::new();
+    for b in read_parquet(parquet).0 {
+        let paths = col::<StringArray>(&b, "path");
+        let p = col::<Float32Array>(&b, "p_female");
+        for i in 0..b.num_rows() {
+            if paths.value(i).ends_with(name) {
+                found.push(p.value(i));
+            }
+        }
+    }
+    assert_eq!(
+        found.len(),
+        1,
+        "one row for {name} in {}",
+        parquet.display()
+    );
+    found[0]
+}
+
+/// Regression: for `face367.bmp` visualize logged `female=0.5448` and classify said 0.727:
+/// visualize ran the plain graph, without the card's test-time flip and calibration. Every
+/// command that reports a probability now classifies through the same path.
+#[test]
+fn classify_eval_and_visualize_give_the_same_probabilities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let faces = tmp.path().join("faces");
+    let name = "face367.bmp";
+    let image = faces.join("female").join(name);
+    std::fs::create_dir_all(faces.join("female")).unwrap();
+    std::fs::copy(repo().join("data/samples/faces/female").join(name), &image).unwrap();
+    // v3's card asks for test-time flips (the case at issue), v4's for calibration.
+    let models = repo().join("models/facebatch-gender");
+    for (version, key) in [("v3", "test_time_flip"), ("v4", "calibration")] {
+        let card: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(models.join(version).join("card.json")).unwrap())
+                .unwrap();
+        assert!(
+            card[key] == serde_json::json!(true) || card[key].is_object(),
+            "{version}'s card has {key}"
+        );
+        let model = models.join(version);
+        let model = model.to_str().unwrap();
+        // classify's rows and eval's --predictions rows, both Parquet with `p_female`.
+        let [by_classify, by_eval] =
+            [("classify", "--out"), ("eval", "--predictions")].map(|(command, flag)| {
+                let out = tmp.path().join(format!("{version}-{command}.parquet"));
+                let o = run(facebatch()
+                    .arg(command)
+                    .arg(&faces)
+                    .arg(flag)
+                    .arg(&out)
+                    .args(["--model", model]));
+                assert_eq!(o.status.code(), Some(0), "{command}: {}", stderr(&o));
+                p_female(&out, name)
+            });
+
+        let visualize = |json: bool| {
+            let mut c = facebatch();
+            c.arg("visualize")
+                .arg(&image)
+                .arg("--out")
+                .arg(tmp.path().join(format!("{version}-maps")))
+                .args(["--model", model]);
+            if json {
+                c.arg("--json");
+            }
+            let o = run(&mut c);
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+            stdout(&o)
+        };
+        let v: serde_json::Value = serde_json::from_str(&visualize(true)).unwrap();
+        let by_visualize = v["probabilities"]["female"].as_f64().unwrap() as f32;
+        let text = visualize(false);
+        assert!(
+            text.contains(&format!("probabilities\tfemale {by_classify:.4}\t")),
+            "{text}"
+        );
+
+        // One path: the same numbers, not merely close ones.
+        assert_eq!(by_classify, by_eval, "{version}: classify against eval");
+        assert_eq!(
+            by_classify, by_visualize,
+            "{version}: classify against visualize"
+        );
+    }
+}
+
+/// Regression: rerunning a finished dataset shard with another `--model` or `--faces`
+/// printed "already complete: nothing to do" and exited 0, though `--resume` refuses the
+/// same change. The rerun is refused, naming the setting.
+#[test]
+fn a_finished_shard_refuses_other_settings_and_names_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = format!("{}/", tmp.path().join("out").display());
+    let shard = |extra: &[&str]| {
+        let faces = if extra.contains(&"--faces") {
+            &[][..]
+        } else {
+            &["--faces", "whole"][..]
+        };
+        run(facebatch()
+            .arg("classify")
+            .arg(repo().join("data/samples/faces"))
+            .args(["--out", &dir, "--shard", "0/2"])
+            .args(faces)
+            .args(extra))
+    };
+    let first = shard(&[]);
+    assert!(
+        matches!(first.status.code(), Some(0 | 1)),
+        "{}",
+        stderr(&first)
+    );
+    let again = shard(&[]);
+    assert_eq!(
+        again.status.code(),
+        first.status.code(),
+        "{}",
+        stderr(&again)
+    );
+    assert!(
+        stdout(&again).contains("already complete"),
+        "{}",
+        stdout(&again)
+    );
+
+    let other_model = repo().join("models/facebatch-gender/v3");
+    let o = shard(&["--model", other_model.to_str().unwrap()]);
+    assert_fatal(
+        &o,
+        "is already complete, and the run that finished it used another model (--model: sha256",
+    );
+    let o = shard(&["--faces", "detect"]);
+    assert_fatal(
+        &o,
+        "is already complete, and the run that finished it found faces differently (--faces",
+    );
+    let o = shard(&["--features"]);
+    assert_fatal(
+        &o,
+        "the run that finished it had a different --features setting (off, this run on)",
+    );
+    // The marker and part are untouched by the refusals.
+    let again = shard(&[]);
+    assert!(
+        stdout(&again).contains("already complete"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+/// Regression: training a one-class folder detected and aligned every image (after
+/// fetching the detector) before it said "need at least two classes". The labels are
+/// checked first: with no cache and no network it still gives that answer, at once, and
+/// leaves no model folder behind.
+#[cfg(feature = "train")]
+#[test]
+fn training_one_class_is_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("faces");
+    std::fs::create_dir_all(data.join("female")).unwrap();
+    for f in std::fs::read_dir(repo().join("data/samples/faces/female")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, data.join("female").join(f.file_name().unwrap())).unwrap();
+    }
+    let out = tmp.path().join("model");
+    let o = run(facebatch()
+        .arg("train")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .arg("--align")
+        .env("FACEBATCH_CACHE_DIR", tmp.path().join("empty-cache"))
+        .env("HOME", tmp.path().join("no-home"))
+        .env("https_proxy", "http://127.0.0.1:9")
+        .env("HTTPS_PROXY", "http://127.0.0.1:9"));
+    assert_fatal(
+        &o,
+        "need at least two classes to train a classifier, found 1",
+    );
+    assert!(!stderr(&o).contains("download"), "{}", stderr(&o));
+    assert!(!out.exists(), "no model folder is made for a refused run");
+    assert!(
+        !tmp.path().join("empty-cache").exists(),
+        "nothing was fetched"
+    );
+}

@@ -196,7 +196,7 @@ fn the_same_input_spelled_differently_resumes_exactly_once_and_other_inputs_are_
     let other = tmp.path().join("other");
     corpus(&other, 2);
     let o = run(&mut classify(&[&other], &out, &["--resume"]));
-    assert_fatal(&o, "use the same inputs");
+    assert_fatal(&o, "--resume: the earlier run read other inputs");
     let slash = PathBuf::from(format!("{}/", photos.display()));
     let o = run(&mut classify(&[&slash], &out, &["--resume"]));
     assert_eq!(status(&o), Some(0));

@@ -122,6 +122,31 @@ fn check_shard_count(dir: &Path, shard: Shard) -> Result<()> {
     Ok(())
 }
 
+/// A finished shard is not run again; a rerun with other settings (model, `--features`,
+/// face finding, inputs) is refused rather than answered "already complete", as `--resume`
+/// refuses them (the settings are those its part records).
+fn check_same_settings(
+    s: &ClassifySettings,
+    dir: &Path,
+    shard: Shard,
+    paths: &DatasetPaths,
+) -> Result<()> {
+    if !paths.part.is_file() {
+        return Ok(()); // nothing recorded to compare with
+    }
+    let now = super::pipeline::identity(s)?;
+    let md = output::read_metadata(&paths.part)?;
+    let saved = super::pipeline::recorded_identity(&md, &now.labels);
+    match super::pipeline::differing_setting(&saved, &now) {
+        None => Ok(()),
+        Some(what) => Err(Error::InvalidOption(format!(
+            "shard {shard} in {} is already complete, and the run that finished it {what}; \
+             a finished shard is not redone: use the same settings, or a new folder",
+            dir.display()
+        ))),
+    }
+}
+
 /// Runs one shard into the dataset folder `dir` (`s.out` is ignored).
 pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<Outcome> {
     let shard = s.shard.unwrap_or(Shard::ALL);
@@ -130,6 +155,7 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
     // One process per shard, for the whole run, marker check included.
     let _lock = super::staging::OutputLock::acquire(&paths.part)?;
     if paths.marker.is_file() {
+        check_same_settings(s, dir, shard, &paths)?;
         tracing::info!(shard = %shard, marker = %paths.marker.display(), "shard already complete");
         let m: Marker = super::staging::read_json(&paths.marker)?.ok_or_else(|| {
             Error::Output(format!(

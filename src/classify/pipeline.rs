@@ -136,31 +136,10 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         ..s.session.clone()
     };
     let finder = FaceFinder::for_model(&card, &s.faces, &detector_session, threads)?;
-    let faces_json = serde_json::json!({
-        "mode": finder.mode,
-        "detector": finder.detector.as_ref().map(|d| &d.info),
-        "detection": finder.detector.as_ref().map(|_| &finder.settings),
-        "alignment": finder.detector.as_ref().map(|_| &finder.align),
-    })
-    .to_string();
+    let faces_json = faces_identity(&finder);
     tracing::info!(mode = %finder.mode, detector = finder.detector.as_ref().map(|d| d.info.name.as_str()).unwrap_or("none"), "faces");
     let labels = card.labels.clone();
-    let feature_dim = if s.features {
-        let dim = classifier
-            .card
-            .outputs
-            .iter()
-            .find(|o| o.name == "pooled")
-            .and_then(|o| o.shape.get(1))
-            .and_then(|d| d.as_u64())
-            .ok_or_else(|| Error::InvalidCard {
-                path: s.model.clone(),
-                reason: "the card does not give the pooled feature size".into(),
-            })?;
-        Some(dim as usize)
-    } else {
-        None
-    };
+    let feature_dim = feature_dim(s, &card)?;
     let schema = output::schema(&labels, feature_dim);
     let parts_dir = output::parts_dir(&s.out);
 
@@ -400,6 +379,78 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     })
 }
 
+/// The face settings a run records (mode, detector, thresholds, alignment): runs that
+/// continue or repeat it must find faces the same way.
+fn faces_identity(finder: &FaceFinder) -> String {
+    serde_json::json!({
+        "mode": finder.mode,
+        "detector": finder.detector.as_ref().map(|d| &d.info),
+        "detection": finder.detector.as_ref().map(|_| &finder.settings),
+        "alignment": finder.detector.as_ref().map(|_| &finder.align),
+    })
+    .to_string()
+}
+
+/// The pooled feature size written with `--features`, from the card; `None` without it.
+fn feature_dim(s: &ClassifySettings, card: &crate::card::ModelCard) -> Result<Option<usize>> {
+    if !s.features {
+        return Ok(None);
+    }
+    let dim = card
+        .outputs
+        .iter()
+        .find(|o| o.name == "pooled")
+        .and_then(|o| o.shape.get(1))
+        .and_then(|d| d.as_u64())
+        .ok_or_else(|| Error::InvalidCard {
+            path: s.model.clone(),
+            reason: "the card does not give the pooled feature size".into(),
+        })?;
+    Ok(Some(dim as usize))
+}
+
+/// What makes a run the same run: the model, `--features`, face finding and the inputs,
+/// as a run of `s` records them. Reads the model's files and loads the detector (if `s`
+/// uses one), without running anything.
+pub(crate) fn identity(s: &ClassifySettings) -> Result<RunInfo> {
+    let s = &normalised(s);
+    let model = crate::infer::CheckedModel::read(&s.model)?;
+    let detector_session = crate::infer::SessionOptions {
+        intra_threads: 1,
+        ..s.session.clone()
+    };
+    let finder = FaceFinder::for_model(&model.card, &s.faces, &detector_session, 1)?;
+    Ok(RunInfo {
+        run_id: String::new(),
+        started_at: String::new(),
+        model_sha256: model.sha256.clone(),
+        labels: model.card.labels.clone(),
+        feature_dim: feature_dim(s, &model.card)?,
+        faces: faces_identity(&finder),
+        inputs: input_keys(&s.inputs),
+    })
+}
+
+/// The run an output's Parquet metadata records (`labels` are taken as given).
+pub(crate) fn recorded_identity(
+    md: &std::collections::BTreeMap<String, String>,
+    labels: &[String],
+) -> RunInfo {
+    RunInfo {
+        run_id: md.get(meta::RUN_ID).cloned().unwrap_or_default(),
+        started_at: md.get(meta::STARTED).cloned().unwrap_or_default(),
+        model_sha256: md.get(meta::MODEL_SHA256).cloned().unwrap_or_default(),
+        labels: labels.to_vec(),
+        feature_dim: md.get(meta::FEATURE_DIM).and_then(|d| d.parse().ok()),
+        faces: md.get(meta::FACES).cloned().unwrap_or_default(),
+        inputs: md
+            .get(meta::INPUTS)
+            .and_then(|t| serde_json::from_str::<Vec<String>>(t).ok())
+            .map(|v| input_keys(&v.iter().map(PathBuf::from).collect::<Vec<_>>()))
+            .unwrap_or_default(),
+    }
+}
+
 /// What an earlier attempt left that this run continues.
 struct Earlier {
     /// This run's identity: a new one, or the resumed run's.
@@ -453,19 +504,7 @@ fn earlier(s: &ClassifySettings, mut info: RunInfo) -> Result<Earlier> {
         }
         None => {
             if let Some(md) = out_md {
-                let earlier = RunInfo {
-                    run_id: md.get(meta::RUN_ID).cloned().unwrap_or_default(),
-                    started_at: md.get(meta::STARTED).cloned().unwrap_or_default(),
-                    model_sha256: md.get(meta::MODEL_SHA256).cloned().unwrap_or_default(),
-                    labels: info.labels.clone(),
-                    feature_dim: md.get(meta::FEATURE_DIM).and_then(|d| d.parse().ok()),
-                    faces: md.get(meta::FACES).cloned().unwrap_or_default(),
-                    inputs: md
-                        .get(meta::INPUTS)
-                        .and_then(|t| serde_json::from_str::<Vec<String>>(t).ok())
-                        .map(|v| input_keys(&v.iter().map(PathBuf::from).collect::<Vec<_>>()))
-                        .unwrap_or_default(),
-                };
+                let earlier = recorded_identity(md, &info.labels);
                 check_same_run(&earlier, &info)?;
                 info.run_id = earlier.run_id;
                 info.started_at = earlier.started_at;
@@ -504,32 +543,46 @@ fn earlier(s: &ClassifySettings, mut info: RunInfo) -> Result<Earlier> {
 
 /// Refuses a `--resume` whose model, features, face finding or inputs differ.
 fn check_same_run(saved: &RunInfo, now: &RunInfo) -> Result<()> {
+    match differing_setting(saved, now) {
+        None => Ok(()),
+        Some(what) => Err(Error::InvalidOption(format!(
+            "--resume: the earlier run {what}; use the same settings, or start a new output"
+        ))),
+    }
+}
+
+/// The first setting in which `now` differs from the recorded run `saved`, said as "the
+/// earlier run ..." continues: `None` when they are the same run. A setting the record
+/// lacks (older outputs) is not compared.
+pub(crate) fn differing_setting(saved: &RunInfo, now: &RunInfo) -> Option<String> {
     if saved.model_sha256 != now.model_sha256 {
-        return Err(Error::InvalidOption(format!(
-            "--resume: the earlier run used model sha256 {}, this one {}; use the same model or start a new output",
+        return Some(format!(
+            "used another model (--model: sha256 {}, this run {})",
             saved.model_sha256, now.model_sha256
-        )));
+        ));
     }
     if saved.feature_dim != now.feature_dim {
-        return Err(Error::InvalidOption(
-            "--resume: the earlier run had a different --features setting; use the same options"
-                .into(),
+        let on = |d: Option<usize>| if d.is_some() { "on" } else { "off" };
+        return Some(format!(
+            "had a different --features setting ({}, this run {})",
+            on(saved.feature_dim),
+            on(now.feature_dim)
         ));
     }
     if !saved.faces.is_empty() && saved.faces != now.faces {
-        return Err(Error::InvalidOption(format!(
-            "--resume: the earlier run found faces differently ({}); use the same --faces and detection options",
-            saved.faces
-        )));
+        return Some(format!(
+            "found faces differently (--faces and detection options: {}; this run {})",
+            saved.faces, now.faces
+        ));
     }
     if !saved.inputs.is_empty() && sorted(&saved.inputs) != sorted(&now.inputs) {
-        return Err(Error::InvalidOption(format!(
-            "--resume: the earlier run read {}, this one {}; use the same inputs",
+        return Some(format!(
+            "read other inputs ({}; this run {})",
             saved.inputs.join(", "),
             now.inputs.join(", ")
-        )));
+        ));
     }
-    Ok(())
+    None
 }
 
 fn sorted(v: &[String]) -> Vec<&String> {

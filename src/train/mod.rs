@@ -146,10 +146,13 @@ pub fn train(settings: &TrainSettings) -> Result<TrainOutcome> {
     settings.split.validate()?;
     let (h, w) = settings.input.unwrap_or(settings.arch.input_size());
     let spec = InputSpec::standard(h, w);
+    // The labels and --group-by columns are checked before anything is created, fetched
+    // or decoded: a one-class folder is refused at once, not after the detector ran.
+    let (samples, origin) = prepare::read(settings)?;
     let dirs = Dirs::create(&settings.out_dir)?;
     let t0 = Instant::now();
     let finder = prepare::face_finder(settings, &spec)?;
-    let prepared = prepare::prepare(settings, &spec, finder.as_ref())?;
+    let prepared = prepare::prepare(settings, &spec, finder.as_ref(), samples, origin)?;
     let split = write_splits(&prepared, &dirs)?;
     tracing::info!(
         train = split.train.len(),

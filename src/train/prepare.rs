@@ -90,7 +90,7 @@ pub(super) fn face_finder(
 
 /// Reads the sources (each sample remembers which of them it came from) and checks the
 /// labels before any image is decoded.
-fn read(settings: &TrainSettings) -> Result<(Vec<Sample>, BTreeMap<String, usize>)> {
+pub(super) fn read(settings: &TrainSettings) -> Result<(Vec<Sample>, BTreeMap<String, usize>)> {
     if settings.sources.is_empty() {
         return Err(Error::Dataset(
             "no data given: pass a class-per-folder directory or a CSV manifest".into(),
@@ -113,8 +113,9 @@ pub(super) fn prepare(
     settings: &TrainSettings,
     spec: &InputSpec,
     finder: Option<&FaceFinder>,
+    samples: Vec<Sample>,
+    origin: BTreeMap<String, usize>,
 ) -> Result<Prepared> {
-    let (samples, origin) = read(settings)?;
     let pins = match &settings.pin_splits {
         Some(dir) => data::pinned_splits(dir)?,
         None => HashMap::new(),
