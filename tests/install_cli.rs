@@ -224,3 +224,139 @@ fn version_names_the_build() {
     };
     assert!(v.contains(features), "{v}");
 }
+
+/// `package version -> features` as `cargo tree` resolves them with these edge kinds.
+fn resolved_features(edges: &str, features: &[&str]) -> std::collections::BTreeMap<String, String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "--prefix",
+            "none",
+            "-e",
+            edges,
+        ])
+        .args(["-f", "{p}|{f}"])
+        .args(features)
+        .current_dir(repo())
+        .output()
+        .expect("cargo tree runs");
+    assert!(out.status.success(), "cargo tree: {}", stderr(&out));
+    let mut map = std::collections::BTreeMap::new();
+    for line in stdout(&out).lines() {
+        let line = line.trim_end_matches(" (*)");
+        let Some((package, feats)) = line.split_once('|') else {
+            continue;
+        };
+        // A package built for the host (proc-macros, build scripts) and for the target may
+        // have two feature sets: keep their union, as the comparison is per package.
+        let package: String = package
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let entry: &mut String = map.entry(package).or_default();
+        let mut all: std::collections::BTreeSet<&str> = entry
+            .split(',')
+            .chain(feats.split(','))
+            .filter(|f| !f.is_empty())
+            .collect();
+        all.remove("");
+        *entry = all.into_iter().collect::<Vec<_>>().join(",");
+    }
+    map
+}
+
+/// Regression (issue 16, item 9): a dev-dependency (criterion, and before it fantoccini)
+/// switched on features of crates the run build shares, so `cargo test --release`
+/// recompiled rayon, burn and most of the graph right after `cargo run --release`. The
+/// dev-dependencies may add crates, never features to a crate the run build has.
+#[test]
+fn the_test_build_reuses_the_run_build() {
+    for features in [
+        &[][..],
+        &["--no-default-features", "--features", "simd-jpeg"][..],
+    ] {
+        let run = resolved_features("normal,build", features);
+        let test = resolved_features("normal,build,dev", features);
+        let changed: Vec<String> = run
+            .iter()
+            .filter_map(|(package, f)| {
+                let t = &test[package];
+                (t != f).then(|| format!("{package}: [{f}] becomes [{t}]"))
+            })
+            .collect();
+        assert!(
+            changed.is_empty(),
+            "with {features:?}, the dev-dependencies change features of crates in the run build \
+             (add them to Cargo.toml's feature-alignment lines):\n{}",
+            changed.join("\n")
+        );
+    }
+}
+
+/// Regression (issue 16, item 13): the tour's "real output" had drifted from real runs and
+/// was tidied by hand. Every console block of the tour is now written by
+/// scripts/readme-tour.sh from a command it runs: each block is marked with a step of that
+/// script, and each step has its block.
+#[test]
+fn every_console_block_of_the_tour_comes_from_the_tour_script() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let script = std::fs::read_to_string(repo().join("scripts/readme-tour.sh")).unwrap();
+    let start = readme.find("## Five-minute tour").expect("the tour");
+    let end = start
+        + readme[start..]
+            .find("\n## ")
+            .expect("a section after the tour");
+    let tour = &readme[start..end];
+    let mut marked = Vec::new();
+    let mut lines = tour.lines().peekable();
+    let mut last_marker: Option<&str> = None;
+    while let Some(line) = lines.next() {
+        if let Some(name) = line
+            .strip_prefix("<!-- tour:")
+            .and_then(|l| l.strip_suffix(" -->"))
+        {
+            last_marker = Some(name);
+            continue;
+        }
+        if line == "```console" {
+            let name = last_marker.take().unwrap_or_else(|| {
+                panic!("a console block in the tour without a <!-- tour:NAME --> marker")
+            });
+            let first = lines.peek().copied().unwrap_or_default();
+            assert!(
+                first.starts_with("$ "),
+                "block {name} starts with its command: {first}"
+            );
+            marked.push(name.to_string());
+        } else {
+            last_marker = None;
+        }
+    }
+    let mut steps: Vec<String> = script
+        .lines()
+        .filter_map(|l| l.strip_prefix("step "))
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    steps.sort();
+    let mut sorted = marked.clone();
+    sorted.sort();
+    assert_eq!(sorted, steps, "the tour's blocks and the script's steps");
+    // Each block's commands are the script's, word for word.
+    for (name, block) in tour.split("<!-- tour:").skip(1).map(|b| {
+        let (name, rest) = b.split_once(" -->").unwrap();
+        (name, rest.split("<!-- /tour:").next().unwrap())
+    }) {
+        for cmd in block.lines().filter_map(|l| l.strip_prefix("$ ")) {
+            let quoted = format!("'{cmd}'");
+            let dq = cmd.replace('\\', "\\\\").replace('"', "\\\"");
+            assert!(
+                script.contains(&quoted) || script.contains(&format!("\"{dq}\"")),
+                "block {name}: `{cmd}` is not a command of scripts/readme-tour.sh"
+            );
+        }
+    }
+}

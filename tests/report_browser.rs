@@ -1,5 +1,5 @@
-//! The report in a real headless Chromium, driven over W3C WebDriver (fantoccini and
-//! Debian's `chromium-driver`): thumbnails render, the page's counts equal the Parquet's,
+//! The report in a real headless Chromium, driven over W3C WebDriver (Debian's
+//! `chromium-driver`): thumbnails render, the page's counts equal the Parquet's,
 //! a click and a keyboard shortcut record corrections that survive a reload, the download
 //! button saves `corrections.csv`, and one training step runs from it.
 //!
@@ -7,9 +7,12 @@
 //! they are missing and sets FACEBATCH_REQUIRE_BROWSER=1, so there the test cannot be
 //! skipped). Without them, and without that variable, it says so and passes.
 //!
-//! Why fantoccini: WebDriver is a W3C standard, so the same test drives chromedriver or
-//! geckodriver (the page must work in Chromium and Firefox), and it talks plain HTTP to a
-//! local driver, which keeps TLS out of the test build.
+//! Why WebDriver: it is a W3C standard, so the same test drives chromedriver or
+//! geckodriver (the page must work in Chromium and Firefox). The client below is the
+//! handful of W3C endpoints the test needs, JSON over plain HTTP with ureq (already a
+//! dependency). It replaced fantoccini, whose HTTP stack (hyper, tokio's `net`, url/icu
+//! with syn's `fold`) changed the features of crates shared with the run build, so that
+//! `cargo test` recompiled most of the build after `cargo run` (issue 16, item 9).
 
 mod common;
 
@@ -18,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::StringArray;
 use common::*;
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
+use serde_json::{Value, json};
 
 fn on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
@@ -80,16 +82,147 @@ fn start_driver(chromedriver: &Path) -> (Driver, String) {
     (Driver(child), format!("http://127.0.0.1:{port}"))
 }
 
-async fn js(c: &Client, script: &str) -> serde_json::Value {
-    c.execute(script, vec![]).await.unwrap()
+/// A W3C WebDriver session: the endpoints this test uses, synchronously.
+struct Session {
+    agent: ureq::Agent,
+    base: String,
 }
 
-async fn wait_until(c: &Client, script: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while js(c, script).await != json!(true) {
-        assert!(Instant::now() < deadline, "timed out waiting for: {script}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+impl Session {
+    fn new(driver: &str, capabilities: Value) -> Session {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut s = Session {
+            agent,
+            base: driver.to_string(),
+        };
+        let created = s.post(
+            "/session",
+            json!({"capabilities": {"alwaysMatch": capabilities}}),
+        );
+        let id = created["sessionId"].as_str().expect("a session id");
+        s.base = format!("{driver}/session/{id}");
+        s
     }
+
+    /// The response's `value`; a WebDriver error fails the test with its message.
+    fn send(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let response = match body {
+            Some(body) => self
+                .agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send(body.to_string()),
+            None if method == "DELETE" => self.agent.delete(&url).call(),
+            None => self.agent.get(&url).call(),
+        };
+        let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = response.status();
+        let text = response.body_mut().read_to_string().unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"));
+        assert!(
+            status.is_success(),
+            "{method} {url}: {status}: {}",
+            v["value"]
+        );
+        v["value"].clone()
+    }
+
+    fn post(&self, path: &str, body: Value) -> Value {
+        self.send("POST", path, Some(body))
+    }
+
+    fn goto(&self, url: &str) {
+        self.post("/url", json!({ "url": url }));
+    }
+
+    fn refresh(&self) {
+        self.post("/refresh", json!({}));
+    }
+
+    fn js(&self, script: &str) -> Value {
+        self.post("/execute/sync", json!({"script": script, "args": []}))
+    }
+
+    fn wait_until(&self, script: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.js(script) != json!(true) {
+            assert!(Instant::now() < deadline, "timed out waiting for: {script}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The element `selector` (CSS) finds first.
+    fn find(&self, selector: &str) -> String {
+        let e = self.post(
+            "/element",
+            json!({"using": "css selector", "value": selector}),
+        );
+        element_id(&e)
+    }
+
+    fn click(&self, element: &str) {
+        self.post(&format!("/element/{element}/click"), json!({}));
+    }
+
+    fn type_into_active(&self, text: &str) {
+        let active = element_id(&self.send("GET", "/element/active", None));
+        self.post(&format!("/element/{active}/value"), json!({ "text": text }));
+    }
+
+    fn screenshot(&self) -> image::RgbImage {
+        let b64 = self.send("GET", "/screenshot", None);
+        let png = base64_decode(b64.as_str().expect("base64 PNG"));
+        image::load_from_memory(&png).unwrap().to_rgb8()
+    }
+
+    fn close(self) {
+        self.send("DELETE", "", None);
+    }
+}
+
+/// W3C's web element reference.
+fn element_id(e: &Value) -> String {
+    e["element-6066-11e4-a52e-4f735466cecf"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an element: {e}"))
+        .to_string()
+}
+
+/// Standard base64 (RFC 4648), as WebDriver sends screenshots.
+fn base64_decode(s: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let digits: Vec<u8> = s
+        .bytes()
+        .filter(|&c| c != b'=' && !c.is_ascii_whitespace())
+        .map(value)
+        .collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &d)| n | (d as u32) << (18 - 6 * i));
+        out.extend(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+#[test]
+fn base64_decodes_what_it_should() {
+    assert_eq!(base64_decode("aGVsbG8="), b"hello");
+    assert_eq!(base64_decode("aGVsbG8h"), b"hello!");
+    assert_eq!(base64_decode("aGk="), b"hi");
 }
 
 #[test]
@@ -128,11 +261,7 @@ fn the_report_renders_and_its_corrections_train_a_model() {
     let downloads = tmp.path().join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
     let (_driver, url) = start_driver(&chromedriver);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let csv = runtime.block_on(async {
+    let csv = {
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
@@ -146,42 +275,32 @@ fn the_report_renders_and_its_corrections_train_a_model() {
                 },
             }),
         );
-        let c = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&url)
-            .await
-            .expect("a chromedriver session");
+        let c = Session::new(&url, Value::Object(caps));
         let page = format!("file://{}", report.join("index.html").display());
 
         // The summary's counts are the Parquet's.
-        c.goto(&page).await.unwrap();
-        wait_until(&c, "return document.body.dataset.tab === 'summary'").await;
-        let ok_on_page = js(&c, "return [...document.querySelectorAll('table')][0].innerText").await;
+        c.goto(&page);
+        c.wait_until("return document.body.dataset.tab === 'summary'");
+        let ok_on_page = c.js("return [...document.querySelectorAll('table')][0].innerText");
         assert!(
             ok_on_page.as_str().unwrap().contains(&format!("ok\t{ok}")),
             "rows by status on the page: {ok_on_page}"
         );
 
         // One card per sampled face, every thumbnail decoded and drawn.
-        c.goto(&format!("{page}#label%3Afemale")).await.unwrap();
-        wait_until(&c, "return document.querySelectorAll('#grid .card').length > 0").await;
-        let cards = js(&c, "return document.querySelectorAll('#grid .card').length").await;
-        let expected = js(&c, "return window.FACEBATCH_REPORT.galleries['label:female'].length").await;
+        c.goto(&format!("{page}#label%3Afemale"));
+        c.wait_until("return document.querySelectorAll('#grid .card').length > 0");
+        let cards = c.js("return document.querySelectorAll('#grid .card').length");
+        let expected = c.js("return window.FACEBATCH_REPORT.galleries['label:female'].length");
         assert_eq!(cards, expected);
-        wait_until(
-            &c,
+        c.wait_until(
             "return [...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth > 0)",
-        )
-        .await;
-        let rect = js(
-            &c,
+        );
+        let rect = c.js(
             "const r = document.querySelector('#grid img.face').getBoundingClientRect(); \
              return [r.left, r.top, r.width, r.height].map(Math.round)",
-        )
-        .await;
-        let shot = image::load_from_memory(&c.screenshot().await.unwrap())
-            .unwrap()
-            .to_rgb8();
+        );
+        let shot = c.screenshot();
         let [x, y, w, h] = [0, 1, 2, 3].map(|k| rect[k].as_u64().unwrap() as u32);
         let mut lum: Vec<u32> = Vec::new();
         for yy in y..(y + h).min(shot.height()) {
@@ -191,57 +310,49 @@ fn the_report_renders_and_its_corrections_train_a_model() {
             }
         }
         let (lo, hi) = (lum.iter().min().unwrap(), lum.iter().max().unwrap());
-        assert!(hi - lo > 150, "the face thumbnail is drawn, not blank ({lo}..{hi})");
+        assert!(
+            hi - lo > 150,
+            "the face thumbnail is drawn, not blank ({lo}..{hi})"
+        );
 
         // A click and a keyboard shortcut record corrections.
-        c.find(Locator::Css("#grid .card .buttons button:nth-child(2)"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        js(&c, "document.querySelectorAll('#grid .card')[1].focus(); return true").await;
-        c.active_element()
-            .await
-            .unwrap()
-            .send_keys("1")
-            .await
-            .unwrap();
+        c.click(&c.find("#grid .card .buttons button:nth-child(2)"));
+        c.js("document.querySelectorAll('#grid .card')[1].focus(); return true");
+        c.type_into_active("1");
         // Label the rest of this gallery and the male one by clicks, alternating.
         for tab in ["label:female", "label:male"] {
-            js(&c, &format!("window.facebatchReport.show('{tab}'); return true")).await;
-            js(
-                &c,
+            c.js(&format!(
+                "window.facebatchReport.show('{tab}'); return true"
+            ));
+            c.js(
                 "const n = document.querySelectorAll('#grid .card').length; \
                  for (let i = 2; i < n; i++) { \
                    document.querySelectorAll('#grid .card')[i].querySelectorAll('.buttons button')[i % 2].click(); \
                  } return true",
             )
-            .await;
+            ;
         }
-        let count = js(&c, "return Object.keys(window.facebatchReport.choices()).length").await;
+        let count = c.js("return Object.keys(window.facebatchReport.choices()).length");
         assert!(count.as_u64().unwrap() >= ok.min(4), "{count}");
         // They survive a reload (localStorage).
-        c.refresh().await.unwrap();
-        wait_until(&c, "return document.getElementById('correction-count') !== null").await;
-        let shown = js(&c, "return document.getElementById('correction-count').textContent").await;
+        c.refresh();
+        c.wait_until("return document.getElementById('correction-count') !== null");
+        let shown = c.js("return document.getElementById('correction-count').textContent");
         assert_eq!(shown, json!(format!("{count} corrections")));
         // Download.
-        c.find(Locator::Id("download"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        c.click(&c.find("#download"));
         let file = downloads.join("corrections.csv");
         let deadline = Instant::now() + Duration::from_secs(30);
         while !file.is_file() {
-            assert!(Instant::now() < deadline, "corrections.csv was not downloaded");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(
+                Instant::now() < deadline,
+                "corrections.csv was not downloaded"
+            );
+            std::thread::sleep(Duration::from_millis(50));
         }
-        c.close().await.unwrap();
+        c.close();
         std::fs::read_to_string(&file).unwrap()
-    });
+    };
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
