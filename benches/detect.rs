@@ -11,7 +11,7 @@ use facebatch::infer::SessionOptions;
 fn bench(c: &mut Criterion) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let detector = Detector::load(None, &SessionOptions::default(), 1).expect("detector");
-    let photo = image::open(root.join("data/samples/photos/group-2.jpg"))
+    let photo = image::open(root.join("data/samples/photos/solvay-1927.jpg"))
         .expect("sample photo")
         .to_rgb8();
     let crop = image::open(root.join("data/samples/faces/male/55_0_0_20170113190612249.jpg"))

@@ -25,7 +25,7 @@ use image::{ImageFormat, RgbImage};
 /// A 4000x3000 photo: the sample group photo upscaled (real content, so JPEG has the work
 /// of a real photo to do).
 fn photo_4000x3000(root: &Path) -> RgbImage {
-    let img = image::open(root.join("data/samples/photos/group-2.jpg"))
+    let img = image::open(root.join("data/samples/photos/solvay-1927.jpg"))
         .expect("sample photo")
         .to_rgb8();
     image::imageops::resize(&img, 4000, 3000, image::imageops::FilterType::CatmullRom)

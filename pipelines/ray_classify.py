@@ -45,6 +45,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The Ray this driver is tested with (scripts/scale-out-test.sh pins the same).
+RAY_VERSION = "2.60.0"
+
 # facebatch's exit statuses: 0 done, 1 done but with more per-image error rows than
 # --max-error-rate (the marker is written: finished, so not retried, but reported), 2 fatal,
 # 130 interrupted.
@@ -387,7 +390,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ray_classify: {problem}", file=sys.stderr)
         return 2
 
-    import ray  # imported here so --help works without Ray
+    try:
+        import ray  # imported here so --help and usage errors work without Ray
+    except ImportError:
+        print(
+            f"ray_classify: Ray is not installed for {sys.executable}; install the pinned "
+            f"version with: {sys.executable} -m pip install 'ray=={RAY_VERSION}'",
+            file=sys.stderr,
+        )
+        return 2
 
     ray.init(address=args.address, log_to_driver=False)
     task = ray.remote(run_shard).options(

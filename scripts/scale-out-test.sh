@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Scale-out tests with the real binary: shards, the Ray driver on a real two-node local Ray
+# Scale-out tests with the real binary (run by .ci/run after `cargo test`, not by it: they
+# need Python 3.11+ with venv and PyPI): shards, the Ray driver on a real two-node local Ray
 # cluster (one task killed mid-run), the Slurm array script and the Kubernetes Indexed
 # Job's command, cron and systemd (pipelines/tests/test_scale_out.py). Each must give
 # exactly the rows of one unsharded run.
@@ -56,4 +57,15 @@ export FACEBATCH_BIN
 FACEBATCH_BIN=$(realpath "$bin")
 # No usage-stats reporting from the test clusters.
 export RAY_USAGE_STATS_ENABLED=0
-exec "$venv/bin/python" -m pytest -p no:cacheprovider -q pipelines/tests/test_scale_out.py "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+"$venv/bin/python" -m pytest -p no:cacheprovider -q pipelines/tests/test_scale_out.py "$@" \
+  | tee "$log" || status=$?
+# pytest's closing line, e.g. "6 passed in 92.31s": nothing may be skipped, failed or errored.
+summary=$(grep -E '[0-9]+ passed' "$log" | tail -n 1 || true)
+if [ "$status" -eq 0 ] && { [ -z "$summary" ] || grep -qE 'skipped|failed|error|deselected' <<< "$summary"; } && [ $# -eq 0 ]; then
+  echo "scale-out-test: every scale-out test must run and pass: ${summary:-no summary line}" >&2
+  status=1
+fi
+exit "$status"

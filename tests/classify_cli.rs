@@ -590,11 +590,11 @@ fn labels_do_not_depend_on_threads_batch_size_or_decode_scale() {
         ("faces/female/24_1_3_20170117145425107.jpg", "a.jpg"),
         ("faces/male/55_0_0_20170113190612249.jpg", "b.jpg"),
         ("faces/female/face367.bmp", "c.bmp"),
-        ("photos/group-1.jpg", "d.jpg"),
+        ("photos/retreat-2017.jpg", "d.jpg"),
     ] {
         std::fs::copy(samples.join(src), data.join(dst)).unwrap();
     }
-    let photo = image::open(samples.join("photos/group-2.jpg")).unwrap();
+    let photo = image::open(samples.join("photos/solvay-1927.jpg")).unwrap();
     let big = photo.resize(
         photo.width() * 2,
         photo.height() * 2,
@@ -617,7 +617,7 @@ fn labels_do_not_depend_on_threads_batch_size_or_decode_scale() {
     };
     let base = run_with("a.parquet", &["--threads", "1", "--batch-size", "1"]);
     let base_order = row_order(&tmp.path().join("a.parquet"));
-    assert_eq!(base.len(), 3 + 4 + 4, "{base:?}");
+    assert_eq!(base.len(), 3 + 6 + 29, "{base:?}");
     for (name, extra) in [
         ("b.parquet", &["--threads", "2", "--batch-size", "7"][..]),
         (

@@ -1,5 +1,5 @@
-//! Faces in real photos, through the real binary: detection on real group photos (npm
-//! `@vladmandic/face-api@1.7.15`, six photos, 22 faces), one row per face, `no_face` rows,
+//! Faces in real photos, through the real binary: detection on the two real group photos in
+//! `data/samples/photos` (35 faces found; data/README.md credits them), one row per face, `no_face` rows,
 //! the `auto` fallback, options, crops, drawn boxes, `eval --faces` and `train --align`.
 
 mod common;
@@ -88,10 +88,35 @@ fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
     inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 }
 
+/// The sample group photos, copied into `dir`.
+fn group_photos(dir: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    for name in ["retreat-2017.jpg", "solvay-1927.jpg"] {
+        std::fs::copy(
+            repo().join("data/samples/photos").join(name),
+            dir.join(name),
+        )
+        .unwrap();
+    }
+    dir.to_path_buf()
+}
+
+/// retreat-2017.jpg (960x540): the centres of the six faces RetinaFace finds, checked by
+/// eye on the drawn boxes. Of its nine people two turn away, and one more (about (237,
+/// 182), a three-quarter face 18 px wide behind glasses) is missed at this size.
+const RETREAT_FACES: [(f32, f32); 6] = [
+    (60.0, 193.0),  // far left, looking down
+    (346.0, 197.0), // in profile
+    (502.0, 219.0), // cap, looking at her phone
+    (584.0, 217.0), // blue jacket
+    (727.0, 206.0), // on the stairs, hand at his face
+    (894.0, 135.0), // right edge, the largest face
+];
+
 #[test]
 fn every_face_in_the_group_photos_is_found_and_none_is_invented() {
-    let photos = group_photos();
     let tmp = tempfile::tempdir().unwrap();
+    let photos = group_photos(&tmp.path().join("photos"));
     let out = tmp.path().join("faces.parquet");
     let crops = tmp.path().join("crops");
     let o = classify(
@@ -101,7 +126,7 @@ fn every_face_in_the_group_photos_is_found_and_none_is_invented() {
     );
     assert_eq!(o.status.code(), Some(0));
     assert!(
-        stdout(&o).contains("6 images, 22 rows: 22 ok"),
+        stdout(&o).contains("2 images, 35 rows: 35 ok"),
         "{}",
         stdout(&o)
     );
@@ -111,11 +136,8 @@ fn every_face_in_the_group_photos_is_found_and_none_is_invented() {
         per_file.entry(r.path.clone()).or_default().push(r);
     }
     let counts: Vec<usize> = per_file.values().map(Vec::len).collect();
-    assert_eq!(
-        counts,
-        vec![3, 3, 3, 4, 5, 4],
-        "faces per photo (as counted by eye)"
-    );
+    // solvay-1927.jpg: all 29 people of the 1927 Solvay conference, faces 23-31 px wide.
+    assert_eq!(counts, vec![6, 29], "faces per photo (as counted by eye)");
     for (path, faces) in &per_file {
         for (k, r) in faces.iter().enumerate() {
             assert_eq!(r.status, "ok");
@@ -123,12 +145,12 @@ fn every_face_in_the_group_photos_is_found_and_none_is_invented() {
             assert_eq!(r.face_count, Some(faces.len() as i32));
             assert_eq!(r.crop.as_deref(), Some("aligned"));
             assert!(r.label.is_some());
-            assert!(r.score.unwrap() >= 0.8);
+            assert!(r.score.unwrap() >= 0.5);
             let b = r.bbox.unwrap();
             let (w, h) = (r.width.unwrap() as f32, r.height.unwrap() as f32);
             assert!(b[0] >= -0.05 * w && b[2] <= 1.05 * w && b[1] >= -0.05 * h && b[3] <= 1.05 * h);
-            // Faces in these photos are 150-330 px: boxes of a sane size.
-            assert!((100.0..450.0).contains(&(b[2] - b[0])), "{path}: box {b:?}");
+            // Faces in these photos are 16-62 px wide: boxes of a sane size.
+            assert!((12.0..90.0).contains(&(b[2] - b[0])), "{path}: box {b:?}");
             let l = r.landmarks.as_ref().unwrap();
             assert_eq!(l.len(), 10);
             // Eyes above the mouth corners, left eye left of the right eye, all in the box.
@@ -151,21 +173,21 @@ fn every_face_in_the_group_photos_is_found_and_none_is_invented() {
             assert_eq!((crop.width(), crop.height()), (64, 64));
         }
     }
-    // sample1.jpg: the three faces' centres, checked by eye on the drawn boxes.
-    let centres: Vec<(f32, f32)> = per_file["sample1.jpg"]
-        .iter()
-        .map(|r| {
-            let b = r.bbox.unwrap();
-            ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0)
-        })
-        .collect();
-    for (got, want) in centres
-        .iter()
-        .zip([(509.0, 475.0), (930.0, 540.0), (1576.0, 317.0)])
-    {
+    // retreat-2017.jpg: each box is on one of the faces seen by eye, in order.
+    for (r, want) in per_file["retreat-2017.jpg"].iter().zip(RETREAT_FACES) {
+        let b = r.bbox.unwrap();
+        let got = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);
         assert!(
-            (got.0 - want.0).abs() < 25.0 && (got.1 - want.1).abs() < 25.0,
+            (got.0 - want.0).abs() < 12.0 && (got.1 - want.1).abs() < 12.0,
             "{got:?} vs {want:?}"
+        );
+    }
+    // solvay-1927.jpg: the people sit and stand in three rows between y = 240 and 420.
+    for r in &per_file["solvay-1927.jpg"] {
+        let b = r.bbox.unwrap();
+        assert!(
+            b[1] > 230.0 && b[3] < 425.0,
+            "a box off the rows of people: {b:?}"
         );
     }
 }
@@ -196,7 +218,11 @@ fn photos_without_faces_small_crops_and_broken_files() {
         photos.join("truncated.jpg"),
     )
     .unwrap();
-    std::fs::copy(group_photos().join("sample2.jpg"), photos.join("group.jpg")).unwrap();
+    std::fs::copy(
+        repo().join("data/samples/photos/retreat-2017.jpg"),
+        photos.join("group.jpg"),
+    )
+    .unwrap();
 
     let out = tmp.path().join("auto.parquet");
     let o = classify(&[&photos], &out, &["--faces", "auto"]);
@@ -224,7 +250,7 @@ fn photos_without_faces_small_crops_and_broken_files() {
     assert_eq!(broken.len(), 1, "errors stay one row per file");
     assert_eq!(broken[0].status, "error");
     assert!(broken[0].face_count.is_none());
-    assert_eq!(by("group.jpg").len(), 3);
+    assert_eq!(by("group.jpg").len(), RETREAT_FACES.len());
 
     // detect: no fallback.
     let out2 = tmp.path().join("detect.parquet");
@@ -247,12 +273,12 @@ fn photos_without_faces_small_crops_and_broken_files() {
 
 #[test]
 fn face_options_limit_and_filter() {
-    let photo = group_photos().join("sample5.jpg");
+    let photo = repo().join("data/samples/photos/retreat-2017.jpg");
     let tmp = tempfile::tempdir().unwrap();
     let all = tmp.path().join("all.parquet");
     classify(&[&photo], &all, &["--faces", "detect"]);
     let mut scores: Vec<f32> = face_rows(&all).iter().map(|r| r.score.unwrap()).collect();
-    assert_eq!(scores.len(), 5);
+    assert_eq!(scores.len(), RETREAT_FACES.len());
     scores.sort_by(|a, b| b.total_cmp(a));
 
     let two = tmp.path().join("two.parquet");
@@ -296,7 +322,7 @@ fn face_options_limit_and_filter() {
 
 #[test]
 fn visualize_draws_every_face() {
-    let photo = group_photos().join("sample1.jpg");
+    let photo = repo().join("data/samples/photos/retreat-2017.jpg");
     let tmp = tempfile::tempdir().unwrap();
     let o = run(facebatch()
         .arg("visualize")
@@ -307,8 +333,8 @@ fn visualize_draws_every_face() {
         .arg(tmp.path())
         .arg("--boxes"));
     assert!(o.status.success());
-    assert!(stdout(&o).contains("3 face(s) drawn"));
-    let drawn = image::open(tmp.path().join("sample1.boxes.png"))
+    assert!(stdout(&o).contains("6 face(s) drawn"), "{}", stdout(&o));
+    let drawn = image::open(tmp.path().join("retreat-2017.boxes.png"))
         .unwrap()
         .to_rgb8();
     let original = image::open(&photo).unwrap().to_rgb8();
@@ -499,10 +525,10 @@ fn fine_tuning_starts_from_an_earlier_model_and_records_it() {
 fn boxes_are_in_the_oriented_frame_of_exif_rotated_photos() {
     // The same photo stored sideways with EXIF orientation 6 ("rotate 90° clockwise to
     // display"): boxes and landmarks come back in the displayed (upright) frame.
-    let src = image::open(group_photos().join("sample1.jpg"))
+    // solvay-1927.jpg: 29 faces, all detected with scores of 0.92 or more.
+    let small = image::open(repo().join("data/samples/photos/solvay-1927.jpg"))
         .unwrap()
         .to_rgb8();
-    let small = image::imageops::resize(&src, 960, 699, image::imageops::FilterType::Triangle);
     let tmp = tempfile::tempdir().unwrap();
     let photos = tmp.path().join("p");
     std::fs::create_dir_all(&photos).unwrap();
@@ -525,8 +551,8 @@ fn boxes_are_in_the_oriented_frame_of_exif_rotated_photos() {
     let rows = face_rows(&out);
     let get = |p: &str| -> Vec<&FaceRow> { rows.iter().filter(|r| r.path == p).collect() };
     let (up, side) = (get("upright.jpg"), get("sideways.jpg"));
-    assert_eq!((up.len(), side.len()), (3, 3));
-    assert_eq!((side[0].width, side[0].height), (Some(960), Some(699)));
+    assert_eq!((up.len(), side.len()), (29, 29));
+    assert_eq!((side[0].width, side[0].height), (Some(1024), Some(705)));
     for (a, b) in up.iter().zip(&side) {
         let (a, b) = (a.bbox.unwrap(), b.bbox.unwrap());
         for k in 0..4 {

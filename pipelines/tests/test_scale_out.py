@@ -413,6 +413,27 @@ def test_ray_driver_retries_a_killed_shard_without_losing_or_repeating_rows(
     assert again.returncode == 2 and "another shard count" in again.stderr, explain(again)
 
 
+def test_ray_driver_without_ray_says_how_to_install_it(tmp_path: Path) -> None:
+    """Regression (issue 16, item 14): a Python without Ray got a raw ModuleNotFoundError."""
+    photos = tmp_path / "photos"
+    make_photos(photos, generated=2)
+    # `sys.modules["ray"] = None` makes `import ray` fail as it does where Ray is missing.
+    no_ray = (
+        "import runpy, sys; sys.modules['ray'] = None; sys.argv = sys.argv[1:]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", no_ray, str(DRIVER), "--facebatch", str(BIN), "--shards", "2"]
+        + ["--out", f"{tmp_path / 'out'}/", "--", str(photos), *WHOLE],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2, explain(r)
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, explain(r)
+    pins = re.search(r"\bray==([0-9.]+)", (REPO / "scripts/scale-out-test.sh").read_text())
+    assert pins, "scripts/scale-out-test.sh pins ray"
+    assert f"pip install 'ray=={pins.group(1)}'" in r.stderr, explain(r)
+
+
 # ---------------------------------------------------------------- Slurm
 
 

@@ -188,42 +188,6 @@ pub fn col<'a, T: 'static>(b: &'a arrow::array::RecordBatch, name: &str) -> &'a 
         .unwrap()
 }
 
-/// The six group photos of npm `@vladmandic/face-api@1.7.15` (`demo/sample1..6.jpg`, 22
-/// faces), downloaded once (pinned, sha256-checked) into the facebatch cache.
-pub fn group_photos() -> PathBuf {
-    const URL: &str = "https://registry.npmjs.org/@vladmandic/face-api/-/face-api-1.7.15.tgz";
-    const SHA256: &str = "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031";
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = facebatch::runtime::cache_dir().join("testdata/face-api-1.7.15");
-    let demo = dir.join("package/demo");
-    if (1..=6).all(|i| demo.join(format!("sample{i}.jpg")).is_file()) {
-        return demo;
-    }
-    let bytes = facebatch::runtime::fetch(URL, "test photos").expect("download the test photos");
-    assert_eq!(
-        facebatch::fsutil::sha256_hex(&bytes),
-        SHA256,
-        "test photo archive checksum"
-    );
-    let staging = dir.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::create_dir_all(&staging).unwrap();
-    let tgz = staging.join("face-api.tgz");
-    std::fs::write(&tgz, &bytes).unwrap();
-    let ok = Command::new("tar")
-        .args(["xzf", "face-api.tgz"])
-        .args((1..=6).map(|i| format!("package/demo/sample{i}.jpg")))
-        .current_dir(&staging)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "tar extracts the sample photos");
-    std::fs::remove_file(&tgz).unwrap();
-    let _ = std::fs::rename(&staging, &dir);
-    let _ = std::fs::remove_dir_all(&staging);
-    demo
-}
-
 pub fn encode(img: &image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
     let mut buf = std::io::Cursor::new(Vec::new());
     img.write_to(&mut buf, format).unwrap();
