@@ -6,7 +6,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use facebatch::align::AlignSpec;
 use facebatch::detect::{DetectSettings, Detector};
-use facebatch::infer::SessionOptions;
+use facebatch::onnx::SessionOptions;
 
 fn bench(c: &mut Criterion) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -16,7 +16,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use facebatch::classify::output::{PartWriter, schema};
 use facebatch::classify::{FaceMeta, Row, Status};
 use facebatch::faces::CropKind;
-use facebatch::infer::{Classifier, SessionOptions};
+use facebatch::onnx::{Classifier, SessionOptions};
 use facebatch::preprocess::{
     DecodeLimits, DecodeTarget, InputSpec, ResizeFilter, decode_bytes, decode_bytes_for, resize_rgb,
 };

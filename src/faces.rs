@@ -206,7 +206,7 @@ impl FaceFinder {
     pub fn for_model(
         card: &crate::card::ModelCard,
         opts: &FaceOptions,
-        session: &crate::infer::SessionOptions,
+        session: &crate::onnx::SessionOptions,
         workers: usize,
     ) -> Result<FaceFinder> {
         let mode = opts.mode.unwrap_or(if card.alignment.is_some() {

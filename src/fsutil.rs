@@ -1,7 +1,7 @@
 //! Small filesystem helpers.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
@@ -168,4 +168,42 @@ mod tests {
         let unique: std::collections::HashSet<&String> = keys.iter().collect();
         assert_eq!(unique.len(), keys.len(), "{keys:?}");
     }
+}
+
+// Path normalisation, lexical (the file system is not asked, no symlink is resolved). Kept
+// here rather than taken from a crate: `path-clean` and `normpath` resolve `..` too, which
+// input keys must not (a root stays as the user named it), and each function is 15 lines.
+
+/// `p` without `.` components (`IN`, `IN/`, `./IN` and `IN/.` are one path); `..` stays.
+pub fn without_cur_dirs(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
+}
+
+/// `p` without `.` components and with each `..` taking away the component before it (a
+/// leading `..` stays), as C++'s `lexically_normal`.
+pub fn lexically_normal(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }

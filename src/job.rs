@@ -84,7 +84,7 @@ impl Job {
         let base = base
             .canonicalize()
             .map_err(|e| Error::io(format!("resolving {}", base.display()), e))?;
-        let at = |p: &Path| normalize(&base.join(p));
+        let at = |p: &Path| crate::fsutil::lexically_normal(&base.join(p));
         if raw.name.is_empty() || raw.inputs.is_empty() {
             return Err(invalid(
                 "`name` and at least one of `inputs` are required".into(),
@@ -244,23 +244,6 @@ pub fn seen_files(output: &Path) -> Result<HashMap<(String, String), (u64, i64)>
     Ok(seen)
 }
 
-/// Removes `.` and `..` components without touching the file system.
-fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                if !out.pop() {
-                    out.push("..");
-                }
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 /// Today's date, UTC, YYYY-MM-DD.
 pub fn today() -> String {
     crate::fsutil::now_rfc3339().chars().take(10).collect()
@@ -283,7 +266,7 @@ mod tests {
         let model = tmp.path().canonicalize().unwrap().join("models/m/v7");
         std::fs::write(model.join("model.onnx"), b"x").unwrap();
         assert_eq!(
-            normalize(Path::new("/a/b/../c/./d")),
+            crate::fsutil::lexically_normal(Path::new("/a/b/../c/./d")),
             PathBuf::from("/a/c/d")
         );
         let j = job(

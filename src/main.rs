@@ -12,7 +12,7 @@ use facebatch::classify::ClassifySettings;
 use facebatch::data::{self, Source};
 use facebatch::eval::{GroupBy, evaluate, report_json};
 use facebatch::faces::{FaceFinder, FaceMode, FaceOptions};
-use facebatch::infer::{Classifier, ExecDevice, SessionOptions};
+use facebatch::onnx::{Classifier, ExecDevice, SessionOptions};
 use facebatch::preprocess::DecodeLimits;
 use facebatch::progress::ProgressMode;
 use facebatch::shard::ShardSpec;
@@ -584,12 +584,12 @@ impl ClassifyArgs {
 }
 
 /// The summary as one JSON object: `--json` prints it on stdout, and JSON logs end with it.
-fn summary_json(s: &facebatch::classify::Summary, exit: u8) -> serde_json::Value {
-    let mut v = serde_json::to_value(s).unwrap_or_default();
+fn summary_json(s: &facebatch::classify::Summary, exit: u8) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(s).context("writing the summary as JSON")?;
     if let Some(o) = v.as_object_mut() {
         o.insert("exit_status".into(), exit.into());
     }
-    v
+    Ok(v)
 }
 
 /// One record in the shape of the JSON log's own (tracing-subscriber's `json()`), with
@@ -609,13 +609,13 @@ fn log_json_record(message: &str, fields: serde_json::Value) {
     let _ = writeln!(LogWriter, "{record}");
 }
 
-fn print_summary(s: &facebatch::classify::Summary, g: &GlobalArgs, exit: u8) {
+fn print_summary(s: &facebatch::classify::Summary, g: &GlobalArgs, exit: u8) -> anyhow::Result<()> {
     if matches!(g.log_format, LogFormat::Json) {
-        log_json_record("classify finished", summary_json(s, exit));
+        log_json_record("classify finished", summary_json(s, exit)?);
     }
     if g.json {
-        println!("{}", summary_json(s, exit));
-        return;
+        println!("{}", summary_json(s, exit)?);
+        return Ok(());
     }
     println!(
         "{} images, {} rows: {} ok, {} without a face, {}{} in {:.1}s ({:.1} images/s) -> {}",
@@ -678,6 +678,7 @@ fn print_summary(s: &facebatch::classify::Summary, g: &GlobalArgs, exit: u8) {
             );
         }
     }
+    Ok(())
 }
 
 /// `1 error`, `2 errors`.
@@ -756,7 +757,7 @@ fn classify(settings: ClassifySettings, g: &GlobalArgs, max_error_rate: f64) -> 
     } else {
         exit_for_errors(&summary.output, max_error_rate)
     };
-    print_summary(&summary, g, exit);
+    print_summary(&summary, g, exit)?;
     Ok(exit)
 }
 
@@ -1076,7 +1077,7 @@ fn setup(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         Some(_) => {
             let cache = Store::preparing(&facebatch::store::cache_dir());
             for found in [
-                facebatch::runtime::locate_library_in(None, &cache)?,
+                facebatch::onnx::runtime::locate_library_in(None, &cache)?,
                 facebatch::detect::locate_in(None, &cache)?.0,
             ] {
                 if let Some(folder) = found.parent() {
@@ -1088,20 +1089,20 @@ fn setup(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
                 ..store.clone()
             };
             (
-                facebatch::runtime::locate_library_in(None, &bundle)?,
+                facebatch::onnx::runtime::locate_library_in(None, &bundle)?,
                 facebatch::detect::locate_in(None, &bundle)?.0,
             )
         }
         None => (
-            facebatch::runtime::locate_library_in(g.ort_lib.as_deref(), &store)?,
+            facebatch::onnx::runtime::locate_library_in(g.ort_lib.as_deref(), &store)?,
             facebatch::detect::locate_in(g.detector.as_deref(), &store)?.0,
         ),
     };
-    facebatch::runtime::environment(Some(&ort))?;
+    facebatch::onnx::runtime::environment(Some(&ort))?;
     // Loading it checks its inputs and outputs, as every run does.
     facebatch::detect::Detector::load(Some(&detector), &session_options(g), 1)?;
     let model = facebatch::builtin::install(&store)?;
-    facebatch::infer::Classifier::load(&model, &session_options(g))?;
+    facebatch::onnx::Classifier::load(&model, &session_options(g))?;
     let bundle = args.bundle.as_ref().map(|_| store.root.clone());
     if g.json {
         println!(
@@ -1109,7 +1110,7 @@ fn setup(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
             serde_json::json!({
                 "store": store.root,
                 "bundle": bundle.is_some() || !store.may_fetch,
-                "onnxruntime": { "version": facebatch::runtime::ORT_VERSION, "path": ort },
+                "onnxruntime": { "version": facebatch::onnx::runtime::ORT_VERSION, "path": ort },
                 "detector": detector,
                 "model": {
                     "name": facebatch::builtin::NAME,
@@ -1122,7 +1123,7 @@ fn setup(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     } else {
         println!(
             "ONNX Runtime {}: {}",
-            facebatch::runtime::ORT_VERSION,
+            facebatch::onnx::runtime::ORT_VERSION,
             ort.display()
         );
         println!("face detector: {}", detector.display());
@@ -1177,7 +1178,7 @@ fn long_version() -> String {
             "cpu"
         },
         facebatch::preprocess::jpeg_decoder(),
-        facebatch::runtime::ORT_VERSION,
+        facebatch::onnx::runtime::ORT_VERSION,
         facebatch::builtin::NAME,
         facebatch::builtin::VERSION,
     )

@@ -11,7 +11,7 @@ use ort::value::TensorRef;
 
 use crate::error::{Error, Result};
 use crate::faces::{FaceFinder, FaceMode, FaceOptions};
-use crate::infer::{CheckedModel, Classifier, SessionOptions, build_session};
+use crate::onnx::{CheckedModel, Classifier, SessionOptions, build_session};
 use crate::plot::save_titled;
 use crate::preprocess::{DecodeLimits, load_rgb};
 
@@ -69,21 +69,11 @@ fn expose_activations(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<Exposed
     ))
 }
 
-/// A perceptually uniform colour map (viridis, piecewise linear through 5 anchors).
+/// The viridis colour map (plotters' matplotlib table), for `t` in 0..=1.
 fn viridis(t: f32) -> Rgb<u8> {
-    const ANCHORS: [[f32; 3]; 5] = [
-        [68.0, 1.0, 84.0],
-        [59.0, 82.0, 139.0],
-        [33.0, 145.0, 140.0],
-        [94.0, 201.0, 98.0],
-        [253.0, 231.0, 37.0],
-    ];
-    let t = t.clamp(0.0, 1.0) * 4.0;
-    let i = (t.floor() as usize).min(3);
-    let f = t - i as f32;
-    Rgb(std::array::from_fn(|c| {
-        (ANCHORS[i][c] * (1.0 - f) + ANCHORS[i + 1][c] * f).round() as u8
-    }))
+    use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
+    let c = ViridisRGB.get_color(t.clamp(0.0, 1.0));
+    Rgb([c.0, c.1, c.2])
 }
 
 /// Tiles `[C, H, W]` maps into a grid, each channel min-max normalised.
@@ -218,7 +208,7 @@ mod tests {
     #[test]
     fn colour_map_ends() {
         assert_eq!(viridis(0.0), Rgb([68, 1, 84]));
-        assert_eq!(viridis(1.0), Rgb([253, 231, 37]));
+        assert_eq!(viridis(1.0), Rgb([254, 232, 37]));
     }
 
     #[test]

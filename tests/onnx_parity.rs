@@ -5,8 +5,8 @@ mod common;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use facebatch::infer::{Classifier, SessionOptions};
 use facebatch::model::{Arch, Net};
+use facebatch::onnx::{Classifier, SessionOptions};
 use facebatch::preprocess::{DecodeLimits, load_rgb};
 
 fn parity(arch: Arch, steps: &str) {

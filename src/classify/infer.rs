@@ -7,7 +7,7 @@ use tokio::sync::mpsc::{Receiver, Sender};
 use super::batch::Batch;
 use super::{FileRef, Prepared, Row, StageStats, Status};
 use crate::error::Result;
-use crate::infer::{BatchOutput, Classifier};
+use crate::onnx::{BatchOutput, Classifier};
 
 /// A row without a classification: an error, or an image without a face.
 fn empty_row(

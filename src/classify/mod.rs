@@ -35,7 +35,7 @@ use image::RgbImage;
 
 use crate::detect::Face;
 use crate::faces::{Crop, CropKind, FaceOptions};
-use crate::infer::SessionOptions;
+use crate::onnx::SessionOptions;
 use crate::preprocess::DecodeLimits;
 
 pub use pipeline::run;

@@ -274,7 +274,10 @@ impl PartWriter {
         if let Some(s) = stats {
             metadata.push(KeyValue::new(
                 "facebatch.part_feature_stats".to_string(),
-                serde_json::to_string(s).unwrap_or_default(),
+                serde_json::to_string(s).map_err(|source| Error::Json {
+                    context: "writing a part's feature statistics".into(),
+                    source,
+                })?,
             ));
         }
         crate::failpoint::hit("part-write")?;

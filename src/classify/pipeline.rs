@@ -17,7 +17,7 @@ use super::stats::FeatureStats;
 use super::{ClassifySettings, Summary, batch, decode, detect, infer, preprocess, sink, source};
 use crate::error::{Error, Result};
 use crate::faces::{FaceFinder, FaceMode};
-use crate::infer::Classifier;
+use crate::onnx::Classifier;
 use crate::preprocess::DecodeTarget;
 
 /// Checks everything that can be checked before any work starts.
@@ -131,7 +131,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     let model_path = classifier.onnx_path.display().to_string();
     tracing::info!(model = %card.name, version = %model_version, path = %model_path, "model");
     let threads = s.threads.max(1);
-    let detector_session = crate::infer::SessionOptions {
+    let detector_session = crate::onnx::SessionOptions {
         intra_threads: 1,
         ..s.session.clone()
     };
@@ -414,8 +414,8 @@ fn feature_dim(s: &ClassifySettings, card: &crate::card::ModelCard) -> Result<Op
 /// uses one), without running anything.
 pub(crate) fn identity(s: &ClassifySettings) -> Result<RunInfo> {
     let s = &normalised(s);
-    let model = crate::infer::CheckedModel::read(&s.model)?;
-    let detector_session = crate::infer::SessionOptions {
+    let model = crate::onnx::CheckedModel::read(&s.model)?;
+    let detector_session = crate::onnx::SessionOptions {
         intra_threads: 1,
         ..s.session.clone()
     };
@@ -592,21 +592,9 @@ fn sorted(v: &[String]) -> Vec<&String> {
 }
 
 /// An input path as the key it becomes in `root`: `IN`, `IN/`, `./IN` and `IN/.` are one
-/// input. (Lexical, so a root stays as the user named it; no symlink is resolved.)
+/// input ([`crate::fsutil::without_cur_dirs`]).
 pub fn normalise_input(p: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::CurDir => {}
-            other => out.push(other.as_os_str()),
-        }
-    }
-    if out.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        out
-    }
+    crate::fsutil::without_cur_dirs(p)
 }
 
 fn input_keys(inputs: &[PathBuf]) -> Vec<String> {

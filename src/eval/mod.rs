@@ -12,8 +12,8 @@ use crate::data::Sample;
 use crate::detect::Face;
 use crate::error::{Error, Result};
 use crate::faces::{CropKind, FaceFinder, FaceMode};
-use crate::infer::Classifier;
 use crate::metrics::{FaceCoverage, Report};
+use crate::onnx::Classifier;
 use crate::preprocess::{DecodeLimits, load_rgb};
 
 /// A `--group-by` request: a column, optionally binned at numeric edges (`age:15,30,60`).

@@ -22,7 +22,7 @@ use parquet::file::properties::WriterProperties;
 use super::{Outcome, Prediction};
 use crate::data::Sample;
 use crate::error::{Error, Result};
-use crate::infer::Classifier;
+use crate::onnx::Classifier;
 
 /// Columns every predictions file has before the manifest's own.
 const FIXED: [&str; 15] = [

@@ -15,6 +15,7 @@ use std::sync::OnceLock;
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::sha256_hex;
+use crate::pinned::PinnedDownload;
 use crate::store::Store;
 
 /// The ONNX Runtime version facebatch is built and tested against.
@@ -93,23 +94,19 @@ pub fn locate_library_in(flag: Option<&Path>, store: &Store) -> Result<PathBuf> 
     Ok(lib)
 }
 
+/// The pinned wheel that ONNX Runtime is fetched from.
+pub const WHEEL: PinnedDownload = PinnedDownload {
+    what: "ONNX Runtime wheel",
+    url: ORT_WHEEL_URL,
+    sha256: ORT_WHEEL_SHA256,
+    local_copy_env: "FACEBATCH_ORT_WHEEL",
+};
+
 fn provision(dir: &Path) -> Result<()> {
-    let wheel = match std::env::var_os("FACEBATCH_ORT_WHEEL").filter(|v| !v.is_empty()) {
-        Some(path) => std::fs::read(&path).map_err(|e| {
-            provision_err(format!("reading {}: {e}", PathBuf::from(&path).display()))
-        })?,
-        None => download(ORT_WHEEL_URL)?,
-    };
-    let got = sha256_hex(&wheel);
-    if got != ORT_WHEEL_SHA256 {
-        return Err(provision_err(format!(
-            "wheel sha256 mismatch: expected {ORT_WHEEL_SHA256}, got {got}"
-        )));
-    }
+    let members = WHEEL.members(&WHEEL_MEMBERS).map_err(provision_err)?;
     let parent = dir.parent().unwrap_or(dir);
     std::fs::create_dir_all(parent).io_context(|| format!("creating {}", parent.display()))?;
     let staging = tempfile_dir(parent)?;
-    let members = crate::fsutil::zip_members(wheel, &WHEEL_MEMBERS).map_err(provision_err)?;
     for (member, bytes) in WHEEL_MEMBERS.iter().zip(members) {
         let name = member.rsplit('/').next().unwrap_or(member);
         if name == LIB_NAME && sha256_hex(&bytes) != ORT_LIB_SHA256 {
@@ -154,35 +151,6 @@ fn provision_err(reason: String) -> Error {
         reason,
         fix: FIX,
     }
-}
-
-fn download(url: &str) -> Result<Vec<u8>> {
-    fetch(url, "ONNX Runtime wheel").map_err(provision_err)
-}
-
-/// Downloads `url` (at most 200 MiB) over HTTPS; `what` names it in the log.
-pub fn fetch(url: &str, what: &str) -> std::result::Result<Vec<u8>, String> {
-    tracing::info!(url, what, "downloading");
-    // Trust the operating system's certificate store, as pip and curl do (corporate proxies
-    // and mirrors install their CA there).
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-                .build(),
-        )
-        .build()
-        .into();
-    let response = agent
-        .get(url)
-        .call()
-        .map_err(|e| format!("download of {url} failed: {e}"))?;
-    response
-        .into_body()
-        .with_config()
-        .limit(200 * 1024 * 1024)
-        .read_to_vec()
-        .map_err(|e| format!("download of {url} failed: {e}"))
 }
 
 /// Loads ONNX Runtime once per process and returns the shared environment.

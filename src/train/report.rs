@@ -21,8 +21,8 @@ use crate::error::{Error, Result};
 use crate::eval::{evaluate, write_report};
 use crate::faces::FaceFinder;
 use crate::fsutil::{now_rfc3339, write_atomic};
-use crate::infer::Classifier;
 use crate::model::Net;
+use crate::onnx::Classifier;
 use crate::plot::training_curves;
 use crate::preprocess::{DecodeLimits, InputSpec};
 
@@ -274,22 +274,61 @@ fn calibrate_on(
 }
 
 pub(super) fn write_logs(reports: &Path, state: &State) -> Result<()> {
-    let mut steps = String::from("step,epoch,loss,accuracy,lr\n");
-    for s in &state.steps {
-        steps.push_str(&format!(
-            "{},{},{:.6},{:.4},{:.6e}\n",
-            s.step, s.epoch, s.loss, s.accuracy, s.lr
-        ));
-    }
-    write_atomic(&reports.join("train_log.csv"), steps.as_bytes())?;
-    let mut epochs =
-        String::from("epoch,train_loss,train_accuracy,val_loss,val_accuracy,lr,seconds\n");
-    for e in &state.epochs {
-        epochs.push_str(&format!(
-            "{},{:.6},{:.6},{:.6},{:.6},{:.6e},{:.1}\n",
-            e.epoch, e.train_loss, e.train_accuracy, e.val_loss, e.val_accuracy, e.lr, e.seconds
-        ));
-    }
-    write_atomic(&reports.join("epochs.csv"), epochs.as_bytes())?;
+    let steps = state.steps.iter().map(|s| {
+        vec![
+            s.step.to_string(),
+            s.epoch.to_string(),
+            format!("{:.6}", s.loss),
+            format!("{:.4}", s.accuracy),
+            format!("{:.6e}", s.lr),
+        ]
+    });
+    write_csv(
+        &reports.join("train_log.csv"),
+        &["step", "epoch", "loss", "accuracy", "lr"],
+        steps,
+    )?;
+    let epochs = state.epochs.iter().map(|e| {
+        vec![
+            e.epoch.to_string(),
+            format!("{:.6}", e.train_loss),
+            format!("{:.6}", e.train_accuracy),
+            format!("{:.6}", e.val_loss),
+            format!("{:.6}", e.val_accuracy),
+            format!("{:.6e}", e.lr),
+            format!("{:.1}", e.seconds),
+        ]
+    });
+    write_csv(
+        &reports.join("epochs.csv"),
+        &[
+            "epoch",
+            "train_loss",
+            "train_accuracy",
+            "val_loss",
+            "val_accuracy",
+            "lr",
+            "seconds",
+        ],
+        epochs,
+    )?;
     training_curves(reports, &state.steps, &state.epochs)
+}
+
+/// Writes a CSV file atomically with the `csv` crate (quoting as CSV readers expect).
+fn write_csv(path: &Path, header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> Result<()> {
+    let err = |e: csv::Error| Error::Csv {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(header).map_err(err)?;
+    for row in rows {
+        w.write_record(&row).map_err(err)?;
+    }
+    let bytes = w.into_inner().map_err(|e| Error::Csv {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    write_atomic(path, &bytes)
 }
