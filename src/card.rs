@@ -168,7 +168,7 @@ impl ModelCard {
 }
 
 /// Orders version names naturally: `v2` < `v10`, `1.9.0` < `1.10.0`. (Kept by hand: 20
-/// lines, and it treats `.` as a separator, which the natural-sort crates do not.)
+/// lines with a test below; `natord` would do the same, not worth a dependency.)
 fn version_key(name: &str) -> Vec<(u64, String)> {
     let mut key = Vec::new();
     let (mut num, mut text) = (String::new(), String::new());
