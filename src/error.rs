@@ -48,7 +48,11 @@ pub enum Error {
     #[error("ONNX export failed: {0}")]
     Export(String),
     #[error("could not decode image {path}: {reason}")]
-    Image { path: PathBuf, reason: String },
+    Image {
+        path: PathBuf,
+        kind: ImageErrorKind,
+        reason: String,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -99,5 +103,82 @@ pub trait IoContext<T> {
 impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
     fn io_context(self, context: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|e| Error::io(context(), e))
+    }
+}
+
+/// Why one image could not be read: the `error_kind` column of classify's output
+/// (docs/output-schema.md). The message beside it says more; the kind is what to group by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageErrorKind {
+    /// The file could not be opened or read (permissions, I/O error, vanished).
+    Io,
+    /// Not a regular file, or a symbolic link that leads nowhere.
+    NotAFile,
+    /// Over `--max-file-bytes`, or over the pixel limit (decompression bomb guard).
+    TooLarge,
+    /// An empty file.
+    Empty,
+    /// A JPEG cut short (no end-of-image marker).
+    Truncated,
+    /// Not an image format facebatch reads.
+    UnknownFormat,
+    /// A known format whose data the decoder rejected.
+    Decode,
+    /// Face detection failed on the decoded image.
+    Detection,
+    /// `--save-crops` could not write the face crops.
+    SaveCrops,
+}
+
+impl ImageErrorKind {
+    /// The value in the `error_kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageErrorKind::Io => "io",
+            ImageErrorKind::NotAFile => "not_a_file",
+            ImageErrorKind::TooLarge => "too_large",
+            ImageErrorKind::Empty => "empty",
+            ImageErrorKind::Truncated => "truncated",
+            ImageErrorKind::UnknownFormat => "unknown_format",
+            ImageErrorKind::Decode => "decode",
+            ImageErrorKind::Detection => "detection",
+            ImageErrorKind::SaveCrops => "save_crops",
+        }
+    }
+
+    /// Every kind, in the order of the docs.
+    pub const ALL: [ImageErrorKind; 9] = [
+        ImageErrorKind::Io,
+        ImageErrorKind::NotAFile,
+        ImageErrorKind::TooLarge,
+        ImageErrorKind::Empty,
+        ImageErrorKind::Truncated,
+        ImageErrorKind::UnknownFormat,
+        ImageErrorKind::Decode,
+        ImageErrorKind::Detection,
+        ImageErrorKind::SaveCrops,
+    ];
+}
+
+/// One image's failure: its kind and the message, as a per-image error row carries them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageFailure {
+    pub kind: ImageErrorKind,
+    pub message: String,
+}
+
+impl ImageFailure {
+    pub fn new(kind: ImageErrorKind, message: impl Into<String>) -> Self {
+        ImageFailure {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ImageFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage, imageops::FilterType};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ImageErrorKind, Result};
 
 /// Default pixel limit for a decoded image (width x height): 64 megapixels.
 pub const DEFAULT_MAX_PIXELS: u64 = 64 * 1024 * 1024;
@@ -273,25 +273,37 @@ pub fn open_regular(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
 /// reading it.
 pub fn read_image_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>> {
     use std::io::Read;
-    let err = |reason: String| Error::Image {
+    let err = |kind: ImageErrorKind, reason: String| Error::Image {
         path: path.to_path_buf(),
+        kind,
         reason,
     };
-    let (file, len) = open_regular(path).map_err(|e| err(e.to_string()))?;
+    let (file, len) = open_regular(path).map_err(|e| {
+        let kind = if e.kind() == std::io::ErrorKind::InvalidInput {
+            ImageErrorKind::NotAFile
+        } else {
+            ImageErrorKind::Io
+        };
+        err(kind, e.to_string())
+    })?;
     if len > max_bytes {
-        return Err(err(format!(
-            "file is {len} bytes, over the limit of {max_bytes} (--max-file-bytes)"
-        )));
+        return Err(err(
+            ImageErrorKind::TooLarge,
+            format!("file is {len} bytes, over the limit of {max_bytes} (--max-file-bytes)"),
+        ));
     }
     let mut bytes = Vec::with_capacity(len as usize);
     // A file that grows while being read is still cut at the limit.
     file.take(max_bytes.saturating_add(1))
         .read_to_end(&mut bytes)
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(ImageErrorKind::Io, e.to_string()))?;
     if bytes.len() as u64 > max_bytes {
-        return Err(err(format!(
-            "file grew past the limit of {max_bytes} bytes (--max-file-bytes) while being read"
-        )));
+        return Err(err(
+            ImageErrorKind::TooLarge,
+            format!(
+                "file grew past the limit of {max_bytes} bytes (--max-file-bytes) while being read"
+            ),
+        ));
     }
     Ok(bytes)
 }
@@ -420,12 +432,12 @@ fn decode_jpeg_scaled(
     limits: DecodeLimits,
     target: DecodeTarget,
 ) -> Result<Option<DecodedImage>> {
-    let err = |reason: String| Error::Image {
-        path: path.to_path_buf(),
-        reason,
-    };
     // A file cut short decodes with a grey tail instead of failing: refuse it first.
-    check_jpeg_end(&mut std::io::Cursor::new(bytes)).map_err(err)?;
+    check_jpeg_end(&mut std::io::Cursor::new(bytes)).map_err(|reason| Error::Image {
+        path: path.to_path_buf(),
+        kind: ImageErrorKind::Truncated,
+        reason,
+    })?;
     // libjpeg reports a fatal error by unwinding (without the panic hook, so nothing is
     // printed); any such error sends the file to the regular decoder, which reports it.
     let decoded = std::panic::catch_unwind(|| -> Option<ScaledJpeg> {
@@ -474,38 +486,53 @@ fn decode_reader<R: BufRead + Seek>(
     path: &Path,
     limits: DecodeLimits,
 ) -> Result<DynamicImage> {
-    let err = |reason: String| Error::Image {
+    let err = |kind: ImageErrorKind, reason: String| Error::Image {
         path: path.to_path_buf(),
+        kind,
         reason,
     };
-    let head = input.fill_buf().map_err(|e| err(e.to_string()))?;
+    let head = input
+        .fill_buf()
+        .map_err(|e| err(ImageErrorKind::Io, e.to_string()))?;
     if head.is_empty() {
-        return Err(err("empty file".into()));
+        return Err(err(ImageErrorKind::Empty, "empty file".into()));
     }
     if image::guess_format(head).ok() == Some(image::ImageFormat::Jpeg) {
         // The JPEG decoder fills a truncated scan with grey instead of failing; a file cut
         // short has no end-of-image marker near its end, so refuse it here.
-        check_jpeg_end(&mut input).map_err(err)?;
+        check_jpeg_end(&mut input).map_err(|r| err(ImageErrorKind::Truncated, r))?;
     }
     let reader = ImageReader::new(input)
         .with_guessed_format()
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(ImageErrorKind::Io, e.to_string()))?;
     if reader.format().is_none() {
-        return Err(err("not a recognised image format".into()));
+        return Err(err(
+            ImageErrorKind::UnknownFormat,
+            "not a recognised image format".into(),
+        ));
     }
-    let mut decoder = reader.into_decoder().map_err(|e| err(e.to_string()))?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| err(ImageErrorKind::Decode, e.to_string()))?;
     let (w, h) = decoder.dimensions();
     if (w as u64) * (h as u64) > limits.max_pixels {
-        return Err(err(format!(
-            "{w}x{h} exceeds the pixel limit of {} (decompression bomb guard)",
-            limits.max_pixels
-        )));
+        return Err(err(
+            ImageErrorKind::TooLarge,
+            format!(
+                "{w}x{h} exceeds the pixel limit of {} (decompression bomb guard)",
+                limits.max_pixels
+            ),
+        ));
     }
     if w == 0 || h == 0 {
-        return Err(err("image has zero width or height".into()));
+        return Err(err(
+            ImageErrorKind::Decode,
+            "image has zero width or height".into(),
+        ));
     }
     let orientation = decoder.orientation().ok();
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| err(e.to_string()))?;
+    let mut img = DynamicImage::from_decoder(decoder)
+        .map_err(|e| err(ImageErrorKind::Decode, e.to_string()))?;
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
