@@ -147,6 +147,7 @@ fn parquet(c: &mut Criterion) {
             }),
             last_of_file: true,
             error: None,
+            error_kind: None,
             label: Some(labels[(i % 2) as usize].clone()),
             confidence: Some(0.9),
             probs: vec![0.1, 0.9],

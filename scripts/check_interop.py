@@ -17,7 +17,7 @@ def main(path: str) -> int:
     card = json.loads(meta["facebatch.model_card"])
     labels = card["labels"]
     expected = (
-        ["root", "path", "face_index", "status", "error", "label", "confidence"]
+        ["root", "path", "face_index", "status", "error", "error_kind", "label", "confidence"]
         + [f"p_{l}" for l in labels]
         + ["face_count", "crop", "det_score", "box_x1", "box_y1", "box_x2", "box_y2", "landmarks"]
         + ["width", "height", "bytes"]
@@ -39,6 +39,7 @@ def main(path: str) -> int:
     assert set(by_status) <= {"ok", "no_face", "error"}, by_status
     bad = con.execute(
         f"select count(*) from read_parquet('{path}') where (status = 'error') != (error is not null) "
+        f"or (status = 'error') != (error_kind is not null) "
         f"or (status = 'ok') != (label is not null) "
         f"or (status = 'ok') != (face_index is not null) "
         f"or (status = 'no_face' and face_count != 0) "

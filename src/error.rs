@@ -129,6 +129,8 @@ pub enum ImageErrorKind {
     Detection,
     /// `--save-crops` could not write the face crops.
     SaveCrops,
+    /// The model failed on the batch that held this face.
+    Inference,
 }
 
 impl ImageErrorKind {
@@ -144,11 +146,12 @@ impl ImageErrorKind {
             ImageErrorKind::Decode => "decode",
             ImageErrorKind::Detection => "detection",
             ImageErrorKind::SaveCrops => "save_crops",
+            ImageErrorKind::Inference => "inference",
         }
     }
 
     /// Every kind, in the order of the docs.
-    pub const ALL: [ImageErrorKind; 9] = [
+    pub const ALL: [ImageErrorKind; 10] = [
         ImageErrorKind::Io,
         ImageErrorKind::NotAFile,
         ImageErrorKind::TooLarge,
@@ -158,6 +161,7 @@ impl ImageErrorKind {
         ImageErrorKind::Decode,
         ImageErrorKind::Detection,
         ImageErrorKind::SaveCrops,
+        ImageErrorKind::Inference,
     ];
 }
 

@@ -206,6 +206,7 @@ fn every_file_gets_a_row_and_bad_files_do_not_stop_the_run() {
             "face_index",
             "status",
             "error",
+            "error_kind",
             "label",
             "confidence",
             "p_female",
@@ -657,4 +658,60 @@ fn labels_do_not_depend_on_threads_batch_size_or_decode_scale() {
         assert_eq!(label, l2, "{k:?} with --full-decode");
         assert!((p[0] - p2[0]).abs() < 0.05, "{k:?}: {p:?} vs {p2:?}");
     }
+}
+
+/// Issue 17: every error row says what kind of failure it is (`error_kind`), so that
+/// analysts group by it instead of parsing messages.
+#[test]
+fn error_rows_carry_their_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    let samples = repo().join("data/samples/faces");
+    std::fs::copy(samples.join("male/truncated.jpg"), photos.join("cut.jpg")).unwrap();
+    std::fs::write(photos.join("empty.png"), b"").unwrap();
+    std::fs::write(photos.join("notes.jpg"), b"these are words, not pixels").unwrap();
+    let png = encode(
+        &image::DynamicImage::ImageRgb8(image::RgbImage::new(40, 40)),
+        ImageFormat::Png,
+    );
+    let mut broken = png[..png.len() / 2].to_vec();
+    broken.extend(std::iter::repeat_n(0u8, 64));
+    std::fs::write(photos.join("broken.png"), &broken).unwrap();
+    std::fs::copy(samples.join("female/face367.bmp"), photos.join("big.bmp")).unwrap();
+    let out = tmp.path().join("o.parquet");
+    let o = run(facebatch()
+        .arg("classify")
+        .arg(&photos)
+        .arg("--out")
+        .arg(&out)
+        .args(["--faces", "whole", "--max-file-bytes", "20000"]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let mut kinds = std::collections::BTreeMap::new();
+    for b in read_parquet(&out).0 {
+        let path = col::<StringArray>(&b, "path");
+        let kind = col::<StringArray>(&b, "error_kind");
+        let error = col::<StringArray>(&b, "error");
+        for i in 0..b.num_rows() {
+            assert_eq!(
+                kind.is_null(i),
+                error.is_null(i),
+                "a kind exactly when an error"
+            );
+            if !kind.is_null(i) {
+                kinds.insert(path.value(i).to_string(), kind.value(i).to_string());
+            }
+        }
+    }
+    let want: std::collections::BTreeMap<String, String> = [
+        ("big.bmp", "too_large"),
+        ("broken.png", "decode"),
+        ("cut.jpg", "truncated"),
+        ("empty.png", "empty"),
+        ("notes.jpg", "unknown_format"),
+    ]
+    .into_iter()
+    .map(|(p, k)| (p.to_string(), k.to_string()))
+    .collect();
+    assert_eq!(kinds, want);
 }

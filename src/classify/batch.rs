@@ -94,7 +94,7 @@ mod tests {
             file: file(seq),
             width: None,
             height: None,
-            error: "broken".into(),
+            error: crate::error::ImageFailure::new(crate::error::ImageErrorKind::Decode, "broken"),
         }
     }
 

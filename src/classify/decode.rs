@@ -17,12 +17,13 @@ use tokio::sync::mpsc::{Receiver, Sender};
 
 use super::budget::{MemoryBudget, Permit};
 use super::{Decoded, FileRef, StageStats};
+use crate::error::{ImageErrorKind, ImageFailure};
 use crate::preprocess::{DecodeLimits, DecodeTarget, decode_bytes_for, read_image_file};
 
 /// A file read into memory (or why not), with the memory its decode needs.
 struct Read {
     file: FileRef,
-    bytes: Result<Vec<u8>, String>,
+    bytes: Result<Vec<u8>, ImageFailure>,
     need: u64,
 }
 
@@ -51,10 +52,11 @@ fn read_one(file: FileRef, limits: DecodeLimits) -> Read {
     }
 }
 
-fn reason(e: crate::Error) -> String {
+fn reason(e: crate::Error) -> ImageFailure {
     match e {
-        crate::Error::Image { reason, .. } => reason,
-        other => other.to_string(),
+        crate::Error::Image { kind, reason, .. } => ImageFailure::new(kind, reason),
+        crate::Error::Io { .. } => ImageFailure::new(ImageErrorKind::Io, e.to_string()),
+        other => ImageFailure::new(ImageErrorKind::Decode, other.to_string()),
     }
 }
 

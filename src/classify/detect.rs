@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use tokio::sync::mpsc::{Receiver, Sender};
 
 use super::{Decoded, FileRef, Located, StageStats};
+use crate::error::{ImageErrorKind, ImageFailure};
 use crate::faces::{Crop, FaceFinder};
 
 fn locate(d: Decoded, finder: &FaceFinder, save: Option<&CropDir>) -> Located {
@@ -22,7 +23,10 @@ fn locate(d: Decoded, finder: &FaceFinder, save: Option<&CropDir>) -> Located {
                     if let Some(dir) = save
                         && let Err(error) = dir.save(&file, &crops)
                     {
-                        return Located::Failed { file, error };
+                        return Located::Failed {
+                            file,
+                            error: ImageFailure::new(ImageErrorKind::SaveCrops, error),
+                        };
                     }
                     Located::Crops {
                         file,
@@ -33,7 +37,10 @@ fn locate(d: Decoded, finder: &FaceFinder, save: Option<&CropDir>) -> Located {
                 }
                 Err(e) => Located::Failed {
                     file,
-                    error: format!("face detection failed: {e}"),
+                    error: ImageFailure::new(
+                        ImageErrorKind::Detection,
+                        format!("face detection failed: {e}"),
+                    ),
                 },
             }
         }

@@ -7,6 +7,7 @@ use tokio::sync::mpsc::{Receiver, Sender};
 use super::batch::Batch;
 use super::{FileRef, Prepared, Row, StageStats, Status};
 use crate::error::Result;
+use crate::error::{ImageErrorKind, ImageFailure};
 use crate::onnx::{BatchOutput, Classifier};
 
 /// A row without a classification: an error, or an image without a face.
@@ -15,7 +16,7 @@ fn empty_row(
     status: Status,
     width: Option<u32>,
     height: Option<u32>,
-    error: Option<String>,
+    error: Option<ImageFailure>,
 ) -> Row {
     Row {
         root: file.root,
@@ -23,7 +24,8 @@ fn empty_row(
         status,
         face: None,
         last_of_file: true,
-        error,
+        error_kind: error.as_ref().map(|e| e.kind),
+        error: error.map(|e| e.message),
         label: None,
         confidence: None,
         probs: Vec::new(),
@@ -99,14 +101,20 @@ fn rows_for(classifier: &mut Classifier, batch: Batch, features: bool) -> Vec<Ro
                         Status::Error,
                         Some(width),
                         Some(height),
-                        Some(format!("inference failed: {e}")),
+                        Some(ImageFailure::new(
+                            ImageErrorKind::Inference,
+                            format!("inference failed: {e}"),
+                        )),
                     ),
                     Ok(None) => empty_row(
                         file,
                         Status::Error,
                         Some(width),
                         Some(height),
-                        Some("internal: no model output".into()),
+                        Some(ImageFailure::new(
+                            ImageErrorKind::Inference,
+                            "internal: no model output",
+                        )),
                     ),
                 };
                 row.face = Some(face);

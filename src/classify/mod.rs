@@ -34,6 +34,7 @@ use std::time::Duration;
 use image::RgbImage;
 
 use crate::detect::Face;
+use crate::error::{ImageErrorKind, ImageFailure};
 use crate::faces::{Crop, CropKind, FaceOptions};
 use crate::onnx::SessionOptions;
 use crate::preprocess::DecodeLimits;
@@ -97,7 +98,7 @@ pub struct FileRef {
     /// Last modification time, microseconds since the Unix epoch, when it could be read.
     pub modified: Option<i64>,
     /// A problem found before decoding (broken symlink, not a regular file).
-    pub problem: Option<String>,
+    pub problem: Option<ImageFailure>,
 }
 
 /// A decoded image, or why not.
@@ -112,7 +113,7 @@ pub enum Decoded {
     },
     Failed {
         file: FileRef,
-        error: String,
+        error: ImageFailure,
     },
 }
 
@@ -126,7 +127,7 @@ pub enum Located {
     },
     Failed {
         file: FileRef,
-        error: String,
+        error: ImageFailure,
     },
 }
 
@@ -157,7 +158,7 @@ pub enum Prepared {
         file: FileRef,
         width: Option<u32>,
         height: Option<u32>,
-        error: String,
+        error: ImageFailure,
     },
 }
 
@@ -191,6 +192,8 @@ pub struct Row {
     /// `--resume` never sees half a photo.
     pub last_of_file: bool,
     pub error: Option<String>,
+    /// What kind of failure `error` is (`error_kind` in the output).
+    pub error_kind: Option<ImageErrorKind>,
     pub label: Option<String>,
     pub confidence: Option<f32>,
     /// Probabilities in label order (empty on error).

@@ -58,6 +58,7 @@ pub fn schema(labels: &[String], feature_dim: Option<usize>) -> SchemaRef {
         Field::new("face_index", DataType::Int32, true),
         Field::new("status", DataType::Utf8, false),
         Field::new("error", DataType::Utf8, true),
+        Field::new("error_kind", DataType::Utf8, true),
         Field::new("label", DataType::Utf8, true),
         Field::new("confidence", DataType::Float32, true),
     ];
@@ -118,6 +119,7 @@ pub fn record_batch(
         .with_field(Arc::new(Field::new("item", DataType::Float32, false)));
     let mut status = StringBuilder::with_capacity(n, n * 2);
     let mut error = StringBuilder::new();
+    let mut error_kind = StringBuilder::new();
     let mut label = StringBuilder::new();
     let mut confidence = Float32Builder::with_capacity(n);
     let mut probs: Vec<Float32Builder> = labels
@@ -161,6 +163,7 @@ pub fn record_batch(
             None => landmarks.append(false),
         }
         error.append_option(r.error.as_deref());
+        error_kind.append_option(r.error_kind.map(|k| k.as_str()));
         label.append_option(r.label.as_deref());
         confidence.append_option(r.confidence);
         for (i, b) in probs.iter_mut().enumerate() {
@@ -186,6 +189,7 @@ pub fn record_batch(
         Arc::new(face_index.finish()),
         Arc::new(status.finish()),
         Arc::new(error.finish()),
+        Arc::new(error_kind.finish()),
         Arc::new(label.finish()),
         Arc::new(confidence.finish()),
     ];

@@ -1,6 +1,8 @@
 //! Source stage: walks the inputs in a deterministic order and emits every file that looks
 //! like an image (by extension), including ones that will fail later, so each gets a row.
 
+use crate::error::ImageErrorKind::{Io, NotAFile};
+use crate::error::ImageFailure;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -147,7 +149,15 @@ fn inspect(seq: u64, w: Walked, rel_str: String) -> FileRef {
         error: walk_error,
         ..
     } = w;
-    let mut problem = walk_error;
+    // A walk error is a broken symbolic link or an unreadable directory or file.
+    let mut problem = walk_error.map(|msg| {
+        let kind = if msg.starts_with("broken symbolic link") {
+            NotAFile
+        } else {
+            Io
+        };
+        ImageFailure::new(kind, msg)
+    });
     let (mut bytes, mut modified) = (None, None);
     if problem.is_none() {
         match std::fs::metadata(&abs) {
@@ -155,11 +165,14 @@ fn inspect(seq: u64, w: Walked, rel_str: String) -> FileRef {
                 bytes = Some(m.len());
                 modified = modified_micros(&m);
             }
-            Ok(_) => problem = Some("not a regular file".into()),
+            Ok(_) => problem = Some(ImageFailure::new(NotAFile, "not a regular file")),
             Err(e) if std::fs::symlink_metadata(&abs).is_ok_and(|m| m.file_type().is_symlink()) => {
-                problem = Some(format!("broken symbolic link: {e}"))
+                problem = Some(ImageFailure::new(
+                    NotAFile,
+                    format!("broken symbolic link: {e}"),
+                ))
             }
-            Err(e) => problem = Some(e.to_string()),
+            Err(e) => problem = Some(ImageFailure::new(Io, e.to_string())),
         }
     }
     FileRef {
