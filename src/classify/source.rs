@@ -1,8 +1,6 @@
 //! Source stage: walks the inputs in a deterministic order and emits every file that looks
 //! like an image (by extension), including ones that will fail later, so each gets a row.
 
-use crate::error::ImageErrorKind::{Io, NotAFile};
-use crate::error::ImageFailure;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,6 +10,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
 
 use super::{FileRef, StageStats};
+use crate::error::ImageErrorKind::{Io, NotAFile};
+use crate::error::ImageFailure;
 
 /// Extensions of image formats facebatch decodes, plus common ones it does not (HEIC,
 /// AVIF, JPEG XL, RAW), which are listed so they get an "unsupported" row rather than
@@ -65,7 +65,7 @@ pub struct Walked {
     pub rel: PathBuf,
     pub abs: PathBuf,
     /// Why the walk could not read it.
-    pub error: Option<String>,
+    pub error: Option<ImageFailure>,
     /// A symbolic link met in a folder without `--follow-symlinks`: not read.
     pub link: bool,
 }
@@ -117,22 +117,24 @@ pub fn walk(config: &SourceConfig) -> impl Iterator<Item = Walked> + '_ {
                             return None;
                         }
                         let rel = path.strip_prefix(&base).unwrap_or(&path).to_path_buf();
-                        let mut msg = err
+                        let msg = err
                             .io_error()
                             .map(|e| e.to_string())
                             .unwrap_or_else(|| err.to_string());
-                        if std::fs::symlink_metadata(&path)
+                        let failure = if std::fs::symlink_metadata(&path)
                             .is_ok_and(|m| m.file_type().is_symlink())
                             && std::fs::metadata(&path).is_err()
                         {
-                            msg = format!("broken symbolic link: {msg}");
-                        }
+                            ImageFailure::new(NotAFile, format!("broken symbolic link: {msg}"))
+                        } else {
+                            ImageFailure::new(Io, msg)
+                        };
                         Some(Walked {
                             input: k,
                             root: root.clone(),
                             rel,
                             abs: path,
-                            error: Some(msg),
+                            error: Some(failure),
                             link: false,
                         })
                     }
@@ -149,15 +151,7 @@ fn inspect(seq: u64, w: Walked, rel_str: String) -> FileRef {
         error: walk_error,
         ..
     } = w;
-    // A walk error is a broken symbolic link or an unreadable directory or file.
-    let mut problem = walk_error.map(|msg| {
-        let kind = if msg.starts_with("broken symbolic link") {
-            NotAFile
-        } else {
-            Io
-        };
-        ImageFailure::new(kind, msg)
-    });
+    let mut problem = walk_error;
     let (mut bytes, mut modified) = (None, None);
     if problem.is_none() {
         match std::fs::metadata(&abs) {
