@@ -4,9 +4,9 @@
 //! Needs ONNX Runtime and the detector (provisioned on first use, like the binary).
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use facebatch::align::AlignSpec;
-use facebatch::detect::{DetectSettings, Detector};
 use facebatch::onnx::SessionOptions;
+use facebatch::vision::align::AlignSpec;
+use facebatch::vision::detect::{DetectSettings, Detector};
 
 fn bench(c: &mut Criterion) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -41,7 +41,7 @@ fn bench(c: &mut Criterion) {
     let spec = AlignSpec::standard(
         64,
         64,
-        facebatch::align::DEFAULT_ZOOM,
+        facebatch::vision::align::DEFAULT_ZOOM,
         detector.info.clone(),
         0.8,
         960,

@@ -131,7 +131,7 @@ def main() -> None:
         fb_wall = statistics.median(r["wall_s"] for r in fb_runs)
         py_wall = statistics.median(r["wall_s"] for r in py_runs)
         busy = stage_busy(min(fb_runs, key=lambda r: r["wall_s"])["stdout"])
-        parallel = {"decode", "detect", "preprocess", "infer"}
+        parallel = {"decode", "locate", "tensorize", "infer"}
         alone = {k: v / (cores if k in parallel else 1) for k, v in busy.items()}
         slowest = max(alone, key=alone.get) if alone else None
         results["corpora"][name] = {

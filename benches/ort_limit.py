@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 MODEL = os.path.join(sys.argv[1] if len(sys.argv) > 1 else "models/facebatch-gender/v3", "model.onnx")
-# Multiply-adds per pass of the compact network, layer by layer (src/model.rs COMPACT_PLAN):
+# Multiply-adds per pass of the compact network, layer by layer (src/train/net.rs COMPACT_PLAN):
 # 3x3 convs 3->16 @64x64, 16->32 @32x32, 32->64 and 64->64 @16x16, 64->128 and 128->128 @8x8,
 # 128->256 @4x4, then dense 256->128->2.
 MACS = (64 * 64 * 3 * 16 + 32 * 32 * 16 * 32 + 16 * 16 * (32 * 64 + 64 * 64)

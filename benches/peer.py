@@ -16,11 +16,11 @@ processing from the model card (docs/model-card.md) and the Rust sources:
 - Decoding uses Pillow's JPEG draft mode: the smallest DCT scale (1/1, 1/2, 1/4, 1/8)
   whose image is still at least as large as what is needed next (the model's crop for
   `whole`, the detector's input for `detect`). EXIF orientation is applied.
-- `whole`: the card's `input` transform (src/preprocess.rs: largest centred crop with the
+- `whole`: the card's `input` transform (src/vision/decode.rs: largest centred crop with the
   input's aspect, resize with the card's filter).
 - `detect`: RetinaFace MobileNet-0.25 (the detector facebatch provisions into its cache)
-  decoded as src/detect.rs does (priors, variances 0.1/0.2, score threshold, greedy NMS at
-  0.4, minimum face side 16 px, at most 64 faces); each face aligned as src/align.rs does
+  decoded as src/vision/detect.rs does (priors, variances 0.1/0.2, score threshold, greedy NMS at
+  0.4, minimum face side 16 px, at most 64 faces); each face aligned as src/vision/align.rs does
   (least-squares similarity onto the card's template, supersampled bilinear warp with edge
   replication); faces ordered left to right. `auto`: as `detect`, but a small image (long
   side <= 320 px) without a face is taken whole.
@@ -55,7 +55,7 @@ CROP_MAX_SIDE = 320  # `auto`: images up to this long side are face crops
 FILTERS = {"triangle": Image.BILINEAR, "nearest": Image.NEAREST, "catmull_rom": Image.BICUBIC}
 ROW_GROUP_ROWS = 65_536
 
-# RetinaFace decoding (src/detect.rs).
+# RetinaFace decoding (src/vision/detect.rs).
 DET_MEANS_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 DET_STEPS = (8, 16, 32)
 DET_SIZES = ((16.0, 32.0), (64.0, 128.0), (256.0, 512.0))
@@ -119,7 +119,7 @@ def load_settings(args: argparse.Namespace) -> Settings:
 
 
 def find_detector() -> str:
-    """The RetinaFace ONNX file facebatch provisioned into its cache (src/runtime.rs)."""
+    """The RetinaFace ONNX file facebatch provisioned into its cache (src/onnx/runtime.rs)."""
     cache = os.environ.get("FACEBATCH_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "facebatch")
     found = sorted(glob.glob(os.path.join(cache, "retinaface-b7a7acab55e1", "*.onnx")))
@@ -168,7 +168,7 @@ def detector_size(w: int, h: int, max_side: int) -> tuple[int, int]:
             max(1, round_half_away(float(np.float32(h) * scale))))
 
 
-# Priors and NMS (src/detect.rs), in float32 like the Rust code.
+# Priors and NMS (src/vision/detect.rs), in float32 like the Rust code.
 
 _priors: dict[tuple[int, int], np.ndarray] = {}
 
@@ -208,7 +208,7 @@ def nms(boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.array(keep, dtype=np.intp)
 
 
-# Alignment (src/align.rs), in float64 like the Rust code.
+# Alignment (src/vision/align.rs), in float64 like the Rust code.
 
 def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, float, float, float]:
     """Least-squares (a, b, tx, ty): x' = a x - b y + tx, y' = b x + a y + ty (Umeyama, 2-D)."""

@@ -15,11 +15,11 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use facebatch::classify::output::{PartWriter, schema};
 use facebatch::classify::{FaceMeta, Row, Status};
-use facebatch::faces::CropKind;
 use facebatch::onnx::{Classifier, SessionOptions};
-use facebatch::preprocess::{
+use facebatch::vision::decode::{
     DecodeLimits, DecodeTarget, InputSpec, ResizeFilter, decode_bytes, decode_bytes_for, resize_rgb,
 };
+use facebatch::vision::faces::CropKind;
 use image::{ImageFormat, RgbImage};
 
 /// A 4000x3000 photo: the sample group photo upscaled (real content, so JPEG has the work

@@ -3,8 +3,8 @@
 
 use burn::tensor::{Device, Distribution, Tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use facebatch::model::{Arch, Net};
 use facebatch::train::Stepper;
+use facebatch::train::net::{Arch, Net};
 
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step");

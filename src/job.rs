@@ -113,19 +113,19 @@ impl Job {
         }
         let version = raw.model_version.as_deref().filter(|v| *v != "latest");
         let model_dir = match raw.model.as_deref() {
-            Some(m) if m != Path::new(crate::builtin::KEYWORD) => {
-                crate::card::resolve_version(&at(m), version)?
+            Some(m) if m != Path::new(crate::model::builtin::KEYWORD) => {
+                crate::model::card::resolve_version(&at(m), version)?
             }
             // No model (or "builtin"): the model built into the binary.
             _ => {
-                if let Some(v) = version.filter(|v| *v != crate::builtin::VERSION) {
+                if let Some(v) = version.filter(|v| *v != crate::model::builtin::VERSION) {
                     return Err(invalid(format!(
                         "model_version {v:?} needs `model`: the built-in model is {} {}",
-                        crate::builtin::NAME,
-                        crate::builtin::VERSION
+                        crate::model::builtin::NAME,
+                        crate::model::builtin::VERSION
                     )));
                 }
-                crate::builtin::install(&crate::store::Store::current())?
+                crate::model::builtin::install(&crate::store::Store::current())?
             }
         };
         Ok(Job {

@@ -7,15 +7,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use facebatch::builtin::ModelRef;
 use facebatch::classify::ClassifySettings;
-use facebatch::data::{self, Source};
+use facebatch::classify::shard::ShardSpec;
 use facebatch::eval::{GroupBy, evaluate, report_json};
-use facebatch::faces::{FaceFinder, FaceMode, FaceOptions};
+use facebatch::labelled::{self, Source};
+use facebatch::model::builtin::ModelRef;
 use facebatch::onnx::{Classifier, ExecDevice, SessionOptions};
-use facebatch::preprocess::DecodeLimits;
 use facebatch::progress::ProgressMode;
-use facebatch::shard::ShardSpec;
+use facebatch::vision::decode::DecodeLimits;
+use facebatch::vision::faces::{FaceFinder, FaceMode, FaceOptions};
 
 #[cfg(feature = "train")]
 mod cli {
@@ -120,7 +120,7 @@ struct ModelArg {
     /// The model: `builtin` (the facebatch-gender model built into this binary), a version
     /// folder (models/NAME/VERSION), its model.onnx, or a model name folder (its latest
     /// version).
-    #[arg(long = "model", env = "FACEBATCH_MODEL", default_value = facebatch::builtin::KEYWORD)]
+    #[arg(long = "model", env = "FACEBATCH_MODEL", default_value = facebatch::model::builtin::KEYWORD)]
     model: ModelRef,
 }
 
@@ -349,10 +349,10 @@ struct ClassifyArgs {
     #[arg(long, help_heading = "Input")]
     follow_symlinks: bool,
     /// Images with more pixels than this are refused (decompression-bomb guard).
-    #[arg(long, default_value_t = facebatch::preprocess::DEFAULT_MAX_PIXELS, help_heading = "Input")]
+    #[arg(long, default_value_t = facebatch::vision::decode::DEFAULT_MAX_PIXELS, help_heading = "Input")]
     max_pixels: u64,
     /// Files larger than this many bytes get an error row without being read.
-    #[arg(long, default_value_t = facebatch::preprocess::DEFAULT_MAX_FILE_BYTES, help_heading = "Input")]
+    #[arg(long, default_value_t = facebatch::vision::decode::DEFAULT_MAX_FILE_BYTES, help_heading = "Input")]
     max_file_bytes: u64,
     #[command(flatten)]
     face: FaceArgs,
@@ -733,7 +733,9 @@ fn classify(settings: ClassifySettings, g: &GlobalArgs, max_error_rate: f64) -> 
             dataset::Outcome::AlreadyComplete { marker, counts } => {
                 println!(
                     "shard {} already complete ({}): nothing to do",
-                    settings.shard.unwrap_or(facebatch::shard::Shard::ALL),
+                    settings
+                        .shard
+                        .unwrap_or(facebatch::classify::shard::Shard::ALL),
                     marker.display()
                 );
                 return Ok(exit_for_errors(&counts, max_error_rate));
@@ -741,7 +743,9 @@ fn classify(settings: ClassifySettings, g: &GlobalArgs, max_error_rate: f64) -> 
             dataset::Outcome::Completed { marker, counts } => {
                 println!(
                     "shard {}: an earlier attempt had published its part; marker written ({})",
-                    settings.shard.unwrap_or(facebatch::shard::Shard::ALL),
+                    settings
+                        .shard
+                        .unwrap_or(facebatch::classify::shard::Shard::ALL),
                     marker.display()
                 );
                 return Ok(exit_for_errors(&counts, max_error_rate));
@@ -856,7 +860,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Eval(args) => {
             let source = Source::from_path(&args.data, &args.label_column, &args.path_column);
-            let samples = data::read_sources(&[source])?;
+            let samples = labelled::read_sources(&[source])?;
             let mut classifier = Classifier::load(&args.model.path()?, &session_options(g))?;
             let finder = FaceFinder::for_model(
                 &classifier.card,
@@ -889,7 +893,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 )?;
             }
             if let (Some(path), Some(r)) = (&args.reliability, &evaluation.report.calibration) {
-                facebatch::plot::reliability_diagram(path, r, "reliability")?;
+                facebatch::report::plot::reliability_diagram(path, r, "reliability")?;
             }
             if g.json {
                 println!("{}", report_json(&evaluation.report)?);
@@ -984,13 +988,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Report(args) => {
-            let summary = facebatch::report::build(&facebatch::report::ReportSettings {
-                input: args.input.clone(),
-                out: args.out.clone(),
-                least: args.least,
-                random: args.random,
-                seed: args.seed,
-            })?;
+            let summary =
+                facebatch::report::html::build(&facebatch::report::html::ReportSettings {
+                    input: args.input.clone(),
+                    out: args.out.clone(),
+                    least: args.least,
+                    random: args.random,
+                    seed: args.seed,
+                })?;
             if g.json {
                 println!(
                     "{}",
@@ -1078,7 +1083,7 @@ fn setup(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
             let cache = Store::preparing(&facebatch::store::cache_dir());
             for found in [
                 facebatch::onnx::runtime::locate_library_in(None, &cache)?,
-                facebatch::detect::locate_in(None, &cache)?.0,
+                facebatch::vision::detect::locate_in(None, &cache)?.0,
             ] {
                 if let Some(folder) = found.parent() {
                     facebatch::store::copy_folder(folder, &store.root)?;
@@ -1090,18 +1095,18 @@ fn setup(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
             };
             (
                 facebatch::onnx::runtime::locate_library_in(None, &bundle)?,
-                facebatch::detect::locate_in(None, &bundle)?.0,
+                facebatch::vision::detect::locate_in(None, &bundle)?.0,
             )
         }
         None => (
             facebatch::onnx::runtime::locate_library_in(g.ort_lib.as_deref(), &store)?,
-            facebatch::detect::locate_in(g.detector.as_deref(), &store)?.0,
+            facebatch::vision::detect::locate_in(g.detector.as_deref(), &store)?.0,
         ),
     };
     facebatch::onnx::runtime::environment(Some(&ort))?;
     // Loading it checks its inputs and outputs, as every run does.
-    facebatch::detect::Detector::load(Some(&detector), &session_options(g), 1)?;
-    let model = facebatch::builtin::install(&store)?;
+    facebatch::vision::detect::Detector::load(Some(&detector), &session_options(g), 1)?;
+    let model = facebatch::model::builtin::install(&store)?;
     facebatch::onnx::Classifier::load(&model, &session_options(g))?;
     let bundle = args.bundle.as_ref().map(|_| store.root.clone());
     if g.json {
@@ -1113,11 +1118,11 @@ fn setup(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
                 "onnxruntime": { "version": facebatch::onnx::runtime::ORT_VERSION, "path": ort },
                 "detector": detector,
                 "model": {
-                    "name": facebatch::builtin::NAME,
-                    "version": facebatch::builtin::VERSION,
+                    "name": facebatch::model::builtin::NAME,
+                    "version": facebatch::model::builtin::VERSION,
                     "path": model,
                 },
-                "jpeg_decoder": facebatch::preprocess::jpeg_decoder(),
+                "jpeg_decoder": facebatch::vision::decode::jpeg_decoder(),
             })
         );
     } else {
@@ -1129,11 +1134,14 @@ fn setup(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         println!("face detector: {}", detector.display());
         println!(
             "built-in model {} {}: {}",
-            facebatch::builtin::NAME,
-            facebatch::builtin::VERSION,
+            facebatch::model::builtin::NAME,
+            facebatch::model::builtin::VERSION,
             model.display()
         );
-        println!("JPEG decoder: {}", facebatch::preprocess::jpeg_decoder());
+        println!(
+            "JPEG decoder: {}",
+            facebatch::vision::decode::jpeg_decoder()
+        );
         if let Some(root) = &bundle {
             println!(
                 "bundle ready: run with FACEBATCH_BUNDLE={} (nothing is downloaded then)",
@@ -1177,10 +1185,10 @@ fn long_version() -> String {
         } else {
             "cpu"
         },
-        facebatch::preprocess::jpeg_decoder(),
+        facebatch::vision::decode::jpeg_decoder(),
         facebatch::onnx::runtime::ORT_VERSION,
-        facebatch::builtin::NAME,
-        facebatch::builtin::VERSION,
+        facebatch::model::builtin::NAME,
+        facebatch::model::builtin::VERSION,
     )
 }
 

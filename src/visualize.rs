@@ -10,10 +10,10 @@ use image::{Rgb, RgbImage};
 use ort::value::TensorRef;
 
 use crate::error::{Error, Result};
-use crate::faces::{FaceFinder, FaceMode, FaceOptions};
 use crate::onnx::{CheckedModel, Classifier, SessionOptions, build_session};
-use crate::plot::save_titled;
-use crate::preprocess::{DecodeLimits, load_rgb};
+use crate::report::plot::save_titled;
+use crate::vision::decode::{DecodeLimits, load_rgb};
+use crate::vision::faces::{FaceFinder, FaceMode, FaceOptions};
 
 /// One visualised layer.
 #[derive(Clone, Debug)]
@@ -35,7 +35,7 @@ fn expose_activations(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<Exposed
         path: path.to_path_buf(),
         reason,
     };
-    let graph = crate::onnx_proto::read_graph(bytes).map_err(invalid)?;
+    let graph = crate::onnx::proto::read_graph(bytes).map_err(invalid)?;
     let Some(elem_type) = graph.first_output_elem_type else {
         return Err(invalid("graph has no typed outputs".into()));
     };
@@ -64,7 +64,7 @@ fn expose_activations(bytes: &[u8], path: &Path) -> Result<(Vec<u8>, Vec<Exposed
         .filter(|name| !existing.contains(name))
         .collect();
     Ok((
-        crate::onnx_proto::add_outputs(bytes, &new, elem_type),
+        crate::onnx::proto::add_outputs(bytes, &new, elem_type),
         picked,
     ))
 }
@@ -269,7 +269,7 @@ pub fn draw_boxes(
     let mut buf = rgb.into_raw();
     {
         use plotters::prelude::*;
-        crate::plot::ensure_font();
+        crate::report::plot::ensure_font();
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         let thick = (w.max(h) / 400).max(2);
         let font = (w.max(h) / 45).max(12);

@@ -159,7 +159,7 @@ fn every_file_gets_a_row_and_bad_files_do_not_stop_the_run() {
         .arg(default_model())
         .args(["--max-pixels", "50000", "--batch-size", "4", "--features"]));
     assert_eq!(o.status.code(), Some(1), "finished with per-image errors");
-    assert!(stdout(&o).contains("busy time per stage: source"));
+    assert!(stdout(&o).contains("busy time per stage: walk"));
     let (batches, meta) = read_parquet(&out);
     let got = rows(&batches);
     let statuses: BTreeMap<String, &str> =

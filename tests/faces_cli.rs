@@ -435,7 +435,10 @@ fn train_aligns_with_the_same_detector_and_records_it() {
         serde_json::from_str(&std::fs::read_to_string(out.join("card.json")).unwrap()).unwrap();
     let a = &card["alignment"];
     assert_eq!(a["method"], "similarity-5pt");
-    assert_eq!(a["detector"]["sha256"], facebatch::detect::ONNX_SHA256);
+    assert_eq!(
+        a["detector"]["sha256"],
+        facebatch::vision::detect::ONNX_SHA256
+    );
     assert_eq!(
         (a["width"].as_u64(), a["height"].as_u64()),
         (Some(64), Some(64))

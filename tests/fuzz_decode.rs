@@ -16,7 +16,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use facebatch::preprocess::{DecodeLimits, DecodeTarget, decode_bytes_for};
+use facebatch::vision::decode::{DecodeLimits, DecodeTarget, decode_bytes_for};
 use image::{DynamicImage, ImageFormat};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -5,9 +5,9 @@ mod common;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use facebatch::model::{Arch, Net};
 use facebatch::onnx::{Classifier, SessionOptions};
-use facebatch::preprocess::{DecodeLimits, load_rgb};
+use facebatch::train::net::{Arch, Net};
+use facebatch::vision::decode::{DecodeLimits, load_rgb};
 
 fn parity(arch: Arch, steps: &str) {
     let tmp = tempfile::tempdir().unwrap();
@@ -59,7 +59,7 @@ fn parity(arch: Arch, steps: &str) {
         .expect("training fits a temperature")
         .temperature;
     let mut expected = ort.probs.clone();
-    facebatch::calibration::apply_temperature(&mut expected, 2, t);
+    facebatch::model::calibration::apply_temperature(&mut expected, 2, t);
     assert_eq!(
         calibrated.probs, expected,
         "run() applies the card's temperature"

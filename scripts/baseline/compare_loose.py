@@ -26,7 +26,7 @@ Runs (every number on the page comes from these; nothing is hard-coded):
                      detector (upsample 0) + 5-point landmarks + 32x32 chip, padding 0.2
 
 The subject of a photo is, on both sides, the detected face nearest the image centre
-(ties: the higher detection score; facebatch's own rule, src/detect.rs subject()). A photo
+(ties: the higher detection score; facebatch's own rule, src/vision/detect.rs subject()). A photo
 with no detected face counts as an error in the end-to-end accuracy (correct / all
 photos). As a diagnostic the page also counts subjects whose box centre is not inside the
 pasted crop (a detection on the background that happened to be nearer the centre).

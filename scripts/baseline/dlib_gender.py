@@ -65,7 +65,7 @@ Preprocessing (taken from the package's own source, not guessed)
          this for experiments; the package value is 0.
       3. The subject of a one-person photo is the detection nearest the image
          centre (ties: the higher score), the rule facebatch uses
-         (src/detect.rs subject()). No detection = "no face": counted as an
+         (src/vision/detect.rs subject()). No detection = "no face": counted as an
          error in end_to_end_accuracy.
       4. dlib.shape_predictor(shape_predictor_5_face_landmarks.dat from the
          package's models folder, sha256 c4b1e980...41888) on that rectangle,

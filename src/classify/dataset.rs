@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use super::{ClassifySettings, Summary, output};
+use crate::classify::shard::Shard;
 use crate::error::{Error, Result};
-use crate::shard::Shard;
 
 /// Where a shard's files go in a dataset folder.
 #[derive(Clone, Debug)]

@@ -1,29 +1,23 @@
 //! `facebatch classify`: a streaming pipeline from photo folders to one Parquet row per image.
 //!
 //! ```text
-//! source ──▶ decode ──▶ detect ──▶ preprocess ──▶ batch ──▶ infer ──▶ sink
-//! (walkdir)  (rayon)    (rayon,    (rayon)               (ORT)     (arrow/parquet parts)
-//!                        ORT, align)
+//! walk ──▶ decode ──▶ locate ──▶ tensorize ──▶ batch ──▶ infer ──▶ sink
+//! (walkdir) (rayon)    (rayon,    (rayon)                (ORT)     (arrow/parquet parts)
+//!                       ORT, align)
 //! ```
 //!
-//! Each stage is a module that knows only its input and output channels; [`pipeline`]
+//! Each stage is a module of [`stages`] that knows only its input and output channels; [`pipeline`]
 //! wires them together with bounded channels, so memory stays flat however many images
 //! there are. With face detection each face becomes a row; a photo without a face becomes
 //! one `no_face` row; per-image problems become one row with `status = "error"`; the run
 //! goes on.
 
-pub mod batch;
 pub mod budget;
 pub mod dataset;
-pub mod decode;
-pub mod detect;
-pub mod infer;
 pub mod output;
 pub mod pipeline;
-pub mod preprocess;
-pub mod sink;
-pub mod source;
-pub mod stage;
+pub mod shard;
+pub mod stages;
 pub mod staging;
 pub mod stats;
 
@@ -33,11 +27,11 @@ use std::time::Duration;
 
 use image::RgbImage;
 
-use crate::detect::Face;
 use crate::error::{ImageErrorKind, ImageFailure};
-use crate::faces::{Crop, CropKind, FaceOptions};
 use crate::onnx::SessionOptions;
-use crate::preprocess::DecodeLimits;
+use crate::vision::decode::DecodeLimits;
+use crate::vision::detect::Face;
+use crate::vision::faces::{Crop, CropKind, FaceOptions};
 
 pub use pipeline::run;
 
@@ -55,7 +49,7 @@ pub struct ClassifySettings {
     /// Inference workers, each with its own ONNX Runtime session.
     pub infer_workers: usize,
     /// Only this shard of the inputs (`--shard`).
-    pub shard: Option<crate::shard::Shard>,
+    pub shard: Option<crate::classify::shard::Shard>,
     /// Files classified by earlier successful job runs, skipped while unchanged
     /// ((root, path) -> (bytes, modified)); empty outside `facebatch run`.
     pub seen: std::sync::Arc<std::collections::HashMap<(String, String), (u64, i64)>>,

@@ -11,14 +11,15 @@ use tokio::sync::mpsc::channel;
 
 use super::budget::MemoryBudget;
 use super::output::{self, meta};
-use super::source::SourceConfig;
+use super::stages::walk::SourceConfig;
+use super::stages::{batch, decode, infer, locate, sink, tensorize, walk};
 use super::staging::{self, OutputLock, RunInfo};
 use super::stats::FeatureStats;
-use super::{ClassifySettings, Summary, batch, decode, detect, infer, preprocess, sink, source};
+use super::{ClassifySettings, Summary};
 use crate::error::{Error, Result};
-use crate::faces::{FaceFinder, FaceMode};
 use crate::onnx::Classifier;
-use crate::preprocess::DecodeTarget;
+use crate::vision::decode::DecodeTarget;
+use crate::vision::faces::{FaceFinder, FaceMode};
 
 /// Checks everything that can be checked before any work starts.
 fn preflight(s: &ClassifySettings) -> Result<()> {
@@ -94,7 +95,7 @@ fn check_out_is_safe(s: &ClassifySettings, dir: &Path) -> Result<()> {
                 s.out.display()
             )));
         }
-        if input_abs.is_dir() && out.starts_with(&input_abs) && source::is_candidate(&out) {
+        if input_abs.is_dir() && out.starts_with(&input_abs) && walk::is_candidate(&out) {
             return Err(Error::InvalidOption(format!(
                 "--out {} lies inside the input folder {} and has an image extension; name a .parquet file",
                 s.out.display(),
@@ -127,7 +128,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     let classifiers = Classifier::load_many(&s.model, &s.session, s.infer_workers)?;
     let classifier = &classifiers[0];
     let card = classifier.card.clone();
-    let model_version = crate::card::model_version(&classifier.onnx_path);
+    let model_version = crate::model::card::model_version(&classifier.onnx_path);
     let model_path = classifier.onnx_path.display().to_string();
     tracing::info!(model = %card.name, version = %model_version, path = %model_path, "model");
     let threads = s.threads.max(1);
@@ -171,7 +172,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     let crop_dir = s
         .save_crops
         .as_deref()
-        .map(|d| detect::CropDir::new(d, s.inputs.len()))
+        .map(|d| locate::CropDir::new(d, s.inputs.len()))
         .transpose()
         .map_err(Error::InvalidOption)?;
     let source_config = SourceConfig {
@@ -192,7 +193,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
 
-    let skip = Arc::new(source::Skip {
+    let skip = Arc::new(walk::Skip {
         done,
         shard: s.shard,
         seen: s.seen.clone(),
@@ -225,14 +226,14 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
             let already = skip.done.len() as u64;
             let shard = s.shard;
             std::thread::spawn(move || {
-                if let Some(n) = source::count(&config, shard, &cancel) {
+                if let Some(n) = walk::count(&config, shard, &cancel) {
                     bar.set_length(n.saturating_sub(already));
                 }
             });
         }
         let src = tokio::task::spawn_blocking({
             let (skip, cancel) = (skip.clone(), cancel.clone());
-            move || source::run(source_config, skip, cancel, file_tx)
+            move || walk::run(source_config, skip, cancel, file_tx)
         });
         let dec = tokio::task::spawn_blocking({
             let (pool, limits, cancel) = (pool.clone(), s.limits, cancel.clone());
@@ -245,11 +246,11 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         });
         let det = tokio::task::spawn_blocking({
             let (pool, save, cancel) = (pool.clone(), crop_dir, cancel.clone());
-            move || detect::run(decoded_rx, located_tx, &finder, save, chunk, &pool, &cancel)
+            move || locate::run(decoded_rx, located_tx, &finder, save, chunk, &pool, &cancel)
         });
         let pre = tokio::task::spawn_blocking({
             let pool = pool.clone();
-            move || preprocess::run(located_rx, prepared_tx, spec, chunk, &pool)
+            move || tensorize::run(located_rx, prepared_tx, spec, chunk, &pool)
         });
         let bat = tokio::task::spawn_blocking({
             let n = s.batch_size;
@@ -317,7 +318,9 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         KeyValue::new(meta::MODEL_PATH.to_string(), model_path.clone()),
         KeyValue::new(
             meta::SHARD.to_string(),
-            s.shard.unwrap_or(crate::shard::Shard::ALL).to_string(),
+            s.shard
+                .unwrap_or(crate::classify::shard::Shard::ALL)
+                .to_string(),
         ),
         KeyValue::new(meta::MODEL_CARD.to_string(), card_json),
         KeyValue::new(meta::FACES.to_string(), faces_json),
@@ -392,7 +395,10 @@ fn faces_identity(finder: &FaceFinder) -> String {
 }
 
 /// The pooled feature size written with `--features`, from the card; `None` without it.
-fn feature_dim(s: &ClassifySettings, card: &crate::card::ModelCard) -> Result<Option<usize>> {
+fn feature_dim(
+    s: &ClassifySettings,
+    card: &crate::model::card::ModelCard,
+) -> Result<Option<usize>> {
     if !s.features {
         return Ok(None);
     }

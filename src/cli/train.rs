@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use facebatch::augment::Augment;
-use facebatch::data::{Source, SplitSpec};
-use facebatch::detect::DetectSettings;
 use facebatch::eval::GroupBy;
-use facebatch::model::Arch;
+use facebatch::labelled::{Source, SplitSpec};
+use facebatch::train::augment::Augment;
+use facebatch::train::net::Arch;
 use facebatch::train::{AlignChoice, Sampling, TrainSettings};
+use facebatch::vision::detect::DetectSettings;
 
 use super::{GlobalArgs, progress_mode, session_options};
 
@@ -103,7 +103,7 @@ pub struct TrainArgs {
     no_align: bool,
     /// Zoom of the alignment template about the crop centre (1 = the ArcFace 112x112
     /// geometry; larger is tighter on the face), 0.5..=2.
-    #[arg(long, default_value_t = facebatch::align::DEFAULT_ZOOM)]
+    #[arg(long, default_value_t = facebatch::vision::align::DEFAULT_ZOOM)]
     align_zoom: f32,
     /// Minimum detection score for aligning a training image, 0..1 (stricter than
     /// classify's default 0.6: training keeps only confident landmarks).

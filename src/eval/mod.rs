@@ -8,13 +8,13 @@ use rayon::prelude::*;
 
 pub mod predictions;
 
-use crate::data::Sample;
-use crate::detect::Face;
 use crate::error::{Error, Result};
-use crate::faces::{CropKind, FaceFinder, FaceMode};
-use crate::metrics::{FaceCoverage, Report};
+use crate::labelled::Sample;
 use crate::onnx::Classifier;
-use crate::preprocess::{DecodeLimits, load_rgb};
+use crate::report::metrics::{FaceCoverage, Report};
+use crate::vision::decode::{DecodeLimits, load_rgb};
+use crate::vision::detect::Face;
+use crate::vision::faces::{CropKind, FaceFinder, FaceMode};
 
 /// A `--group-by` request: a column, optionally binned at numeric edges (`age:15,30,60`).
 #[derive(Clone, Debug, PartialEq)]
@@ -282,7 +282,10 @@ pub fn evaluate(
     }
     let mut report = Report::new(&labels, &truth, &pred);
     let correct: Vec<bool> = truth.iter().zip(&pred).map(|(t, p)| t == p).collect();
-    report.calibration = Some(crate::calibration::reliability(&confidence, &correct));
+    report.calibration = Some(crate::model::calibration::reliability(
+        &confidence,
+        &correct,
+    ));
     predictions.sort_by_key(|p| p.sample);
     for g in group_by {
         let keys: Vec<String> = kept.iter().map(|s| g.key(s)).collect();

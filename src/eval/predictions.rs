@@ -20,8 +20,8 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use super::{Outcome, Prediction};
-use crate::data::Sample;
 use crate::error::{Error, Result};
+use crate::labelled::Sample;
 use crate::onnx::Classifier;
 
 /// Columns every predictions file has before the manifest's own.

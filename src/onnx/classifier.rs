@@ -7,8 +7,8 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use super::session::{SessionOptions, build_session};
-use crate::card::{ModelCard, OUTPUT_NAMES, resolve_model_paths};
 use crate::error::{Error, Result};
+use crate::model::card::{ModelCard, OUTPUT_NAMES, resolve_model_paths};
 
 /// Outputs for one batch, row-major.
 #[derive(Clone, Debug, Default)]
@@ -152,13 +152,13 @@ impl Classifier {
         let mut out = self.run_uncalibrated(input, n)?;
         if let Some(c) = &self.card.calibration {
             let classes = self.card.labels.len();
-            crate::calibration::apply_temperature(&mut out.probs, classes, c.temperature);
+            crate::model::calibration::apply_temperature(&mut out.probs, classes, c.temperature);
         }
         Ok(out)
     }
 
     /// Classifies face crops as the card says: each crop fitted and normalised to the
-    /// card's input ([`InputSpec::tensor_from_rgb`](crate::preprocess::InputSpec::tensor_from_rgb)),
+    /// card's input ([`InputSpec::tensor_from_rgb`](crate::vision::decode::InputSpec::tensor_from_rgb)),
     /// then [`run`](Self::run) (test-time flip, calibration). Every command that reports a
     /// probability for an image goes through `run`; this is the shortcut for callers that
     /// hold images rather than a batch tensor (classify builds its tensors in a stage of

@@ -15,8 +15,8 @@ use std::sync::OnceLock;
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::sha256_hex;
-use crate::pinned::PinnedDownload;
 use crate::store::Store;
+use crate::store::pinned::PinnedDownload;
 
 /// The ONNX Runtime version facebatch is built and tested against.
 pub const ORT_VERSION: &str = "1.31.1";

@@ -7,12 +7,12 @@ use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
 use super::{AlignChoice, TrainSettings};
-use crate::card::{CARD_FILE, ModelCard};
 use crate::error::{Error, Result};
 use crate::fsutil::write_atomic;
-use crate::model::{Arch, Net};
-use crate::plot::{EpochRecord, StepRecord};
-use crate::preprocess::InputSpec;
+use crate::model::card::{CARD_FILE, ModelCard};
+use crate::report::plot::{EpochRecord, StepRecord};
+use crate::train::net::{Arch, Net};
+use crate::vision::decode::InputSpec;
 
 /// Checkpointed training state, for `--resume`.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -7,7 +7,10 @@
 //! - [`checkpoint`]: resume and fine-tuning state;
 //! - [`report`]: the exported model, its calibration, card and reports.
 
+pub mod augment;
 mod checkpoint;
+pub mod export;
+pub mod net;
 mod prepare;
 mod report;
 mod sampler;
@@ -22,15 +25,15 @@ use burn::tensor::Device;
 pub use sampler::Sampling;
 pub use step::Stepper;
 
-use crate::augment::Augment;
-use crate::data::{self, Sample, Source, Split, SplitSpec};
-use crate::detect::DetectSettings;
 use crate::error::{Error, Result};
 use crate::eval::GroupBy;
-use crate::model::{Arch, Net};
+use crate::labelled::{self, Sample, Source, Split, SplitSpec};
 use crate::onnx::SessionOptions;
-use crate::plot::{EpochRecord, StepRecord};
-use crate::preprocess::InputSpec;
+use crate::report::plot::{EpochRecord, StepRecord};
+use crate::train::augment::Augment;
+use crate::train::net::{Arch, Net};
+use crate::vision::decode::InputSpec;
+use crate::vision::detect::DetectSettings;
 use checkpoint::State;
 use prepare::Prepared;
 
@@ -65,7 +68,7 @@ pub struct TrainSettings {
     pub progress: crate::progress::ProgressMode,
     /// Detect and align every training image (the `auto` face rule).
     pub align: AlignChoice,
-    /// Zoom of the alignment template (see [`crate::align::DEFAULT_ZOOM`]).
+    /// Zoom of the alignment template (see [`crate::vision::align::DEFAULT_ZOOM`]).
     pub align_zoom: f32,
     /// Explicit detector ONNX file (else the verified cache / download).
     pub detector: Option<PathBuf>,
@@ -97,7 +100,7 @@ pub struct TrainOutcome {
     /// The model directory (model.onnx, card.json, reports/, splits/).
     pub dir: PathBuf,
     /// The exported model's report on the test split, when there is one.
-    pub test_report: Option<crate::metrics::Report>,
+    pub test_report: Option<crate::report::metrics::Report>,
 }
 
 /// The folders of a run's output.
@@ -198,7 +201,7 @@ fn write_splits(prepared: &Prepared, dirs: &Dirs) -> Result<SplitIndex> {
             .iter()
             .map(|&i| (&prepared.items[i].sample, prepared.items[i].sha256.as_str()))
             .collect();
-        data::write_manifest(&dirs.splits.join(format!("{name}.csv")), &rows)?;
+        labelled::write_manifest(&dirs.splits.join(format!("{name}.csv")), &rows)?;
     }
     Ok(split)
 }

@@ -10,13 +10,13 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::{AlignChoice, TrainSettings};
-use crate::align::AlignSpec;
-use crate::card::DataSourceInfo;
-use crate::data::{self, Sample, Source, Split};
-use crate::detect::Detector;
 use crate::error::{Error, Result};
-use crate::faces::{CropKind, FaceFinder, FaceMode};
-use crate::preprocess::{DecodeLimits, InputSpec, load_rgb};
+use crate::labelled::{self, Sample, Source, Split};
+use crate::model::card::DataSourceInfo;
+use crate::vision::align::AlignSpec;
+use crate::vision::decode::{DecodeLimits, InputSpec, load_rgb};
+use crate::vision::detect::Detector;
+use crate::vision::faces::{CropKind, FaceFinder, FaceMode};
 
 /// A decoded, fitted image held in memory for training.
 pub(super) struct Item {
@@ -99,12 +99,12 @@ pub(super) fn read(settings: &TrainSettings) -> Result<(Vec<Sample>, BTreeMap<St
     let mut samples = Vec::new();
     let mut origin = BTreeMap::new();
     for (k, src) in settings.sources.iter().enumerate() {
-        for s in data::read_source(src)? {
+        for s in labelled::read_source(src)? {
             origin.entry(s.source.clone()).or_insert(k);
             samples.push(s);
         }
     }
-    data::label_set(&samples)?;
+    labelled::label_set(&samples)?;
     crate::eval::check_group_columns(&settings.group_by, &samples)?;
     Ok((samples, origin))
 }
@@ -117,11 +117,11 @@ pub(super) fn prepare(
     origin: BTreeMap<String, usize>,
 ) -> Result<Prepared> {
     let pins = match &settings.pin_splits {
-        Some(dir) => data::pinned_splits(dir)?,
+        Some(dir) => labelled::pinned_splits(dir)?,
         None => HashMap::new(),
     };
     let listed = samples.len();
-    let (mut unique, dedup) = data::dedup(samples);
+    let (mut unique, dedup) = labelled::dedup(samples);
     tracing::info!(
         listed,
         unique = unique.len(),
@@ -142,7 +142,7 @@ pub(super) fn prepare(
             let img = load_rgb(&s.path, limits)?;
             // A crop that is already the model's aligned input (a report's corrections):
             // used as it is, never detected again.
-            if crate::data::is_already_aligned(s) {
+            if crate::labelled::is_already_aligned(s) {
                 let px = if img.dimensions() == (w as u32, h as u32) {
                     img
                 } else {
@@ -165,7 +165,7 @@ pub(super) fn prepare(
         .collect();
     let already = unique
         .iter()
-        .filter(|(s, _)| crate::data::is_already_aligned(s))
+        .filter(|(s, _)| crate::labelled::is_already_aligned(s))
         .count();
     if finder.is_some() {
         tracing::info!(
@@ -221,7 +221,7 @@ pub(super) fn prepare(
         );
     }
     let all: Vec<Sample> = kept.iter().map(|(s, _)| s.clone()).collect();
-    let labels = data::label_set(&all)?;
+    let labels = labelled::label_set(&all)?;
     let items: Vec<Item> = kept
         .into_iter()
         .map(|(sample, sha256)| {
@@ -248,7 +248,7 @@ pub(super) fn prepare(
             "splits kept from the earlier run"
         );
     }
-    let splits = data::stratified_split(&data::strata(&keys), &pinned, settings.split);
+    let splits = labelled::stratified_split(&labelled::strata(&keys), &pinned, settings.split);
     let sources = source_infos(
         settings,
         &origin,
@@ -293,7 +293,7 @@ fn source_infos(
     settings: &TrainSettings,
     origin: &BTreeMap<String, usize>,
     items: &[Item],
-    removals: &BTreeMap<String, data::SourceRemovals>,
+    removals: &BTreeMap<String, labelled::SourceRemovals>,
     face_counts: Option<&BTreeMap<String, [usize; 3]>>,
 ) -> Vec<DataSourceInfo> {
     let mut out = Vec::new();

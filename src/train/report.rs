@@ -11,20 +11,20 @@ use burn::tensor::Device;
 use super::checkpoint::State;
 use super::prepare::Prepared;
 use super::{Dirs, Fitted, SplitIndex, TrainOutcome, TrainSettings};
-use crate::calibration::{Calibration, calibrate};
-use crate::card::{
+use crate::error::{Error, Result};
+use crate::eval::{evaluate, write_report};
+use crate::fsutil::{now_rfc3339, write_atomic};
+use crate::labelled::{Sample, Split};
+use crate::model::calibration::{Calibration, calibrate};
+use crate::model::card::{
     ArchitectureInfo, CARD_FILE, CARD_FORMAT, MODEL_FILE, ModelCard, OnnxInfo, OutputSpec,
     TrainingInfo,
 };
-use crate::data::{Sample, Split};
-use crate::error::{Error, Result};
-use crate::eval::{evaluate, write_report};
-use crate::faces::FaceFinder;
-use crate::fsutil::{now_rfc3339, write_atomic};
-use crate::model::Net;
 use crate::onnx::Classifier;
-use crate::plot::training_curves;
-use crate::preprocess::{DecodeLimits, InputSpec};
+use crate::report::plot::training_curves;
+use crate::train::net::Net;
+use crate::vision::decode::{DecodeLimits, InputSpec};
+use crate::vision::faces::FaceFinder;
 
 /// Exports the best checkpoint with its card and reports.
 pub(super) fn export(
@@ -42,7 +42,7 @@ pub(super) fn export(
     let best = Net::new(settings.arch, classes, &Device::default())
         .try_load_file(dirs.ckpt.join("best.bpk"))
         .map_err(|e| Error::Training(format!("loading the best checkpoint: {e:?}")))?;
-    let onnx = crate::export::export_onnx(&best, h as usize, w as usize, &prepared.labels)?;
+    let onnx = crate::train::export::export_onnx(&best, h as usize, w as usize, &prepared.labels)?;
     let onnx_path = dirs.out.join(MODEL_FILE);
     write_atomic(&onnx_path, &onnx)?;
     let sha = crate::fsutil::sha256_hex(&onnx);
@@ -91,7 +91,7 @@ pub(super) fn export(
             description: settings.arch.describe().into(),
             parameters: fitted.params,
             mflops_per_pass: Some(2.0 * settings.arch.macs(h, w) as f64 / 1e6),
-            onnx_opset: crate::export::OPSET,
+            onnx_opset: crate::train::export::OPSET,
         },
         onnx: OnnxInfo {
             file: MODEL_FILE.into(),
@@ -187,7 +187,7 @@ pub(super) fn export(
         write_report(&dirs.reports, "test_report", &eval.report)?;
         report_figures(&dirs.reports, &eval.report)?;
         if let Some(r) = &eval.report.calibration {
-            crate::plot::reliability_diagram(
+            crate::report::plot::reliability_diagram(
                 &dirs.reports.join("reliability.png"),
                 r,
                 "test split",
@@ -210,8 +210,8 @@ pub(super) fn export(
 
 /// The test report as pictures: `confusion.png`, and `groups-<column>.png` (accuracy per
 /// group with its 95% interval) for every group column.
-fn report_figures(reports: &Path, report: &crate::metrics::Report) -> Result<()> {
-    crate::plot::confusion_matrix(
+fn report_figures(reports: &Path, report: &crate::report::metrics::Report) -> Result<()> {
+    crate::report::plot::confusion_matrix(
         &reports.join("confusion.png"),
         &report.labels,
         &report.confusion,
@@ -222,7 +222,7 @@ fn report_figures(reports: &Path, report: &crate::metrics::Report) -> Result<()>
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect();
-        crate::plot::group_bars(
+        crate::report::plot::group_bars(
             &reports.join(format!("groups-{}.png", name.trim_matches('-'))),
             column,
             groups,

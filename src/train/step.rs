@@ -13,9 +13,9 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use super::prepare::Prepared;
-use crate::augment::Augment;
-use crate::model::Net;
-use crate::preprocess::InputSpec;
+use crate::train::augment::Augment;
+use crate::train::net::Net;
+use crate::vision::decode::InputSpec;
 
 /// Learning rate: linear warm-up, then cosine decay to 2% of the peak.
 pub(super) fn lr_at(step: usize, warmup: usize, total: usize, peak: f64) -> f64 {

@@ -7,9 +7,9 @@ use burn::tensor::{Device, Tensor};
 use burn_onnx::export::{AxisSpec, InputSpec as OnnxInputSpec, OnnxExporter};
 use onnx_ir::{Message, ModelProto};
 
-use crate::card::OUTPUT_NAMES;
 use crate::error::{Error, Result};
-use crate::model::Net;
+use crate::model::card::OUTPUT_NAMES;
+use crate::train::net::Net;
 
 /// ONNX opset the exporter writes.
 pub const OPSET: i64 = 18;

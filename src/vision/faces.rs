@@ -17,10 +17,10 @@
 use image::{GrayImage, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use crate::align::AlignSpec;
-use crate::detect::{DetectSettings, Detector, Face, subject};
 use crate::error::Result;
-use crate::preprocess::InputSpec;
+use crate::vision::align::AlignSpec;
+use crate::vision::decode::InputSpec;
+use crate::vision::detect::{DetectSettings, Detector, Face, subject};
 
 /// Images with a long side at most this are treated as face crops by `--faces auto`.
 pub const CROP_MAX_SIDE: u32 = 320;
@@ -76,7 +76,7 @@ pub struct Crop {
     /// Exactly the model's input size.
     pub image: RgbImage,
     /// For aligned crops, how much of each pixel lies inside the photo (see
-    /// [`AlignSpec::align_with_coverage`](crate::align::AlignSpec::align_with_coverage)).
+    /// [`AlignSpec::align_with_coverage`](crate::vision::align::AlignSpec::align_with_coverage)).
     pub coverage: Option<GrayImage>,
 }
 
@@ -204,7 +204,7 @@ impl FaceFinder {
     /// size), the default detection settings unless overridden, `workers` detector sessions.
     /// Default mode: `auto` for models trained on aligned faces, `whole` otherwise.
     pub fn for_model(
-        card: &crate::card::ModelCard,
+        card: &crate::model::card::ModelCard,
         opts: &FaceOptions,
         session: &crate::onnx::SessionOptions,
         workers: usize,
@@ -230,15 +230,13 @@ impl FaceFinder {
         } else {
             Some(Detector::load(opts.detector.as_deref(), session, workers)?)
         };
-        let info =
-            detector
-                .as_ref()
-                .map(|d| d.info.clone())
-                .unwrap_or(crate::detect::DetectorInfo {
-                    name: "none".into(),
-                    sha256: String::new(),
-                    licence: String::new(),
-                });
+        let info = detector.as_ref().map(|d| d.info.clone()).unwrap_or(
+            crate::vision::detect::DetectorInfo {
+                name: "none".into(),
+                sha256: String::new(),
+                licence: String::new(),
+            },
+        );
         if let (Some(a), Some(d)) = (&card.alignment, &detector)
             && a.detector.sha256 != d.info.sha256
         {
@@ -252,7 +250,7 @@ impl FaceFinder {
             AlignSpec::standard(
                 card.input.height,
                 card.input.width,
-                crate::align::DEFAULT_ZOOM,
+                crate::vision::align::DEFAULT_ZOOM,
                 info,
                 settings.threshold,
                 settings.max_side,

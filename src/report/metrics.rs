@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::calibration::wilson;
+use crate::model::calibration::wilson;
 
 /// Precision, recall, F1 and support of one class (or an average).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -59,7 +59,7 @@ pub struct Report {
     pub faces: Option<FaceCoverage>,
     /// Expected calibration error and reliability bins of the reported probabilities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub calibration: Option<crate::calibration::Reliability>,
+    pub calibration: Option<crate::model::calibration::Reliability>,
 }
 
 /// Face detection outcome of an evaluation (`eval --faces auto|detect`).

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::read::FaceRow;
-use crate::preprocess::{DecodeLimits, decode_path};
+use crate::vision::decode::{DecodeLimits, decode_path};
 
 /// How a row's face is cut for display.
 #[derive(Clone, Debug)]
@@ -70,7 +70,7 @@ fn unchanged(file: &Path, row: &FaceRow) -> Option<Thumb> {
     let size_differs = row.bytes.is_some_and(|b| b != meta.len());
     let time_differs = row
         .modified
-        .is_some_and(|m| crate::classify::source::modified_micros(&meta) != Some(m));
+        .is_some_and(|m| crate::classify::stages::walk::modified_micros(&meta) != Some(m));
     (size_differs || time_differs).then_some(Thumb::Changed)
 }
 
@@ -96,7 +96,8 @@ fn write_one(img: &RgbImage, row: &FaceRow, spec: &CropSpec, dir: &Path) -> imag
     match (&row.landmarks, row.status.as_str()) {
         (Some(lm), "ok") if lm.len() == 10 => {
             let pts: [[f32; 2]; 5] = std::array::from_fn(|k| [lm[2 * k], lm[2 * k + 1]]);
-            let face = crate::align::warp(img, &pts, &spec.template, spec.width, spec.height);
+            let face =
+                crate::vision::align::warp(img, &pts, &spec.template, spec.width, spec.height);
             face.save(dir.join("faces").join(format!("{id}.png")))?;
         }
         (_, "ok") => {

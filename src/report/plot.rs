@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 static FONT: Once = Once::new();
-const FONT_BYTES: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
+const FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
 pub(crate) fn ensure_font() {
     FONT.call_once(|| {
@@ -276,7 +276,7 @@ pub fn save_titled(grid: &RgbImage, title: &str, path: &Path) -> Result<()> {
 /// the diagonal of perfect calibration, with the ECE in the title.
 pub fn reliability_diagram(
     path: &Path,
-    r: &crate::calibration::Reliability,
+    r: &crate::model::calibration::Reliability,
     title: &str,
 ) -> Result<()> {
     ensure_font();
@@ -440,16 +440,16 @@ pub fn confusion_matrix(
 }
 
 /// Writes one group column's accuracy per group as horizontal bars with their 95% Wilson
-/// intervals as whiskers; groups under [`crate::metrics::SMALL_GROUP`] images are drawn
+/// intervals as whiskers; groups under [`crate::report::metrics::SMALL_GROUP`] images are drawn
 /// pale and marked `*`, as the text report does.
 pub fn group_bars(
     path: &Path,
     column: &str,
-    groups: &std::collections::BTreeMap<String, crate::metrics::GroupStats>,
+    groups: &std::collections::BTreeMap<String, crate::report::metrics::GroupStats>,
     title: &str,
 ) -> Result<()> {
     ensure_font();
-    let rows: Vec<(&String, &crate::metrics::GroupStats)> = groups.iter().collect();
+    let rows: Vec<(&String, &crate::report::metrics::GroupStats)> = groups.iter().collect();
     let n = rows.len().max(1);
     let height = (120 + 44 * n) as u32;
     let tmp = path.with_extension("png.tmp.png");
@@ -483,7 +483,7 @@ pub fn group_bars(
             .disable_y_mesh()
             .x_desc(format!(
                 "accuracy by {column} (95% Wilson interval; * fewer than {} images)",
-                crate::metrics::SMALL_GROUP
+                crate::report::metrics::SMALL_GROUP
             ))
             .y_label_formatter(&label)
             .x_label_formatter(&percent)
@@ -608,15 +608,15 @@ mod tests {
             let acc = correct as f64 / n as f64;
             groups.insert(
                 name.to_string(),
-                crate::metrics::GroupStats {
+                crate::report::metrics::GroupStats {
                     n,
                     correct,
                     accuracy: acc,
-                    accuracy_ci: crate::calibration::wilson(correct, n),
+                    accuracy_ci: crate::model::calibration::wilson(correct, n),
                     recall: Default::default(),
                     recall_ci: Default::default(),
                     support: Default::default(),
-                    small: n < crate::metrics::SMALL_GROUP,
+                    small: n < crate::report::metrics::SMALL_GROUP,
                 },
             );
         }

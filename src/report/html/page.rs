@@ -12,9 +12,9 @@ use super::select::{Selected, Summary};
 use super::thumbs::Thumb;
 use crate::error::{Error, Result};
 
-const INDEX_HTML: &str = include_str!("../../assets/report/index.html");
-const REPORT_JS: &str = include_str!("../../assets/report/report.js");
-const REPORT_CSS: &str = include_str!("../../assets/report/report.css");
+const INDEX_HTML: &str = include_str!("../../../assets/report/index.html");
+const REPORT_JS: &str = include_str!("../../../assets/report/report.js");
+const REPORT_CSS: &str = include_str!("../../../assets/report/report.css");
 
 /// Metadata keys shown on the summary page.
 const SHOWN_METADATA: &[&str] = &[

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::{Receiver, Sender};
 
-use super::{Prepared, StageStats};
+use crate::classify::{Prepared, StageStats};
 
 /// A batch: entries in walk order; the tensors of the `Tensor` entries are run together.
 pub struct Batch {
@@ -59,7 +59,7 @@ mod tests {
 
     use super::*;
     use crate::classify::{FaceMeta, FileRef};
-    use crate::faces::CropKind;
+    use crate::vision::faces::CropKind;
 
     fn file(seq: u64) -> FileRef {
         FileRef {

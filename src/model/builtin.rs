@@ -20,12 +20,12 @@ pub const KEYWORD: &str = "builtin";
 
 const FILES: [(&str, &[u8]); 2] = [
     (
-        crate::card::MODEL_FILE,
-        include_bytes!("../models/facebatch-gender/v4/model.onnx"),
+        crate::model::card::MODEL_FILE,
+        include_bytes!("../../models/facebatch-gender/v4/model.onnx"),
     ),
     (
-        crate::card::CARD_FILE,
-        include_bytes!("../models/facebatch-gender/v4/card.json"),
+        crate::model::card::CARD_FILE,
+        include_bytes!("../../models/facebatch-gender/v4/card.json"),
     ),
 ];
 
@@ -105,7 +105,7 @@ mod tests {
         let store = Store::preparing(tmp.path());
         let dir = install(&store).unwrap();
         assert_eq!(dir, tmp.path().join("models/facebatch-gender/v4"));
-        let card = crate::card::ModelCard::load(&dir.join("card.json")).unwrap();
+        let card = crate::model::card::ModelCard::load(&dir.join("card.json")).unwrap();
         assert_eq!(card.labels.len(), 2);
         std::fs::write(dir.join("model.onnx"), b"damaged").unwrap();
         let bundle = Store {

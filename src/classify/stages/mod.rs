@@ -1,4 +1,26 @@
-//! Plumbing shared by the stages that do their work in parallel on the rayon pool.
+//! The classify stages, one file each, in the order the data flows:
+//!
+//! | stage | file | in → out | runs on |
+//! |---|---|---|---|
+//! | walk | [`walk`] | input paths → [`FileRef`](super::FileRef) | one blocking thread (walkdir) |
+//! | decode | [`decode`] | `FileRef` → [`Decoded`](super::Decoded) | rayon, under the memory budget |
+//! | locate | [`locate`] | `Decoded` → [`Located`](super::Located) (faces found and aligned) | rayon (detector sessions) |
+//! | tensorize | [`tensorize`] | `Located` → [`Prepared`](super::Prepared) (input tensors) | rayon |
+//! | batch | [`batch`] | `Prepared` → [`Batch`](batch::Batch) | one blocking thread |
+//! | infer | [`infer`] | `Batch` → [`Row`](super::Row)s | ONNX Runtime worker threads |
+//! | sink | [`sink`] | `Row` → Parquet parts | one blocking thread |
+//!
+//! Each stage knows only its input and output channels; [`pipeline`](super::pipeline)
+//! wires them. This file holds the plumbing shared by the stages that work in parallel
+//! on the rayon pool.
+
+pub mod batch;
+pub mod decode;
+pub mod infer;
+pub mod locate;
+pub mod sink;
+pub mod tensorize;
+pub mod walk;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -9,7 +31,7 @@ use tokio::sync::mpsc::{Receiver, Sender};
 use super::StageStats;
 
 /// Receives up to `max` items: blocks for the first, then takes what is already queued.
-pub(super) fn recv_chunk<T>(rx: &mut Receiver<T>, max: usize) -> Option<Vec<T>> {
+pub(crate) fn recv_chunk<T>(rx: &mut Receiver<T>, max: usize) -> Option<Vec<T>> {
     let first = rx.blocking_recv()?;
     let mut chunk = Vec::with_capacity(max);
     chunk.push(first);

@@ -8,6 +8,8 @@
 //!   only read: a run never downloads into it, and a missing or damaged piece is an error
 //!   that names the setup command, not a network timeout.
 
+pub mod pinned;
+
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};

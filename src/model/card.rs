@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::metrics::Report;
-use crate::preprocess::InputSpec;
+use crate::report::metrics::Report;
+use crate::vision::decode::InputSpec;
 
 /// Card format identifier; bump on incompatible changes.
 pub const CARD_FORMAT: &str = "facebatch-model-card/1";
@@ -103,7 +103,7 @@ pub struct ModelCard {
     /// Face detection and alignment the model was trained with (absent: trained on crops
     /// fitted by `input.fit` alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alignment: Option<crate::align::AlignSpec>,
+    pub alignment: Option<crate::vision::align::AlignSpec>,
     pub outputs: Vec<OutputSpec>,
     /// Classify each input and its mirror image and average the probabilities (test-time
     /// augmentation; twice the inference cost). facebatch applies it wherever it runs the
@@ -113,7 +113,7 @@ pub struct ModelCard {
     /// Temperature scaling fitted after training; facebatch applies it to every probability
     /// it reports (classify, eval, visualize). Absent: probabilities as the network gives them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub calibration: Option<crate::calibration::Calibration>,
+    pub calibration: Option<crate::model::calibration::Calibration>,
     pub architecture: ArchitectureInfo,
     pub onnx: OnnxInfo,
     pub training: TrainingInfo,

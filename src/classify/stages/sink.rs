@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::Receiver;
 
-use super::output::PartWriter;
-use super::stats::FeatureStats;
-use super::{Row, StageStats, Status};
+use crate::classify::output::PartWriter;
+use crate::classify::stats::FeatureStats;
+use crate::classify::{Row, StageStats, Status};
 use crate::error::Result;
 
 /// What the sink saw.
@@ -16,8 +16,8 @@ pub struct SinkResult {
     pub stats: StageStats,
     pub ok: u64,
     pub errors: u64,
-    /// The first [`super::FAILED_SHOWN`] files that failed, in the order they came.
-    pub failed: Vec<super::FailedFile>,
+    /// The first [`crate::classify::FAILED_SHOWN`] files that failed, in the order they came.
+    pub failed: Vec<crate::classify::FailedFile>,
     pub no_face: u64,
     pub features: FeatureStats,
 }
@@ -55,8 +55,8 @@ pub fn run(
             match row.status {
                 Status::Error => {
                     out.errors += 1;
-                    if out.failed.len() < super::FAILED_SHOWN {
-                        out.failed.push(super::FailedFile {
+                    if out.failed.len() < crate::classify::FAILED_SHOWN {
+                        out.failed.push(crate::classify::FailedFile {
                             path: match row.path.as_str() {
                                 "" => row.root.to_string(),
                                 p => format!("{}/{p}", row.root.trim_end_matches('/')),

@@ -8,7 +8,7 @@
 use image::{GrayImage, Luma, Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{DetectorInfo, Face};
+use crate::vision::detect::{DetectorInfo, Face};
 
 /// The common five-point template for 112x112 face crops (ArcFace / InsightFace): left eye,
 /// right eye, nose tip, left and right mouth corner.
@@ -26,7 +26,7 @@ pub const ARCFACE_112: [[f32; 2]; 5] = [
 /// 17%, at 1.5 9% but the mouth is cut. Tight face-crop datasets do not have the pixels a
 /// loose template asks for (0.75 was tried and was worse), and what they lack is replicated
 /// edge in training but real scene in photos; training fills it with varied content (see
-/// [`Augment::fill`](crate::augment::Augment::fill)).
+/// [`Augment::fill`](crate::train::augment::Augment::fill)).
 pub const DEFAULT_ZOOM: f32 = 1.25;
 
 /// How faces are aligned, as recorded in the model card.

@@ -5,7 +5,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::{Receiver, Sender};
 
 use super::batch::Batch;
-use super::{FileRef, Prepared, Row, StageStats, Status};
+use crate::classify::{FileRef, Prepared, Row, StageStats, Status};
 use crate::error::Result;
 use crate::error::{ImageErrorKind, ImageFailure};
 use crate::onnx::{BatchOutput, Classifier};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::Sender;
 
-use super::{FileRef, StageStats};
+use crate::classify::{FileRef, StageStats};
 use crate::error::ImageErrorKind::{Io, NotAFile};
 use crate::error::ImageFailure;
 
@@ -34,7 +34,7 @@ pub struct Skip {
     /// (root, path) already written by the run being resumed.
     pub done: HashSet<(String, String)>,
     /// Only this shard's files are taken.
-    pub shard: Option<crate::shard::Shard>,
+    pub shard: Option<crate::classify::shard::Shard>,
     /// (root, path) -> (bytes, modified) classified by earlier successful job runs: such a
     /// file is skipped while its size and modification time are unchanged.
     pub seen: Arc<HashMap<(String, String), (u64, i64)>>,
@@ -201,7 +201,7 @@ pub fn run(
     tx: Sender<FileRef>,
 ) -> (StageStats, Skipped) {
     let mut stats = StageStats {
-        name: "source",
+        name: "walk",
         ..Default::default()
     };
     let mut skipped = Skipped::default();
@@ -249,7 +249,7 @@ pub fn run(
 /// Counts candidate files (for the progress bar's length), stopping early on cancel.
 pub fn count(
     config: &SourceConfig,
-    shard: Option<crate::shard::Shard>,
+    shard: Option<crate::classify::shard::Shard>,
     cancel: &AtomicBool,
 ) -> Option<u64> {
     let mut n = 0;

