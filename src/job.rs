@@ -12,6 +12,7 @@
 //! # shard = "auto"                      # or "K/N"; --shard on the command line wins
 //!
 //! [classify]                            # any `facebatch classify` option, without the dashes
+//!                                       # (`batch_size` or `batch-size`)
 //! faces = "auto"
 //! features = true
 //! ```
@@ -24,13 +25,21 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::classify::shard::ShardSpec;
 use crate::error::{Error, Result};
 
 /// Options the job sets itself; `[classify]` may not set them.
 const RESERVED: &[&str] = &["out", "model", "resume", "shard", "inputs"];
 /// Logging options: they apply to the whole `facebatch run` process, so they are given on
 /// its command line, not in `[classify]`.
-const PROCESS_WIDE: &[&str] = &["quiet", "verbose", "log-format", "no-progress"];
+const PROCESS_WIDE: &[&str] = &[
+    "quiet",
+    "verbose",
+    "log-format",
+    "no-progress",
+    "progress-interval",
+    "json",
+];
 
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,8 +73,11 @@ pub struct Job {
     pub partition: String,
     /// The model version folder this run uses (a pinned version, or the latest).
     pub model_dir: PathBuf,
-    pub shard: Option<String>,
-    classify: toml::Table,
+    pub shard: Option<ShardSpec>,
+    /// The `[classify]` table, its keys spelt as the options' names with `_` (`batch_size`),
+    /// without the keys the job sets itself or that apply to the whole process. The binary
+    /// deserialises it into the same options struct that `facebatch classify` fills.
+    pub classify: toml::Table,
 }
 
 impl Job {
@@ -96,6 +108,14 @@ impl Job {
                 raw.partition
             )));
         }
+        let shard = raw
+            .shard
+            .as_deref()
+            .map(|s| {
+                s.parse::<ShardSpec>()
+                    .map_err(|e| invalid(format!("shard: {e}")))
+            })
+            .transpose()?;
         for key in raw.classify.keys() {
             if PROCESS_WIDE.contains(&key.replace('_', "-").as_str()) {
                 return Err(invalid(format!(
@@ -135,8 +155,12 @@ impl Job {
             output: at(&raw.output),
             partition: raw.partition,
             model_dir,
-            shard: raw.shard,
-            classify: raw.classify,
+            shard,
+            classify: raw
+                .classify
+                .into_iter()
+                .map(|(k, v)| (k.replace('-', "_"), v))
+                .collect(),
         })
     }
 
@@ -168,43 +192,6 @@ impl Job {
             )));
         }
         Ok(self.output.join(rel))
-    }
-
-    /// The `facebatch classify` arguments of a run into `dir` (without `--shard`).
-    pub fn classify_args(&self, dir: &Path) -> Result<Vec<String>> {
-        let mut args = vec!["classify".to_string()];
-        args.extend(self.inputs.iter().map(|p| p.display().to_string()));
-        let mut out = dir.display().to_string();
-        if !out.ends_with(std::path::MAIN_SEPARATOR) {
-            out.push(std::path::MAIN_SEPARATOR);
-        }
-        args.extend(["--out".into(), out]);
-        args.extend(["--model".into(), self.model_dir.display().to_string()]);
-        for (key, value) in &self.classify {
-            let flag = format!("--{}", key.replace('_', "-"));
-            let scalar = |v: &toml::Value| -> Result<String> {
-                match v {
-                    toml::Value::String(s) => Ok(s.clone()),
-                    toml::Value::Integer(i) => Ok(i.to_string()),
-                    toml::Value::Float(f) => Ok(f.to_string()),
-                    other => Err(Error::InvalidOption(format!(
-                        "{}: [classify] {key} = {other}: expected a string, number, boolean or list",
-                        self.file.display()
-                    ))),
-                }
-            };
-            match value {
-                toml::Value::Boolean(true) => args.push(flag),
-                toml::Value::Boolean(false) => {}
-                toml::Value::Array(items) => {
-                    for item in items {
-                        args.extend([flag.clone(), scalar(item)?]);
-                    }
-                }
-                v => args.extend([flag, scalar(v)?]),
-            }
-        }
-        Ok(args)
     }
 }
 
@@ -260,7 +247,7 @@ mod tests {
     }
 
     #[test]
-    fn a_job_becomes_classify_arguments() {
+    fn a_job_is_read_with_its_paths_resolved_and_its_keys_spelt_one_way() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(tmp.path().join("models/m/v7")).unwrap();
         let model = tmp.path().canonicalize().unwrap().join("models/m/v7");
@@ -278,7 +265,7 @@ mod tests {
             model = "models/m"
             [classify]
             faces = "detect"
-            batch_size = 16
+            batch-size = 16
             features = true
             full_decode = false
             det_threshold = 0.7
@@ -290,23 +277,22 @@ mod tests {
         assert_eq!(j.model_dir, tmp.join("models/m/v7"));
         let dir = j.partition_dir("2026-11-28").unwrap();
         assert_eq!(dir, tmp.join("out/dt=2026-11-28"));
-        let args = j.classify_args(&dir).unwrap();
-        let joined = args.join(" ");
-        assert!(joined.starts_with(&format!(
-            "classify {} /abs/more --out {}/ --model {}",
-            tmp.join("photos").display(),
-            dir.display(),
-            model.display()
-        )));
-        for part in [
-            "--faces detect",
-            "--batch-size 16",
-            "--features",
-            "--det-threshold 0.7",
-        ] {
-            assert!(joined.contains(part), "{joined}");
-        }
-        assert!(!joined.contains("full-decode"), "{joined}");
+        assert_eq!(
+            j.inputs,
+            [tmp.join("photos"), PathBuf::from("/abs/more")].to_vec()
+        );
+        // Keys are spelt with `_` whichever way the file spells them.
+        let keys: Vec<&str> = j.classify.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "batch_size",
+                "det_threshold",
+                "faces",
+                "features",
+                "full_decode"
+            ]
+        );
         assert!(j.partition_dir("2026-13-01").is_err());
         assert!(j.partition_dir("yesterday").is_err());
     }
@@ -322,6 +308,8 @@ mod tests {
             ("partition = \"../dt={date}\"\n", "inside output"),
             ("[classify]\nout = \"x\"\n", "may not set"),
             ("model_version = \"v9\"\n", "not found"),
+            ("shard = \"3/2\"\n", "shard: expected K/N"),
+            ("[classify]\njson = true\n", "--json to `facebatch run`"),
         ] {
             let e = job(tmp.path(), &format!("{base}{extra}"))
                 .and_then(|j| j.partition_dir("2026-01-01").map(|_| ()))

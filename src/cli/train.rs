@@ -31,7 +31,7 @@ pub struct TrainArgs {
     #[arg(long)]
     out: PathBuf,
     /// Network architecture.
-    #[arg(long, value_enum, default_value_t = Arch::Compact)]
+    #[arg(long, value_parser = super::choice::arch_parser(), default_value = "compact")]
     arch: Arch,
     /// Input size of the fully convolutional networks, N (square) or HxW; default: the
     /// architecture's own (64 for compact and residual, 96 for separable).
@@ -277,4 +277,30 @@ impl TrainArgs {
             },
         })
     }
+}
+
+/// `facebatch train`.
+pub fn run(args: &TrainArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
+    let settings = args.settings(g)?;
+    let outcome = facebatch::train::train(&settings)?;
+    if g.json {
+        let report = match &outcome.test_report {
+            Some(r) => serde_json::from_str(&facebatch::eval::report_json(r)?)?,
+            None => serde_json::Value::Null,
+        };
+        println!(
+            "{}",
+            serde_json::json!({ "model": outcome.dir, "test_report": report })
+        );
+        return Ok(super::EXIT_OK);
+    }
+    if let Some(report) = &outcome.test_report {
+        println!(
+            "test split of the exported model ({} images):\n{}",
+            report.n,
+            report.to_text()
+        );
+    }
+    println!("model written to {}", outcome.dir.display());
+    Ok(super::EXIT_OK)
 }

@@ -9,7 +9,7 @@ use ort::session::Session;
 use crate::error::{Error, Result};
 
 /// Where inference runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecDevice {
     #[default]

@@ -26,7 +26,7 @@ use crate::vision::detect::{DetectSettings, Detector, Face, subject};
 pub const CROP_MAX_SIDE: u32 = 320;
 
 /// How faces are found in an image.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FaceMode {
     /// Detect; fall back to the whole image for small face crops with no detection.

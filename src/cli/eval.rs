@@ -1,0 +1,88 @@
+//! `facebatch eval`: accuracy of a model on labelled data, as text or JSON, with the
+//! optional per-image predictions and the reliability diagram.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use facebatch::eval::{GroupBy, evaluate, report_json};
+use facebatch::labelled::{self, Source};
+use facebatch::onnx::Classifier;
+use facebatch::vision::decode::DecodeLimits;
+use facebatch::vision::faces::FaceFinder;
+
+use super::{
+    EXIT_OK, EXIT_PARTIAL, FaceArgs, GlobalArgs, ModelArg, progress_mode, session_options,
+};
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A folder with one sub-folder per class, or a CSV manifest (e.g. a training run's splits/test.csv).
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Accuracy per group of a manifest column; numeric columns take bin edges (age:15).
+    #[arg(long = "group-by")]
+    pub group_by: Vec<GroupBy>,
+    /// Manifest column holding the label.
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// Manifest column holding the image path (relative to the manifest).
+    #[arg(long, default_value = "path")]
+    pub path_column: String,
+    /// Faces per inference batch (as in classify).
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub face: FaceArgs,
+    /// Write one Parquet row per image (true and predicted label, calibrated probabilities,
+    /// face fields and every manifest column) to this file.
+    #[arg(long, value_name = "FILE.parquet")]
+    pub predictions: Option<PathBuf>,
+    /// Draw the reliability diagram (accuracy against confidence, with the ECE) to this PNG.
+    #[arg(long, value_name = "FILE.png")]
+    pub reliability: Option<PathBuf>,
+}
+
+/// `facebatch eval`.
+pub fn run(args: &EvalArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
+    let source = Source::from_path(&args.data, &args.label_column, &args.path_column);
+    let samples = labelled::read_sources(&[source])?;
+    let mut classifier = Classifier::load(&args.model.path()?, &session_options(g))?;
+    let finder = FaceFinder::for_model(
+        &classifier.card,
+        &args.face.options(g),
+        &session_options(g),
+        rayon::current_num_threads(),
+    )?;
+    // The same progress as classify's: a bar on a terminal, records in a log.
+    let progress =
+        facebatch::progress::Progress::new(progress_mode(g), samples.len() as u64, "images");
+    let evaluation = evaluate(
+        &mut classifier,
+        &samples,
+        args.batch_size.max(1),
+        &args.group_by,
+        DecodeLimits::default(),
+        Some(&finder),
+        &progress,
+    )?;
+    progress.finish_and_clear();
+    if let Some(path) = &args.predictions {
+        facebatch::eval::predictions::write(path, &samples, &evaluation.predictions, &classifier)?;
+    }
+    if let (Some(path), Some(r)) = (&args.reliability, &evaluation.report.calibration) {
+        facebatch::report::plot::reliability_diagram(path, r, "reliability")?;
+    }
+    if g.json {
+        println!("{}", report_json(&evaluation.report)?);
+    } else {
+        print!("{}", evaluation.report.to_text());
+    }
+    if evaluation.skipped.is_empty() {
+        Ok(EXIT_OK)
+    } else {
+        eprintln!("{} unreadable image(s) skipped", evaluation.skipped.len());
+        Ok(EXIT_PARTIAL)
+    }
+}

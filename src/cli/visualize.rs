@@ -1,0 +1,119 @@
+//! `facebatch visualize`: one image's feature maps, layer by layer, or every face's box
+//! and label drawn on a photo (`--boxes`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{EXIT_OK, FaceArgs, GlobalArgs, ModelArg, session_options};
+
+#[derive(Args, Debug)]
+pub struct VisualizeArgs {
+    /// The image to run.
+    pub image: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArg,
+    /// Directory for the PNG grids.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Instead of feature maps: detect and classify every face, and draw boxes, landmarks
+    /// and labels on the photo (OUT/<stem>.boxes.png).
+    #[arg(long)]
+    pub boxes: bool,
+    #[command(flatten)]
+    pub face: FaceArgs,
+}
+
+/// `facebatch visualize`.
+pub fn run(args: &VisualizeArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
+    if args.boxes {
+        boxes(args, g)
+    } else {
+        feature_maps(args, g)
+    }
+}
+
+/// `--boxes`: every face found, with its box, score and label.
+fn boxes(args: &VisualizeArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
+    let (file, faces) = facebatch::visualize::draw_boxes(
+        &args.model.path()?,
+        &args.image,
+        &args.out,
+        &session_options(g),
+        &args.face.options(g),
+    )
+    .with_context(|| format!("drawing faces on {}", args.image.display()))?;
+    if g.json {
+        let faces: Vec<_> = faces
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "box": f.bbox, "score": f.score,
+                    "label": f.label, "confidence": f.confidence,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "file": file, "faces": faces }));
+        return Ok(EXIT_OK);
+    }
+    for (i, f) in faces.iter().enumerate() {
+        println!(
+            "face {i}\tbox {:.0},{:.0},{:.0},{:.0}\tscore {:.3}\t{} {:.3}",
+            f.bbox[0], f.bbox[1], f.bbox[2], f.bbox[3], f.score, f.label, f.confidence
+        );
+    }
+    println!("{} face(s) drawn on {}", faces.len(), file.display());
+    Ok(EXIT_OK)
+}
+
+/// Every convolution and pooling layer's feature maps, and the model's probabilities.
+fn feature_maps(args: &VisualizeArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
+    let maps = facebatch::visualize::feature_maps(
+        &args.model.path()?,
+        &args.image,
+        &args.out,
+        &session_options(g),
+        &args.face.options(g),
+    )
+    .with_context(|| format!("visualizing {}", args.image.display()))?;
+    let layers = &maps.layers;
+    if g.json {
+        let probabilities: serde_json::Map<String, serde_json::Value> = maps
+            .probabilities
+            .iter()
+            .map(|(l, p)| (l.clone(), serde_json::json!(p)))
+            .collect();
+        let layers: Vec<_> = layers
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "name": l.name, "channels": l.channels,
+                    "width": l.width, "height": l.height, "file": l.file,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({ "layers": layers, "probabilities": probabilities })
+        );
+        return Ok(EXIT_OK);
+    }
+    for l in layers {
+        println!(
+            "{}\t{} maps {}x{}\t{}",
+            l.name,
+            l.channels,
+            l.width,
+            l.height,
+            l.file.display()
+        );
+    }
+    let probabilities: Vec<String> = maps
+        .probabilities
+        .iter()
+        .map(|(l, p)| format!("{l} {p:.4}"))
+        .collect();
+    println!("probabilities\t{}", probabilities.join("\t"));
+    Ok(EXIT_OK)
+}
