@@ -6,13 +6,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
-use arrow::array::{
-    Array, Float32Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
-};
+use arrow::array::{Array, Float32Array, ListArray, RecordBatch, UInt32Array, UInt64Array};
 use common::*;
 use image::{DynamicImage, ImageFormat, RgbImage};
+use tempfile::TempDir;
 
 /// A face from the shared seed faces (or, without them, the bundled sample), so
 /// predictions are made on real content.
@@ -20,12 +18,7 @@ fn face() -> RgbImage {
     let Some(shared) = shared_data_opt() else {
         return sample_face();
     };
-    let dir = shared.join("seed-faces/female");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let files = files_in(&shared.join("seed-faces/female"));
     image::open(&files[0]).unwrap().to_rgb8()
 }
 
@@ -40,33 +33,24 @@ fn fixtures(dir: &Path) -> BTreeMap<String, &'static str> {
         std::fs::write(&p, bytes).unwrap();
         expect.insert(rel.to_string(), status);
     };
-    put("good/face.jpg", &encode(&rgb, ImageFormat::Jpeg), "ok");
-    put("good/face.png", &encode(&rgb, ImageFormat::Png), "ok");
-    put("good/face.bmp", &encode(&rgb, ImageFormat::Bmp), "ok");
-    put("good/face.webp", &encode(&rgb, ImageFormat::WebP), "ok");
-    put("good/face.tiff", &encode(&rgb, ImageFormat::Tiff), "ok");
-    put(
-        "good/face.pgm",
-        &encode(&DynamicImage::ImageLuma8(rgb.to_luma8()), ImageFormat::Pnm),
-        "ok",
-    );
-    put(
-        "good/grey.png",
-        &encode(&DynamicImage::ImageLuma8(rgb.to_luma8()), ImageFormat::Png),
-        "ok",
-    );
-    put(
-        "good/rgba.png",
-        &encode(&DynamicImage::ImageRgba8(rgb.to_rgba8()), ImageFormat::Png),
-        "ok",
-    );
-    put(
-        "good/sixteen-bit.png",
-        &encode(&DynamicImage::ImageRgb16(rgb.to_rgb16()), ImageFormat::Png),
-        "ok",
-    );
-    put("good/UPPER.JPG", &encode(&rgb, ImageFormat::Jpeg), "ok");
-    put("good/png-named.jpg", &encode(&rgb, ImageFormat::Png), "ok");
+    let grey = DynamicImage::ImageLuma8(rgb.to_luma8());
+    let rgba = DynamicImage::ImageRgba8(rgb.to_rgba8());
+    let sixteen_bit = DynamicImage::ImageRgb16(rgb.to_rgb16());
+    for (rel, img, format) in [
+        ("good/face.jpg", &rgb, ImageFormat::Jpeg),
+        ("good/face.png", &rgb, ImageFormat::Png),
+        ("good/face.bmp", &rgb, ImageFormat::Bmp),
+        ("good/face.webp", &rgb, ImageFormat::WebP),
+        ("good/face.tiff", &rgb, ImageFormat::Tiff),
+        ("good/face.pgm", &grey, ImageFormat::Pnm),
+        ("good/grey.png", &grey, ImageFormat::Png),
+        ("good/rgba.png", &rgba, ImageFormat::Png),
+        ("good/sixteen-bit.png", &sixteen_bit, ImageFormat::Png),
+        ("good/UPPER.JPG", &rgb, ImageFormat::Jpeg),
+        ("good/png-named.jpg", &rgb, ImageFormat::Png),
+    ] {
+        put(rel, &encode(img, format), "ok");
+    }
     put("good/rotated.jpg", &jpeg_with_orientation(&face, 6), "ok");
     let cmyk = repo().join("tests/fixtures/cmyk.jpg");
     put("good/cmyk.jpg", &std::fs::read(cmyk).unwrap(), "ok");
@@ -119,27 +103,14 @@ fn fixtures(dir: &Path) -> BTreeMap<String, &'static str> {
     expect
 }
 
-/// Rows as (path -> (status, error, label)) for assertions.
-fn rows(batches: &[RecordBatch]) -> BTreeMap<String, (String, Option<String>, Option<String>)> {
+/// Rows as (path -> (status, error, label)) for assertions; no path appears twice.
+fn rows(b: &RecordBatch) -> BTreeMap<String, (String, Option<String>, Option<String>)> {
+    let (status, error, label) = (texts(b, "status"), strings(b, "error"), strings(b, "label"));
     let mut out = BTreeMap::new();
-    for b in batches {
-        let (path, status, error, label) = (
-            col::<StringArray>(b, "path"),
-            col::<StringArray>(b, "status"),
-            col::<StringArray>(b, "error"),
-            col::<StringArray>(b, "label"),
-        );
-        for i in 0..b.num_rows() {
-            let prev = out.insert(
-                path.value(i).to_string(),
-                (
-                    status.value(i).to_string(),
-                    error.is_valid(i).then(|| error.value(i).to_string()),
-                    label.is_valid(i).then(|| label.value(i).to_string()),
-                ),
-            );
-            assert!(prev.is_none(), "{} appears twice", path.value(i));
-        }
+    for (i, path) in texts(b, "path").into_iter().enumerate() {
+        let row = (status[i].clone(), error[i].clone(), label[i].clone());
+        let prev = out.insert(path.clone(), row);
+        assert!(prev.is_none(), "{path} appears twice");
     }
     out
 }
@@ -150,18 +121,17 @@ fn every_file_gets_a_row_and_bad_files_do_not_stop_the_run() {
     let photos = tmp.path().join("photos");
     let expect = fixtures(&photos);
     let out = tmp.path().join("results.parquet");
-    let o = run(facebatch()
-        .arg("classify")
-        .arg(&photos)
-        .arg("--out")
-        .arg(&out)
-        .arg("--model")
-        .arg(default_model())
-        .args(["--max-pixels", "50000", "--batch-size", "4", "--features"]));
+    let o = run(classify_default([&photos], &out).args([
+        "--max-pixels",
+        "50000",
+        "--batch-size",
+        "4",
+        "--features",
+    ]));
     assert_eq!(o.status.code(), Some(1), "finished with per-image errors");
-    assert!(stdout(&o).contains("busy time per stage: walk"));
-    let (batches, meta) = read_parquet(&out);
-    let got = rows(&batches);
+    assert_stdout_has(&o, "busy time per stage: walk");
+    let (b, meta) = read_rows(&out);
+    let got = rows(&b);
     let statuses: BTreeMap<String, &str> =
         got.iter().map(|(k, v)| (k.clone(), v.0.as_str())).collect();
     let expected: BTreeMap<String, &str> =
@@ -195,7 +165,6 @@ fn every_file_gets_a_row_and_bad_files_do_not_stop_the_run() {
     assert!(reason("bad/fifo.jpg").contains("not a regular file"));
     assert!(reason("bad/photo.heic").contains("not a recognised image format"));
 
-    let b = &batches[0];
     let schema = b.schema();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(
@@ -228,41 +197,38 @@ fn every_file_gets_a_row_and_bad_files_do_not_stop_the_run() {
     );
     // Every ok row: probabilities sum to one and confidence is the larger one.
     let mut checked = 0;
-    for b in &batches {
-        let (pf, pm, conf) = (
-            col::<Float32Array>(b, "p_female"),
-            col::<Float32Array>(b, "p_male"),
-            col::<Float32Array>(b, "confidence"),
-        );
-        let (w, h, bytes) = (
-            col::<UInt32Array>(b, "width"),
-            col::<UInt32Array>(b, "height"),
-            col::<UInt64Array>(b, "bytes"),
-        );
-        let status = col::<StringArray>(b, "status");
-        let path = col::<StringArray>(b, "path");
-        let feats = col::<ListArray>(b, "features");
-        for i in 0..b.num_rows() {
-            if status.value(i) != "ok" {
-                assert!(pf.is_null(i) && conf.is_null(i) && feats.is_null(i));
-                continue;
-            }
-            assert!((pf.value(i) + pm.value(i) - 1.0).abs() < 1e-4);
-            assert_eq!(conf.value(i), pf.value(i).max(pm.value(i)));
-            assert_eq!(feats.value(i).len(), 256);
-            assert!(bytes.value(i) > 0);
-            let (ww, hh) = (w.value(i), h.value(i));
-            if path.value(i) == "good/rotated.jpg" {
-                assert_eq!(
-                    (ww, hh),
-                    (112, 92),
-                    "EXIF orientation 6 turns 92x112 on its side"
-                );
-            } else {
-                assert_eq!((ww, hh), (92, 112), "{}", path.value(i));
-            }
-            checked += 1;
+    let (pf, pm, conf) = (
+        col::<Float32Array>(&b, "p_female"),
+        col::<Float32Array>(&b, "p_male"),
+        col::<Float32Array>(&b, "confidence"),
+    );
+    let (w, h, bytes) = (
+        col::<UInt32Array>(&b, "width"),
+        col::<UInt32Array>(&b, "height"),
+        col::<UInt64Array>(&b, "bytes"),
+    );
+    let (status, path) = (texts(&b, "status"), texts(&b, "path"));
+    let feats = col::<ListArray>(&b, "features");
+    for i in 0..b.num_rows() {
+        if status[i] != "ok" {
+            assert!(pf.is_null(i) && conf.is_null(i) && feats.is_null(i));
+            continue;
         }
+        assert!((pf.value(i) + pm.value(i) - 1.0).abs() < 1e-4);
+        assert_eq!(conf.value(i), pf.value(i).max(pm.value(i)));
+        assert_eq!(feats.value(i).len(), 256);
+        assert!(bytes.value(i) > 0);
+        let (ww, hh) = (w.value(i), h.value(i));
+        if path[i] == "good/rotated.jpg" {
+            assert_eq!(
+                (ww, hh),
+                (112, 92),
+                "EXIF orientation 6 turns 92x112 on its side"
+            );
+        } else {
+            assert_eq!((ww, hh), (92, 112), "{}", path[i]);
+        }
+        checked += 1;
     }
     assert_eq!(checked, 14);
     // Run metadata.
@@ -278,24 +244,19 @@ fn every_file_gets_a_row_and_bad_files_do_not_stop_the_run() {
             "metadata {key}"
         );
     }
-    let card: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(default_model().join("card.json")).unwrap())
-            .unwrap();
+    let card = read_json(&default_model().join("card.json"));
     assert_eq!(
         meta["facebatch.model_sha256"],
         card["onnx"]["sha256"].as_str().unwrap()
     );
     assert_eq!(meta["facebatch.run_status"], "complete");
     // Feature statistics beside the output.
-    let stats: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(tmp.path().join("results.parquet.features.json")).unwrap(),
-    )
-    .unwrap();
+    let stats = read_json(&beside(&out, ".features.json"));
     assert_eq!(stats["count"], 14);
     assert_eq!(stats["mean"].as_array().unwrap().len(), 256);
     assert_eq!(stats["std"].as_array().unwrap().len(), 256);
     assert!(
-        !tmp.path().join("results.parquet.parts").exists(),
+        !beside(&out, ".parts").exists(),
         "parts are merged and removed"
     );
 }
@@ -306,14 +267,8 @@ fn the_same_face_in_every_format_gets_the_same_label() {
     let photos = tmp.path().join("photos");
     fixtures(&photos);
     let out = tmp.path().join("r.parquet");
-    run(facebatch()
-        .arg("classify")
-        .arg(photos.join("good"))
-        .arg("--out")
-        .arg(&out)
-        .arg("--model")
-        .arg(default_model()));
-    let got = rows(&read_parquet(&out).0);
+    run(&mut classify_default([photos.join("good")], &out));
+    let got = rows(&read_rows(&out).0);
     let lossless: Vec<&Option<String>> = [
         "face.png",
         "face.bmp",
@@ -334,163 +289,94 @@ fn fatal_problems_are_reported_before_any_work() {
     let photos = tmp.path().join("photos");
     std::fs::create_dir_all(&photos).unwrap();
     let out = tmp.path().join("r.parquet");
-    let classify = || {
-        let mut c = facebatch();
-        c.arg("classify");
-        c
-    };
-    assert_fatal(
-        &run(classify()
-            .arg(tmp.path().join("missing"))
-            .arg("--out")
-            .arg(&out)),
-        "does not exist",
-    );
-    assert_fatal(
-        &run(classify()
-            .arg(&photos)
-            .arg("--out")
-            .arg(tmp.path().join("no/such/dir/r.parquet"))),
-        "does not exist",
-    );
-    assert_fatal(
-        &run(classify().arg(&photos).arg("--out").arg(&photos)),
-        "is a directory",
-    );
     let bad_model = tmp.path().join("model");
-    std::fs::create_dir_all(&bad_model).unwrap();
-    std::fs::copy(
-        default_model().join("card.json"),
-        bad_model.join("card.json"),
-    )
-    .unwrap();
+    copy_file(
+        &default_model().join("card.json"),
+        &bad_model.join("card.json"),
+    );
     std::fs::write(bad_model.join("model.onnx"), b"garbage").unwrap();
-    assert_fatal(
-        &run(classify()
-            .arg(&photos)
-            .arg("--out")
-            .arg(&out)
-            .arg("--model")
-            .arg(&bad_model)),
-        "does not match its card",
-    );
-    assert_fatal(
-        &run(classify()
-            .arg(&photos)
-            .arg("--out")
-            .arg(&out)
-            .args(["--device", "cuda"])),
-        "cuda",
-    );
+    let bad_model = bad_model.to_str().unwrap();
+    for (mut classify, extra, needle) in [
+        (
+            classify_cmd([tmp.path().join("missing")], &out),
+            &[][..],
+            "does not exist",
+        ),
+        (
+            classify_cmd([&photos], tmp.path().join("no/such/dir/r.parquet")),
+            &[],
+            "does not exist",
+        ),
+        (classify_cmd([&photos], &photos), &[], "is a directory"),
+        (
+            classify_cmd([&photos], &out),
+            &["--model", bad_model],
+            "does not match its card",
+        ),
+        (classify_cmd([&photos], &out), &["--device", "cuda"], "cuda"),
+    ] {
+        assert_fatal(&run(classify.args(extra)), needle);
+    }
     assert!(!out.exists(), "nothing written");
 }
 
-/// Writes `n` small JPEG faces in a few folders.
-fn corpus(dir: &Path, n: usize) -> Vec<String> {
-    jpeg_corpus(dir, n, 7, &face())
+/// A temporary folder with `n` small JPEG faces in a few folders of `photos/`: the folder,
+/// `photos/` and their relative paths, sorted.
+fn temp_corpus(n: usize) -> (TempDir, PathBuf, Vec<String>) {
+    temp_photos(n, 7, &face())
 }
 
 fn spawn_classify(photos: &Path, out: &Path, extra: &[&str]) -> std::process::Child {
-    facebatch()
-        .arg("classify")
-        .arg(photos)
-        .arg("--out")
-        .arg(out)
-        .arg("--model")
-        .arg(default_model())
-        .args([
-            "--batch-size",
-            "4",
-            "--threads",
-            "1",
-            "--checkpoint-rows",
-            "25",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_for_parts(out: &Path, n: usize, child: &mut std::process::Child) {
-    wait_while_running("it could be interrupted", child, || part_count(out) >= n);
+    spawn_piped(
+        classify_default([photos], out)
+            .args([
+                "--batch-size",
+                "4",
+                "--threads",
+                "1",
+                "--checkpoint-rows",
+                "25",
+            ])
+            .args(extra),
+    )
 }
 
 fn paths_in(out: &Path) -> Vec<String> {
-    let mut all: Vec<String> = rows(&read_parquet(out).0).into_keys().collect();
+    let mut all: Vec<String> = rows(&read_rows(out).0).into_keys().collect();
     all.sort();
     all
 }
 
 #[test]
 fn resume_after_kill_9_completes_every_image_exactly_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    let expected = corpus(&photos, 1500);
+    let (tmp, photos, expected) = temp_corpus(1500);
     let out = tmp.path().join("r.parquet");
     let mut child = spawn_classify(&photos, &out, &[]);
     wait_for_parts(&out, 2, &mut child);
-    child.kill().unwrap(); // SIGKILL: no chance to clean up
-    child.wait().unwrap();
+    kill_9(&mut child);
     assert!(!out.exists(), "a killed run leaves no half-written output");
     // Without --resume the leftover run is not silently overwritten.
-    let o = run(facebatch()
-        .arg("classify")
-        .arg(&photos)
-        .arg("--out")
-        .arg(&out)
-        .arg("--model")
-        .arg(default_model()));
+    let o = run(&mut classify_default([&photos], &out));
     assert_fatal(&o, "--resume");
-    let o = run(facebatch()
-        .arg("classify")
-        .arg(&photos)
-        .arg("--out")
-        .arg(&out)
-        .arg("--model")
-        .arg(default_model())
-        .arg("--resume"));
+    let o = run(classify_default([&photos], &out).arg("--resume"));
     assert_eq!(o.status.code(), Some(0));
-    assert!(stdout(&o).contains("already done earlier"));
+    assert_stdout_has(&o, "already done earlier");
     assert_eq!(paths_in(&out), expected);
 }
 
 #[test]
 fn ctrl_c_leaves_a_valid_partial_file_that_resume_completes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    let expected = corpus(&photos, 1500);
+    let (tmp, photos, expected) = temp_corpus(1500);
     let out = tmp.path().join("r.parquet");
     let mut child = spawn_classify(&photos, &out, &["--features"]);
     wait_for_parts(&out, 1, &mut child);
-    let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(130),
-        "interrupted exit code: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let (batches, meta) = read_parquet(&out);
+    send_signal(&child, "-INT");
+    wait_interrupted(child, "-INT");
+    let (b, meta) = read_rows(&out);
     assert_eq!(meta["facebatch.run_status"], "interrupted");
-    let partial = rows(&batches).len();
+    let partial = rows(&b).len();
     assert!(partial > 0 && partial < expected.len(), "{partial}");
-    let o = run(facebatch()
-        .arg("classify")
-        .arg(&photos)
-        .arg("--out")
-        .arg(&out)
-        .arg("--model")
-        .arg(default_model())
-        .args(["--features", "--resume"]));
+    let o = run(classify_default([&photos], &out).args(["--features", "--resume"]));
     assert!(o.status.success());
     let (_, meta2) = read_parquet(&out);
     assert_eq!(meta2["facebatch.run_status"], "complete");
@@ -499,10 +385,7 @@ fn ctrl_c_leaves_a_valid_partial_file_that_resume_completes() {
         "a resumed run keeps its id"
     );
     assert_eq!(paths_in(&out), expected);
-    let stats: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(tmp.path().join("r.parquet.features.json")).unwrap(),
-    )
-    .unwrap();
+    let stats = read_json(&beside(&out, ".features.json"));
     assert_eq!(
         stats["count"],
         expected.len(),
@@ -514,20 +397,9 @@ fn ctrl_c_leaves_a_valid_partial_file_that_resume_completes() {
 /// when resumed with it, mixing two schemas.
 #[test]
 fn resume_refuses_a_different_features_setting() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    corpus(&photos, 5);
+    let (tmp, photos, _) = temp_corpus(5);
     let out = tmp.path().join("r.parquet");
-    let classify = || {
-        let mut c = facebatch();
-        c.arg("classify")
-            .arg(&photos)
-            .arg("--out")
-            .arg(&out)
-            .arg("--model")
-            .arg(default_model());
-        c
-    };
+    let classify = || classify_default([&photos], &out);
     assert!(run(&mut classify()).status.success());
     assert_fatal(
         &run(classify().args(["--resume", "--features"])),
@@ -536,47 +408,53 @@ fn resume_refuses_a_different_features_setting() {
     // The same options resume fine (nothing left to do).
     let o = run(classify().arg("--resume"));
     assert!(o.status.success());
-    assert!(stdout(&o).contains("0 images"), "{}", stdout(&o));
+    assert_stdout_has(&o, "0 images");
     assert_eq!(paths_in(&out).len(), 5);
 }
 
-/// (path, face_index) -> (label, probabilities) of a classify output.
-fn predictions(out: &Path) -> BTreeMap<(String, i32), (String, Vec<f32>)> {
-    let (batches, _) = read_parquet(out);
+/// A labelled face: (path, face_index).
+type Face = (String, i32);
+
+/// Face -> (label, probabilities) of a classify output's labelled rows.
+type Predictions = BTreeMap<Face, (String, Vec<f32>)>;
+
+/// `other` labelled the faces `base` labelled, each the same; `close` checks each face's
+/// probabilities from `base` and `other`. `what` names `other` in the messages.
+fn assert_same_labels(
+    base: &Predictions,
+    other: &Predictions,
+    what: &str,
+    close: impl Fn(&Face, &[f32], &[f32]),
+) {
+    assert_eq!(
+        base.keys().collect::<Vec<_>>(),
+        other.keys().collect::<Vec<_>>(),
+        "{what}"
+    );
+    for (k, (label, p)) in base {
+        let (l2, p2) = &other[k];
+        assert_eq!(label, l2, "{k:?} with {what}");
+        close(k, p, p2);
+    }
+}
+
+fn predictions(out: &Path) -> Predictions {
+    let (b, _) = read_rows(out);
+    let (label, pf, pm) = (
+        strings(&b, "label"),
+        f32s(&b, "p_female"),
+        f32s(&b, "p_male"),
+    );
     let mut m = BTreeMap::new();
-    for b in &batches {
-        let path = col::<StringArray>(b, "path");
-        let face = col::<arrow::array::Int32Array>(b, "face_index");
-        let label = col::<StringArray>(b, "label");
-        let pf = col::<Float32Array>(b, "p_female");
-        let pm = col::<Float32Array>(b, "p_male");
-        for i in 0..b.num_rows() {
-            if label.is_valid(i) {
-                m.insert(
-                    (path.value(i).to_string(), face.value(i)),
-                    (label.value(i).to_string(), vec![pf.value(i), pm.value(i)]),
-                );
-            }
+    for (i, (path, face)) in path_faces(out).into_iter().enumerate() {
+        if let Some(label) = &label[i] {
+            m.insert(
+                (path, face.unwrap()),
+                (label.clone(), vec![pf[i].unwrap(), pm[i].unwrap()]),
+            );
         }
     }
     m
-}
-
-/// Every row's (path, face index), in file order.
-fn row_order(out: &Path) -> Vec<(String, Option<i32>)> {
-    let (batches, _) = read_parquet(out);
-    let mut v = Vec::new();
-    for b in &batches {
-        let path = col::<StringArray>(b, "path");
-        let face = col::<arrow::array::Int32Array>(b, "face_index");
-        for i in 0..b.num_rows() {
-            v.push((
-                path.value(i).to_string(),
-                face.is_valid(i).then(|| face.value(i)),
-            ));
-        }
-    }
-    v
 }
 
 #[test]
@@ -585,7 +463,6 @@ fn labels_do_not_depend_on_threads_batch_size_or_decode_scale() {
     // scale for detection.
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
     let samples = repo().join("data/samples");
     for (src, dst) in [
         ("faces/female/24_1_3_20170117145425107.jpg", "a.jpg"),
@@ -593,7 +470,7 @@ fn labels_do_not_depend_on_threads_batch_size_or_decode_scale() {
         ("faces/female/face367.bmp", "c.bmp"),
         ("photos/retreat-2017.jpg", "d.jpg"),
     ] {
-        std::fs::copy(samples.join(src), data.join(dst)).unwrap();
+        copy_file(&samples.join(src), &data.join(dst));
     }
     let photo = image::open(samples.join("photos/solvay-1927.jpg")).unwrap();
     let big = photo.resize(
@@ -605,19 +482,11 @@ fn labels_do_not_depend_on_threads_batch_size_or_decode_scale() {
 
     let run_with = |name: &str, extra: &[&str]| {
         let out = tmp.path().join(name);
-        let o = run(facebatch()
-            .arg("classify")
-            .arg(&data)
-            .arg("--out")
-            .arg(&out)
-            .arg("--model")
-            .arg(default_model())
-            .args(extra));
-        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_code(&run(classify_default([&data], &out).args(extra)), 0);
         predictions(&out)
     };
     let base = run_with("a.parquet", &["--threads", "1", "--batch-size", "1"]);
-    let base_order = row_order(&tmp.path().join("a.parquet"));
+    let base_order = path_faces(&tmp.path().join("a.parquet"));
     assert_eq!(base.len(), 3 + 6 + 29, "{base:?}");
     for (name, extra) in [
         ("b.parquet", &["--threads", "2", "--batch-size", "7"][..]),
@@ -632,32 +501,21 @@ fn labels_do_not_depend_on_threads_batch_size_or_decode_scale() {
         ),
     ] {
         let other = run_with(name, extra);
-        assert_eq!(
-            base.keys().collect::<Vec<_>>(),
-            other.keys().collect::<Vec<_>>()
-        );
-        for (k, (label, p)) in &base {
-            let (l2, p2) = &other[k];
-            assert_eq!(label, l2, "{k:?} with {extra:?}");
+        let what = format!("{extra:?}");
+        assert_same_labels(&base, &other, &what, |k, p, p2| {
             for (a, b) in p.iter().zip(p2) {
-                assert!((a - b).abs() < 1e-4, "{k:?} with {extra:?}: {a} vs {b}");
+                assert!((a - b).abs() < 1e-4, "{k:?} with {what}: {a} vs {b}");
             }
-        }
+        });
         // Rows keep the walk order, whatever finishes first.
-        assert_eq!(base_order, row_order(&tmp.path().join(name)), "{extra:?}");
+        assert_eq!(base_order, path_faces(&tmp.path().join(name)), "{extra:?}");
     }
     // Decoding every pixel instead of the DCT-scaled JPEG changes pixels slightly, not
     // what is found or how it is labelled.
     let full = run_with("d.parquet", &["--full-decode"]);
-    assert_eq!(
-        base.keys().collect::<Vec<_>>(),
-        full.keys().collect::<Vec<_>>()
-    );
-    for (k, (label, p)) in &base {
-        let (l2, p2) = &full[k];
-        assert_eq!(label, l2, "{k:?} with --full-decode");
+    assert_same_labels(&base, &full, "--full-decode", |k, p, p2| {
         assert!((p[0] - p2[0]).abs() < 0.05, "{k:?}: {p:?} vs {p2:?}");
-    }
+    });
 }
 
 /// Issue 17: every error row says what kind of failure it is (`error_kind`), so that
@@ -666,44 +524,43 @@ fn labels_do_not_depend_on_threads_batch_size_or_decode_scale() {
 fn error_rows_carry_their_kind() {
     let tmp = tempfile::tempdir().unwrap();
     let photos = tmp.path().join("photos");
-    std::fs::create_dir_all(&photos).unwrap();
-    let samples = repo().join("data/samples/faces");
-    std::fs::copy(samples.join("male/truncated.jpg"), photos.join("cut.jpg")).unwrap();
-    std::fs::write(photos.join("empty.png"), b"").unwrap();
-    std::fs::write(photos.join("notes.jpg"), b"these are words, not pixels").unwrap();
     let png = encode(
         &image::DynamicImage::ImageRgb8(image::RgbImage::new(40, 40)),
         ImageFormat::Png,
     );
     let mut broken = png[..png.len() / 2].to_vec();
     broken.extend(std::iter::repeat_n(0u8, 64));
-    std::fs::write(photos.join("broken.png"), &broken).unwrap();
-    std::fs::copy(samples.join("female/face367.bmp"), photos.join("big.bmp")).unwrap();
+    for (sample, name) in [
+        ("male/truncated.jpg", "cut.jpg"),
+        ("female/face367.bmp", "big.bmp"),
+    ] {
+        copy_file(&sample_faces().join(sample), &photos.join(name));
+    }
+    for (name, bytes) in [
+        ("empty.png", &b""[..]),
+        ("notes.jpg", b"these are words, not pixels"),
+        ("broken.png", &broken),
+    ] {
+        std::fs::write(photos.join(name), bytes).unwrap();
+    }
     let out = tmp.path().join("o.parquet");
-    let o = run(facebatch()
-        .arg("classify")
-        .arg(&photos)
-        .arg("--out")
-        .arg(&out)
-        .args(["--faces", "whole", "--max-file-bytes", "20000"]));
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let mut kinds = std::collections::BTreeMap::new();
-    for b in read_parquet(&out).0 {
-        let path = col::<StringArray>(&b, "path");
-        let kind = col::<StringArray>(&b, "error_kind");
-        let error = col::<StringArray>(&b, "error");
-        for i in 0..b.num_rows() {
-            assert_eq!(
-                kind.is_null(i),
-                error.is_null(i),
-                "a kind exactly when an error"
-            );
-            if !kind.is_null(i) {
-                kinds.insert(path.value(i).to_string(), kind.value(i).to_string());
-            }
+    let o =
+        run(classify_cmd([&photos], &out).args(["--faces", "whole", "--max-file-bytes", "20000"]));
+    assert_code(&o, 1);
+    let (b, _) = read_rows(&out);
+    let (kind, error) = (strings(&b, "error_kind"), strings(&b, "error"));
+    let mut kinds = BTreeMap::new();
+    for (i, path) in texts(&b, "path").into_iter().enumerate() {
+        assert_eq!(
+            kind[i].is_none(),
+            error[i].is_none(),
+            "a kind exactly when an error"
+        );
+        if let Some(kind) = &kind[i] {
+            kinds.insert(path, kind.clone());
         }
     }
-    let want: std::collections::BTreeMap<String, String> = [
+    let want: BTreeMap<String, String> = [
         ("big.bmp", "too_large"),
         ("broken.png", "decode"),
         ("cut.jpg", "truncated"),

@@ -70,15 +70,7 @@ fn face_rows(out: &Path) -> Vec<FaceRow> {
 }
 
 fn classify(inputs: &[&Path], out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut c = facebatch();
-    c.arg("classify")
-        .args(inputs)
-        .arg("--out")
-        .arg(out)
-        .arg("--model")
-        .arg(default_model())
-        .args(extra);
-    run(&mut c)
+    run(classify_default(inputs, out).args(extra))
 }
 
 fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
@@ -90,13 +82,11 @@ fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
 
 /// The sample group photos, copied into `dir`.
 fn group_photos(dir: &Path) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
     for name in ["retreat-2017.jpg", "solvay-1927.jpg"] {
-        std::fs::copy(
-            repo().join("data/samples/photos").join(name),
-            dir.join(name),
-        )
-        .unwrap();
+        copy_file(
+            &repo().join("data/samples/photos").join(name),
+            &dir.join(name),
+        );
     }
     dir.to_path_buf()
 }
@@ -124,12 +114,8 @@ fn every_face_in_the_group_photos_is_found_and_none_is_invented() {
         &out,
         &["--faces", "detect", "--save-crops", crops.to_str().unwrap()],
     );
-    assert_eq!(o.status.code(), Some(0));
-    assert!(
-        stdout(&o).contains("2 images, 35 rows: 35 ok"),
-        "{}",
-        stdout(&o)
-    );
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "2 images, 35 rows: 35 ok");
     let rows = face_rows(&out);
     let mut per_file: BTreeMap<String, Vec<&FaceRow>> = BTreeMap::new();
     for r in &rows {
@@ -213,16 +199,12 @@ fn photos_without_faces_small_crops_and_broken_files() {
     RgbImage::from_pixel(120, 120, Rgb([128, 128, 128]))
         .save(photos.join("tiny.png"))
         .unwrap();
-    std::fs::copy(
-        repo().join("data/samples/faces/male/truncated.jpg"),
-        photos.join("truncated.jpg"),
-    )
-    .unwrap();
-    std::fs::copy(
-        repo().join("data/samples/photos/retreat-2017.jpg"),
-        photos.join("group.jpg"),
-    )
-    .unwrap();
+    for (src, name) in [
+        ("faces/male/truncated.jpg", "truncated.jpg"),
+        ("photos/retreat-2017.jpg", "group.jpg"),
+    ] {
+        copy_file(&repo().join("data/samples").join(src), &photos.join(name));
+    }
 
     let out = tmp.path().join("auto.parquet");
     let o = classify(&[&photos], &out, &["--faces", "auto"]);
@@ -309,14 +291,10 @@ fn face_options_limit_and_filter() {
         let o = classify(&[&photo], &tmp.path().join("x.parquet"), &[flag, value]);
         assert_fatal(&o, needle);
     }
-    let mut c = facebatch();
-    c.env("FACEBATCH_DETECTOR", tmp.path().join("missing.onnx"))
-        .arg("classify")
-        .arg(&photo)
-        .arg("--out")
-        .arg(tmp.path().join("y.parquet"))
-        .args(["--faces", "detect"]);
-    assert_fatal(&run(&mut c), "detector file");
+    let o = run(classify_cmd([&photo], tmp.path().join("y.parquet"))
+        .args(["--faces", "detect"])
+        .env("FACEBATCH_DETECTOR", tmp.path().join("missing.onnx")));
+    assert_fatal(&o, "detector file");
     assert!(!tmp.path().join("y.parquet").exists());
 }
 
@@ -333,7 +311,7 @@ fn visualize_draws_every_face() {
         .arg(tmp.path())
         .arg("--boxes"));
     assert!(o.status.success());
-    assert!(stdout(&o).contains("6 face(s) drawn"), "{}", stdout(&o));
+    assert_stdout_has(&o, "6 face(s) drawn");
     let drawn = image::open(tmp.path().join("retreat-2017.boxes.png"))
         .unwrap()
         .to_rgb8();
@@ -352,13 +330,10 @@ fn loose_photos(dir: &Path) -> usize {
     let mut n = 0;
     for class in ["female", "male"] {
         std::fs::create_dir_all(dir.join(class)).unwrap();
-        let src = repo().join("data/samples/faces").join(class);
-        let mut files: Vec<_> = std::fs::read_dir(&src)
-            .unwrap()
-            .map(|e| e.unwrap().path())
+        let files: Vec<_> = files_in(&sample_faces().join(class))
+            .into_iter()
             .filter(|p| p.extension().is_some_and(|e| e == "jpg") && !p.ends_with("truncated.jpg"))
             .collect();
-        files.sort();
         for (k, f) in files.iter().enumerate() {
             let face = image::open(f).unwrap().to_rgb8();
             let face =
@@ -379,12 +354,7 @@ fn eval_detects_the_subject_of_loose_photos() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("loose");
     let n = loose_photos(&data);
-    let o = run(facebatch()
-        .arg("eval")
-        .arg(&data)
-        .arg("--model")
-        .arg(default_model())
-        .args(["--faces", "detect", "--json"]));
+    let o = run(eval_cmd(&data, default_model()).args(["--faces", "detect", "--json"]));
     assert!(o.status.success());
     let report: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let faces = &report["faces"];
@@ -401,38 +371,19 @@ fn eval_detects_the_subject_of_loose_photos() {
             .save(empty.join(class).join("s.png"))
             .unwrap();
     }
-    let o = run(facebatch()
-        .arg("eval")
-        .arg(&empty)
-        .arg("--model")
-        .arg(default_model())
-        .args(["--faces", "detect"]));
+    let o = run(eval_cmd(&empty, default_model()).args(["--faces", "detect"]));
     assert_fatal(&o, "no face found in any of the 2");
 }
-
-/// A one-step training run.
-#[cfg(feature = "train")]
-const QUICK_TRAIN: [&str; 6] = [
-    "--batch-size",
-    "4",
-    "--max-steps-per-epoch",
-    "1",
-    "--epochs",
-    "1",
-];
 
 #[test]
 #[cfg(feature = "train")] // trains a model
 fn train_aligns_with_the_same_detector_and_records_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("faces");
-    seed_subset(&data, 6);
-    let quick = QUICK_TRAIN;
+    let (tmp, data) = temp_faces(6);
+    let quick = short_training("1", "4", "1");
     let out = tmp.path().join("aligned");
     let o = run(train_cmd(&data, &out, &quick).arg("--align"));
     assert!(o.status.success());
-    let card: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("card.json")).unwrap()).unwrap();
+    let card = read_json(&out.join("card.json"));
     let a = &card["alignment"];
     assert_eq!(a["method"], "similarity-5pt");
     assert_eq!(
@@ -464,8 +415,7 @@ fn train_aligns_with_the_same_detector_and_records_it() {
             .status
             .success()
     );
-    let card: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(plain.join("card.json")).unwrap()).unwrap();
+    let card = read_json(&plain.join("card.json"));
     assert!(card.get("alignment").is_none());
 
     // --align needs the detector; without it, one clear error and exit code 2.
@@ -482,10 +432,8 @@ fn train_aligns_with_the_same_detector_and_records_it() {
 #[test]
 #[cfg(feature = "train")] // trains a model
 fn fine_tuning_starts_from_an_earlier_model_and_records_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("faces");
-    seed_subset(&data, 6);
-    let quick = [QUICK_TRAIN.as_slice(), &["--lr", "1e-6"]].concat();
+    let (tmp, data) = temp_faces(6);
+    let quick = [&short_training("1", "4", "1")[..], &["--lr", "1e-6"]].concat();
     let base = default_model();
     let out = tmp.path().join("tuned");
     let o = run(train_cmd(&data, &out, &quick)
@@ -493,21 +441,13 @@ fn fine_tuning_starts_from_an_earlier_model_and_records_it() {
         .arg(&base)
         .arg("--align"));
     assert!(o.status.success(), "{}", stderr(&o));
-    let read = |p: &Path| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-    };
-    let card = read(&out.join("card.json"));
-    let base_card = read(&base.join("card.json"));
+    let card = read_json(&out.join("card.json"));
+    let base_card = read_json(&base.join("card.json"));
     let from = &card["training"]["hyperparameters"]["initialised_from"];
     assert_eq!(from["onnx_sha256"], base_card["onnx"]["sha256"], "{from}");
     // One step at a tiny learning rate from the default model's weights keeps its skill on
     // all 12 faces: a network trained from scratch this briefly would be near chance.
-    let o = run(facebatch()
-        .arg("eval")
-        .arg(&data)
-        .arg("--model")
-        .arg(&out)
-        .arg("--json"));
+    let o = run(eval_cmd(&data, &out).arg("--json"));
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["n"], 12);
@@ -534,15 +474,7 @@ fn boxes_are_in_the_oriented_frame_of_exif_rotated_photos() {
         .to_rgb8();
     let tmp = tempfile::tempdir().unwrap();
     let photos = tmp.path().join("p");
-    std::fs::create_dir_all(&photos).unwrap();
-    std::fs::write(
-        photos.join("upright.jpg"),
-        encode(
-            &image::DynamicImage::ImageRgb8(small.clone()),
-            image::ImageFormat::Jpeg,
-        ),
-    )
-    .unwrap();
+    write_jpeg(&photos.join("upright.jpg"), &small);
     let stored = image::imageops::rotate270(&small);
     std::fs::write(
         photos.join("sideways.jpg"),

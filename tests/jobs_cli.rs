@@ -4,57 +4,29 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use arrow::array::StringArray;
 use common::*;
-use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use tempfile::TempDir;
 
-/// `n` distinct small JPEG faces under `dir` in a few sub-folders; their relative paths.
-fn corpus(dir: &Path, n: usize) -> Vec<String> {
-    let face = image::open(repo().join("data/samples/faces/female/face367.bmp"))
-        .unwrap()
-        .to_rgb8();
-    (0..n)
-        .map(|i| {
-            let mut img: RgbImage = face.clone();
-            img.put_pixel((i % 92) as u32, (i / 92 % 112) as u32, Rgb([255, 0, 0]));
-            let rel = format!("d{}/img{i:05}.jpg", i % 5);
-            write_image(&dir.join(&rel), &img);
-            rel
-        })
-        .collect()
+/// A temporary folder with `n` distinct small JPEG faces in `photos/`, in five sub-folders:
+/// the folder, `photos/` and their relative paths, sorted.
+fn temp_corpus(n: usize) -> (TempDir, PathBuf, Vec<String>) {
+    temp_photos(n, 5, &sample_face())
 }
 
-fn write_image(path: &Path, img: &RgbImage) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(
-        path,
-        encode(&DynamicImage::ImageRgb8(img.clone()), ImageFormat::Jpeg),
-    )
-    .unwrap();
+/// `facebatch classify INPUT --out OUT --faces whole --threads 1`.
+fn classify_whole(input: &Path, out: impl AsRef<OsStr>) -> Command {
+    let mut c = classify_cmd([input], out);
+    c.args(["--faces", "whole", "--threads", "1"]);
+    c
 }
 
-/// Every row's path in one Parquet file.
-fn paths(file: &Path) -> Vec<String> {
-    let mut v = Vec::new();
-    for b in read_parquet(file).0 {
-        let p = col::<StringArray>(&b, "path");
-        v.extend((0..b.num_rows()).map(|i| p.value(i).to_string()));
-    }
-    v
-}
-
-fn classify(inputs: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    run(facebatch()
-        .arg("classify")
-        .arg(inputs)
-        .arg("--out")
-        .arg(out)
-        .args(["--faces", "whole", "--threads", "1"])
-        .args(extra))
+fn classify(input: &Path, out: impl AsRef<OsStr>, extra: &[&str]) -> std::process::Output {
+    run(classify_whole(input, out).args(extra))
 }
 
 /// `out` as a dataset-folder argument (ending with a separator).
@@ -64,10 +36,7 @@ fn dir_arg(out: &Path) -> String {
 
 #[test]
 fn shards_split_the_inputs_exactly_and_rerunning_a_finished_shard_does_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    let mut all = corpus(&photos, 40);
-    all.sort();
+    let (tmp, photos, mut all) = temp_corpus(40);
     std::fs::write(photos.join("d0/broken.jpg"), b"not a jpeg").unwrap();
     all.push("d0/broken.jpg".into());
     all.sort();
@@ -81,17 +50,10 @@ fn shards_split_the_inputs_exactly_and_rerunning_a_finished_shard_does_nothing()
     let ds = tmp.path().join("ds");
     let mut union = Vec::new();
     for k in 0..3 {
-        let o = classify(
-            &photos,
-            Path::new(&dir_arg(&ds)),
-            &["--shard", &format!("{k}/3")],
-        );
+        let o = classify(&photos, dir_arg(&ds), &["--shard", &format!("{k}/3")]);
         assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
         let part = ds.join(format!("part-{k:05}-of-00003.parquet"));
-        let marker: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(ds.join(format!("_SUCCESS-{k:05}-of-00003.json"))).unwrap(),
-        )
-        .unwrap();
+        let marker = read_json(&ds.join(format!("_SUCCESS-{k:05}-of-00003.json")));
         let rows = paths(&part);
         assert_eq!(marker["rows"], rows.len() as u64);
         assert_eq!(marker["shard"], format!("{k}/3"));
@@ -113,9 +75,9 @@ fn shards_split_the_inputs_exactly_and_rerunning_a_finished_shard_does_nothing()
         std::fs::read(&part).unwrap(),
         std::fs::metadata(&part).unwrap().modified().unwrap(),
     );
-    let o = classify(&photos, Path::new(&dir_arg(&ds)), &["--shard", "1/3"]);
-    assert_eq!(o.status.code(), Some(0));
-    assert!(stdout(&o).contains("already complete"), "{}", stdout(&o));
+    let o = classify(&photos, dir_arg(&ds), &["--shard", "1/3"]);
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "already complete");
     let after = (
         std::fs::read(&part).unwrap(),
         std::fs::metadata(&part).unwrap().modified().unwrap(),
@@ -125,81 +87,40 @@ fn shards_split_the_inputs_exactly_and_rerunning_a_finished_shard_does_nothing()
 
 #[test]
 fn a_killed_shard_resumes_on_retry_without_losing_or_repeating_a_row() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    let mut all: Vec<String> = corpus(&photos, 150);
+    let (tmp, photos, all) = temp_corpus(150);
     let ds = tmp.path().join("ds");
-    let spawn = || {
-        facebatch()
-            .arg("classify")
-            .arg(&photos)
-            .arg("--out")
-            .arg(dir_arg(&ds))
-            .args(["--faces", "whole", "--threads", "1", "--batch-size", "2"])
-            .args(["--checkpoint-rows", "4", "--shard", "0/1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let mut child = spawn();
-    let parts = ds.join("_staging/part-00000-of-00001.parquet.parts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let n = std::fs::read_dir(&parts)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("part-"))
-                    .count()
-            })
-            .unwrap_or(0);
-        if n >= 2 {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "finished before the kill"
-        );
-        assert!(Instant::now() < deadline, "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    let mut child = classify_whole(&photos, dir_arg(&ds))
+        .args(["--batch-size", "2"])
+        .args(["--checkpoint-rows", "4", "--shard", "0/1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_parts(
+        &ds.join("_staging/part-00000-of-00001.parquet"),
+        2,
+        &mut child,
+    );
+    kill_9(&mut child);
     assert!(!ds.join("_SUCCESS-00000-of-00001.json").exists());
     assert!(!ds.join("part-00000-of-00001.parquet").exists());
 
     // The retry is the same command: it finds the staging and resumes it.
-    let o = run(facebatch()
-        .arg("classify")
-        .arg(&photos)
-        .arg("--out")
-        .arg(dir_arg(&ds))
-        .args(["--faces", "whole", "--threads", "1", "--shard", "0/1"]));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("already done earlier"),
-        "{}",
-        stdout(&o)
-    );
+    let o = classify(&photos, dir_arg(&ds), &["--shard", "0/1"]);
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "already done earlier");
     let mut got = paths(&ds.join("part-00000-of-00001.parquet"));
     got.sort();
-    all.sort();
     assert_eq!(got, all, "every file exactly once");
 }
 
 #[test]
 fn shard_auto_reads_kubernetes_and_slurm_variables() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    corpus(&photos, 12);
+    let (tmp, photos, _) = temp_corpus(12);
     let ds = tmp.path().join("ds");
     let auto = |env: &[(&str, &str)]| {
-        let mut c = facebatch();
-        c.arg("classify")
-            .arg(&photos)
-            .arg("--out")
-            .arg(dir_arg(&ds))
-            .args(["--faces", "whole", "--threads", "1", "--shard", "auto"]);
+        let mut c = classify_whole(&photos, dir_arg(&ds));
+        c.args(["--shard", "auto"]);
         for v in [
             "JOB_COMPLETION_INDEX",
             "JOB_COMPLETIONS",
@@ -213,14 +134,14 @@ fn shard_auto_reads_kubernetes_and_slurm_variables() {
         run(&mut c)
     };
     let o = auto(&[("JOB_COMPLETION_INDEX", "1"), ("JOB_COMPLETIONS", "2")]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_code(&o, 0);
     assert!(ds.join("_SUCCESS-00001-of-00002.json").is_file());
     let o = auto(&[
         ("SLURM_ARRAY_TASK_ID", "5"),
         ("SLURM_ARRAY_TASK_MIN", "5"),
         ("SLURM_ARRAY_TASK_COUNT", "2"),
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_code(&o, 0);
     assert!(ds.join("_SUCCESS-00000-of-00002.json").is_file());
     let mut union = paths(&ds.join("part-00000-of-00002.parquet"));
     union.extend(paths(&ds.join("part-00001-of-00002.parquet")));
@@ -229,13 +150,8 @@ fn shard_auto_reads_kubernetes_and_slurm_variables() {
 
     assert_fatal(&auto(&[]), "--shard auto");
     assert_fatal(&auto(&[("JOB_COMPLETION_INDEX", "0")]), "JOB_COMPLETIONS");
-    let o = run(facebatch()
-        .arg("classify")
-        .arg(&photos)
-        .arg("--out")
-        .arg(dir_arg(&ds))
-        .args(["--shard", "3/3"]));
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = run(classify_cmd([&photos], dir_arg(&ds)).args(["--shard", "3/3"]));
+    assert_code(&o, 2);
 }
 
 fn job_file(dir: &Path, photos: &Path, out: &Path, extra: &str) -> PathBuf {
@@ -254,15 +170,20 @@ fn job_file(dir: &Path, photos: &Path, out: &Path, extra: &str) -> PathBuf {
     file
 }
 
+/// `facebatch run JOB --date DATE`.
+fn job_cmd(job: &Path, date: &str) -> Command {
+    let mut c = facebatch();
+    c.arg("run").arg(job).args(["--date", date]);
+    c
+}
+
 fn run_job(job: &Path, date: &str) -> std::process::Output {
-    run(facebatch().arg("run").arg(job).args(["--date", date]))
+    run(&mut job_cmd(job, date))
 }
 
 #[test]
 fn a_job_classifies_only_new_or_changed_files_and_reruns_are_idempotent() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    let first = corpus(&photos, 10);
+    let (tmp, photos, _) = temp_corpus(10);
     std::fs::write(photos.join("d0/broken.jpg"), b"not a jpeg").unwrap();
     let out = tmp.path().join("labels");
     let job = job_file(tmp.path(), &photos, &out, "");
@@ -281,50 +202,46 @@ fn a_job_classifies_only_new_or_changed_files_and_reruns_are_idempotent() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("already complete"));
     // ... which a higher rate turns into a success: 1 error in 11 images.
-    let o = run(facebatch().arg("run").arg(&job).args([
-        "--date",
-        "2026-11-01",
-        "--max-error-rate",
-        "0.1",
-    ]));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(job_cmd(&job, "2026-11-01").args(["--max-error-rate", "0.1"]));
+    assert_code(&o, 0);
 
     // Next day, nothing changed: an empty partition (the broken file is not retried).
     let o = run_job(&job, "2026-11-02");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("11 unchanged"), "{}", stdout(&o));
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "11 unchanged");
     assert!(paths(&part("2026-11-02")).is_empty());
 
     // A new file and a changed one (other pixels and size); the rest untouched.
-    let face = image::open(photos.join(&first[3])).unwrap().to_rgb8();
-    write_image(&photos.join("new/added.jpg"), &face);
-    let changed = image::imageops::flip_horizontal(&face);
-    write_image(&photos.join(&first[7]), &changed);
+    let (copied, changed) = ("d3/img00003.jpg", "d2/img00007.jpg");
+    let face = image::open(photos.join(copied)).unwrap().to_rgb8();
+    write_jpeg(&photos.join("new/added.jpg"), &face);
+    write_jpeg(
+        &photos.join(changed),
+        &image::imageops::flip_horizontal(&face),
+    );
     // Make sure the modification time moves even on coarse clocks.
     let f = std::fs::File::options()
         .append(true)
-        .open(photos.join(&first[7]))
+        .open(photos.join(changed))
         .unwrap();
     f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
         .unwrap();
     let o = run_job(&job, "2026-11-03");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_code(&o, 0);
     let mut day3 = paths(&part("2026-11-03"));
     day3.sort();
-    let mut want = vec!["new/added.jpg".to_string(), first[7].clone()];
+    let mut want = vec!["new/added.jpg".to_string(), changed.to_string()];
     want.sort();
     assert_eq!(day3, want);
 }
 
 #[test]
 fn a_job_pins_a_model_version_and_bad_job_files_are_fatal() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    corpus(&photos, 3);
+    let (tmp, photos, _) = temp_corpus(3);
     let out = tmp.path().join("labels");
     let job = job_file(tmp.path(), &photos, &out, "model_version = \"v2\"");
     let o = run_job(&job, "2026-11-05");
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_code(&o, 0);
     let (_, meta) = read_parquet(&out.join("dt=2026-11-05/part-00000-of-00001.parquet"));
     assert_eq!(meta["facebatch.model_version"], "v2");
 
@@ -352,9 +269,7 @@ fn a_job_pins_a_model_version_and_bad_job_files_are_fatal() {
 /// OS error is printed once, not twice.
 #[test]
 fn job_files_refuse_escaping_versions_and_process_wide_options() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    corpus(&photos, 2);
+    let (tmp, photos, _) = temp_corpus(2);
     let out = tmp.path().join("labels");
     let job = job_file(
         tmp.path(),

@@ -10,7 +10,7 @@ use common::*;
 fn an_unknown_group_by_column_is_refused_with_the_columns_there_are() {
     let tmp = tempfile::tempdir().unwrap();
     let csv = tmp.path().join("labels.csv");
-    let faces = repo().join("data/samples/faces");
+    let faces = sample_faces();
     std::fs::write(
         &csv,
         format!(
@@ -19,29 +19,22 @@ fn an_unknown_group_by_column_is_refused_with_the_columns_there_are() {
         ),
     )
     .unwrap();
-    let o = run(facebatch()
-        .arg("eval")
-        .arg(&csv)
-        .args(["--group-by", "rac"]));
+    let eval = |args: &[&str]| run(facebatch().arg("eval").arg(&csv).args(args));
     assert_fatal(
-        &o,
+        &eval(&["--group-by", "rac"]),
         "--group-by rac: the data has no such column; it has: label, race, source",
     );
     // The right name works.
-    let o = run(facebatch()
-        .arg("eval")
-        .arg(&csv)
-        .args(["--group-by", "race", "--json"]));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("\"race\""), "{}", stdout(&o));
+    let o = eval(&["--group-by", "race", "--json"]);
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "\"race\"");
     #[cfg(feature = "train")]
     {
-        let o = run(facebatch()
-            .arg("train")
-            .arg(&csv)
-            .arg("--out")
-            .arg(tmp.path().join("m"))
-            .args(["--group-by", "rac"]));
+        let o = run(&mut train_cmd(
+            &csv,
+            &tmp.path().join("m"),
+            &["--group-by", "rac"],
+        ));
         assert_fatal(&o, "--group-by rac");
         assert!(!tmp.path().join("m/model.onnx").exists());
     }
@@ -54,10 +47,8 @@ fn a_shard_count_other_than_the_folders_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let out = format!("{}/", tmp.path().join("dataset").display());
     let classify = |shard: &str| {
-        run(facebatch()
-            .arg("classify")
-            .arg(repo().join("data/samples/faces"))
-            .args(["--out", &out, "--shard", shard, "--faces", "whole"])
+        run(classify_cmd([sample_faces()], &out)
+            .args(["--shard", shard, "--faces", "whole"])
             .args(["--max-error-rate", "0.5"]))
     };
     assert_eq!(classify("0/4").status.code(), Some(0));
@@ -79,21 +70,13 @@ fn a_shard_count_other_than_the_folders_is_refused() {
 fn the_summary_names_the_failing_files() {
     let tmp = tempfile::tempdir().unwrap();
     let photos = tmp.path().join("photos");
-    std::fs::create_dir_all(&photos).unwrap();
-    std::fs::copy(
-        repo().join("data/samples/faces/female/face367.bmp"),
-        photos.join("good.bmp"),
-    )
-    .unwrap();
+    copy_file(
+        &sample_faces().join("female/face367.bmp"),
+        &photos.join("good.bmp"),
+    );
     std::fs::write(photos.join("broken0.jpg"), b"not a jpeg").unwrap();
-    let classify = |out: &str| {
-        run(facebatch()
-            .arg("classify")
-            .arg(&photos)
-            .arg("--out")
-            .arg(tmp.path().join(out))
-            .args(["--faces", "whole"]))
-    };
+    let classify =
+        |out: &str| run(classify_cmd([&photos], tmp.path().join(out)).args(["--faces", "whole"]));
     let o = classify("one.parquet");
     assert_eq!(o.status.code(), Some(1));
     let text = stdout(&o);
@@ -119,7 +102,7 @@ fn eval_reports_its_progress() {
     let o = run(facebatch_with_progress()
         .args(["--log-format", "json", "--progress-interval", "0"])
         .arg("eval")
-        .arg(repo().join("data/samples/faces"))
+        .arg(sample_faces())
         .args(["--batch-size", "4"]));
     assert_eq!(
         o.status.code(),
@@ -150,7 +133,7 @@ fn text_logs_round_the_numbers_people_read() {
         .arg("--out")
         .arg(tmp.path().join("x.parquet"))
         .args(["--max-error-rate", "0.1"]));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_code(&o, 0);
     let err = stderr(&o);
     assert!(err.contains(" progress done="), "{err}");
     for line in err.lines() {
@@ -170,17 +153,13 @@ fn text_logs_round_the_numbers_people_read() {
 
 /// `p_female` of the one row whose path ends with `name`.
 fn p_female(parquet: &std::path::Path, name: &str) -> f32 {
-    use arrow::array::{Float32Array, StringArray};
-    let mut found = Vec::new();
-    for b in read_parquet(parquet).0 {
-        let paths = col::<StringArray>(&b, "path");
-        let p = col::<Float32Array>(&b, "p_female");
-        for i in 0..b.num_rows() {
-            if paths.value(i).ends_with(name) {
-                found.push(p.value(i));
-            }
-        }
-    }
+    let (b, _) = read_rows(parquet);
+    let found: Vec<f32> = texts(&b, "path")
+        .into_iter()
+        .zip(f32s(&b, "p_female"))
+        .filter(|(path, _)| path.ends_with(name))
+        .map(|(_, p)| p.unwrap())
+        .collect();
     assert_eq!(
         found.len(),
         1,
@@ -199,14 +178,11 @@ fn classify_eval_and_visualize_give_the_same_probabilities() {
     let faces = tmp.path().join("faces");
     let name = "face367.bmp";
     let image = faces.join("female").join(name);
-    std::fs::create_dir_all(faces.join("female")).unwrap();
-    std::fs::copy(repo().join("data/samples/faces/female").join(name), &image).unwrap();
+    copy_file(&sample_faces().join("female").join(name), &image);
     // v3's card asks for test-time flips (the case at issue), v4's for calibration.
     let models = repo().join("models/facebatch-gender");
     for (version, key) in [("v3", "test_time_flip"), ("v4", "calibration")] {
-        let card: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(models.join(version).join("card.json")).unwrap())
-                .unwrap();
+        let card = read_json(&models.join(version).join("card.json"));
         assert!(
             card[key] == serde_json::json!(true) || card[key].is_object(),
             "{version}'s card has {key}"
@@ -238,7 +214,7 @@ fn classify_eval_and_visualize_give_the_same_probabilities() {
                 c.arg("--json");
             }
             let o = run(&mut c);
-            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+            assert_code(&o, 0);
             stdout(&o)
         };
         let v: serde_json::Value = serde_json::from_str(&visualize(true)).unwrap();
@@ -271,10 +247,8 @@ fn a_finished_shard_refuses_other_settings_and_names_them() {
         } else {
             &["--faces", "whole"][..]
         };
-        run(facebatch()
-            .arg("classify")
-            .arg(repo().join("data/samples/faces"))
-            .args(["--out", &dir, "--shard", "0/2"])
+        run(classify_cmd([sample_faces()], &dir)
+            .args(["--shard", "0/2"])
             .args(faces)
             .args(extra))
     };
@@ -291,11 +265,7 @@ fn a_finished_shard_refuses_other_settings_and_names_them() {
         "{}",
         stderr(&again)
     );
-    assert!(
-        stdout(&again).contains("already complete"),
-        "{}",
-        stdout(&again)
-    );
+    assert_stdout_has(&again, "already complete");
 
     let other_model = repo().join("models/facebatch-gender/v3");
     let o = shard(&["--model", other_model.to_str().unwrap()]);
@@ -315,11 +285,7 @@ fn a_finished_shard_refuses_other_settings_and_names_them() {
     );
     // The marker and part are untouched by the refusals.
     let again = shard(&[]);
-    assert!(
-        stdout(&again).contains("already complete"),
-        "{}",
-        stdout(&again)
-    );
+    assert_stdout_has(&again, "already complete");
 }
 
 /// Regression: training a one-class folder detected and aligned every image (after
@@ -331,18 +297,11 @@ fn a_finished_shard_refuses_other_settings_and_names_them() {
 fn training_one_class_is_refused_before_any_work() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("faces");
-    std::fs::create_dir_all(data.join("female")).unwrap();
-    for f in std::fs::read_dir(repo().join("data/samples/faces/female")).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, data.join("female").join(f.file_name().unwrap())).unwrap();
+    for f in files_in(&sample_faces().join("female")) {
+        copy_file(&f, &data.join("female").join(f.file_name().unwrap()));
     }
     let out = tmp.path().join("model");
-    let o = run(facebatch()
-        .arg("train")
-        .arg(&data)
-        .arg("--out")
-        .arg(&out)
-        .arg("--align")
+    let o = run(train_cmd(&data, &out, &["--align"])
         .env("FACEBATCH_CACHE_DIR", tmp.path().join("empty-cache"))
         .env("HOME", tmp.path().join("no-home"))
         .env("https_proxy", "http://127.0.0.1:9")

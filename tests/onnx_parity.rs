@@ -10,22 +10,11 @@ use facebatch::train::net::{Arch, Net};
 use facebatch::vision::decode::{DecodeLimits, load_rgb};
 
 fn parity(arch: Arch, steps: &str) {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("faces");
-    common::seed_subset(&data, 12);
+    let (tmp, data) = common::temp_faces(12);
     let out = tmp.path().join("m");
     // Train briefly, so batch-norm statistics and weights are not at their initial values.
-    let steps_arg = [
-        "--arch",
-        arch.name(),
-        "--epochs",
-        "1",
-        "--batch-size",
-        "6",
-        "--max-steps-per-epoch",
-        steps,
-    ];
-    let o = common::run(&mut common::train_cmd(&data, &out, &steps_arg));
+    let short = common::short_training("1", "6", steps);
+    let o = common::run(common::train_cmd(&data, &out, &short).args(["--arch", arch.name()]));
     assert!(o.status.success());
 
     let mut classifier = Classifier::load(&out, &SessionOptions::default()).unwrap();
@@ -34,15 +23,8 @@ fn parity(arch: Arch, steps: &str) {
         .try_load_file(out.join("checkpoints/best.bpk"))
         .unwrap()
         .valid();
-    let mut images: Vec<_> = std::fs::read_dir(data.join("female"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    images.extend(
-        std::fs::read_dir(data.join("male"))
-            .unwrap()
-            .map(|e| e.unwrap().path()),
-    );
+    let mut images = common::files_in(&data.join("female"));
+    images.extend(common::files_in(&data.join("male")));
     images.sort();
     let images = &images[..8];
     let mut batch = Vec::new();
@@ -102,22 +84,20 @@ fn parity(arch: Arch, steps: &str) {
     }
 }
 
-#[test]
-fn onnx_runtime_matches_burn_for_the_compact_network() {
-    parity(Arch::Compact, "3");
+/// One test per architecture, each named as written: `test name: architecture, training
+/// steps per epoch;`.
+macro_rules! parity_tests {
+    ($($name:ident: $arch:ident, $steps:literal;)*) => {$(
+        #[test]
+        fn $name() {
+            parity(Arch::$arch, $steps);
+        }
+    )*};
 }
 
-#[test]
-fn onnx_runtime_matches_burn_for_the_residual_network() {
-    parity(Arch::Residual, "3");
-}
-
-#[test]
-fn onnx_runtime_matches_burn_for_the_separable_network() {
-    parity(Arch::Separable, "3");
-}
-
-#[test]
-fn onnx_runtime_matches_burn_for_the_seed_network() {
-    parity(Arch::Seed, "2");
+parity_tests! {
+    onnx_runtime_matches_burn_for_the_compact_network: Compact, "3";
+    onnx_runtime_matches_burn_for_the_residual_network: Residual, "3";
+    onnx_runtime_matches_burn_for_the_separable_network: Separable, "3";
+    onnx_runtime_matches_burn_for_the_seed_network: Seed, "2";
 }

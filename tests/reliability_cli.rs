@@ -6,55 +6,46 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use arrow::array::{Array, Int32Array, StringArray};
 use common::*;
+use tempfile::TempDir;
 
 /// `n` distinct small JPEG faces under `dir`; their relative paths, sorted.
 fn corpus(dir: &Path, n: usize) -> Vec<String> {
     jpeg_corpus(dir, n, 3, &sample_face())
 }
 
+/// A temporary folder with `corpus(photos/, n)`: the folder, `photos/`, the relative paths.
+fn temp_corpus(n: usize) -> (TempDir, PathBuf, Vec<String>) {
+    temp_photos(n, 3, &sample_face())
+}
+
 /// `facebatch classify INPUTS --out OUT` with small parts, one thread, the default model.
 fn classify(inputs: &[&Path], out: &Path, extra: &[&str]) -> Command {
-    let mut c = facebatch();
-    c.arg("classify")
-        .args(inputs)
-        .arg("--out")
-        .arg(out)
-        .arg("--model")
-        .arg(default_model())
-        .args([
-            "--batch-size",
-            "4",
-            "--threads",
-            "1",
-            "--checkpoint-rows",
-            "10",
-        ])
-        .args(extra);
+    let mut c = classify_default(inputs, out);
+    c.args([
+        "--batch-size",
+        "4",
+        "--threads",
+        "1",
+        "--checkpoint-rows",
+        "10",
+    ])
+    .args(extra);
     c
 }
 
-/// (path, face_index) of every row, asserting that none appears twice.
+/// The paths of every row, sorted, asserting that no (path, face_index) appears twice.
 fn keys(file: &Path) -> Vec<String> {
-    let mut all = BTreeMap::new();
-    for b in read_parquet(file).0 {
-        let path = col::<StringArray>(&b, "path");
-        let face = col::<Int32Array>(&b, "face_index");
-        for i in 0..b.num_rows() {
-            let k = (
-                path.value(i).to_string(),
-                face.is_valid(i).then(|| face.value(i)),
-            );
-            let dup = all.insert(k.clone(), ()).is_some();
-            assert!(!dup, "{k:?} appears twice in {}", file.display());
-        }
+    let mut all = BTreeSet::new();
+    for k in path_faces(file) {
+        let dup = !all.insert(k.clone());
+        assert!(!dup, "{k:?} appears twice in {}", file.display());
     }
-    all.into_keys().map(|(p, _)| p).collect()
+    all.into_iter().map(|(p, _)| p).collect()
 }
 
 fn status(o: &Output) -> Option<i32> {
@@ -77,9 +68,7 @@ const FILE_POINTS: &[&str] = &[
 /// publishing the output and removing the parts made `--resume` write every row twice.
 #[test]
 fn a_failure_at_any_step_then_resume_leaves_every_image_exactly_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    let expected = corpus(&photos, 30);
+    let (tmp, photos, expected) = temp_corpus(30);
     for action in ["crash", "error"] {
         for point in FILE_POINTS {
             let out = tmp
@@ -94,19 +83,9 @@ fn a_failure_at_any_step_then_resume_leaves_every_image_exactly_once() {
             let o = run(&mut classify(&[&photos], &out, &["--features", "--resume"]));
             assert_eq!(status(&o), Some(0), "{point}={action}: resume");
             assert_eq!(keys(&out), expected, "{point}={action}");
-            let parts = out.with_file_name(format!(
-                "{}.parts",
-                out.file_name().unwrap().to_string_lossy()
-            ));
+            let parts = beside(&out, ".parts");
             assert!(!parts.exists(), "{point}={action}: parts removed");
-            let stats: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(out.with_file_name(format!(
-                    "{}.features.json",
-                    out.file_name().unwrap().to_string_lossy()
-                )))
-                .unwrap(),
-            )
-            .unwrap();
+            let stats = read_json(&beside(&out, ".features.json"));
             assert_eq!(
                 stats["count"],
                 expected.len(),
@@ -120,9 +99,7 @@ fn a_failure_at_any_step_then_resume_leaves_every_image_exactly_once() {
 /// same command completes the shard, and the marker counts what the part holds.
 #[test]
 fn a_failure_at_any_step_of_a_dataset_shard_then_a_retry_leaves_it_exactly_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    let expected = corpus(&photos, 30);
+    let (tmp, photos, expected) = temp_corpus(30);
     let points = FILE_POINTS.iter().copied().chain([
         "dataset-record",
         "dataset-publish",
@@ -142,10 +119,7 @@ fn a_failure_at_any_step_of_a_dataset_shard_then_a_retry_leaves_it_exactly_once(
             assert_eq!(status(&o), Some(0), "{point}={action}: retry");
             let part = dir.join("part-00000-of-00001.parquet");
             assert_eq!(keys(&part), expected, "{point}={action}");
-            let marker: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(dir.join("_SUCCESS-00000-of-00001.json")).unwrap(),
-            )
-            .unwrap();
+            let marker = read_json(&dir.join("_SUCCESS-00000-of-00001.json"));
             assert_eq!(marker["rows"], expected.len(), "{point}={action}: marker");
             assert_eq!(marker["files"], expected.len(), "{point}={action}: marker");
             assert!(
@@ -167,9 +141,7 @@ fn a_failure_at_any_step_of_a_dataset_shard_then_a_retry_leaves_it_exactly_once(
 /// `--resume`, took the earlier file as part of the crashed run: 528 rows for 400.
 #[test]
 fn resume_never_counts_an_earlier_unrelated_output_as_done() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    let expected = corpus(&photos, 30);
+    let (tmp, photos, expected) = temp_corpus(30);
     let out = tmp.path().join("o.parquet");
     assert_eq!(status(&run(&mut classify(&[&photos], &out, &[]))), Some(0));
     let o = run(classify(&[&photos], &out, &[]).env("FACEBATCH_FAILPOINT", "part-write@2=crash"));
@@ -187,9 +159,7 @@ fn resume_never_counts_an_earlier_unrelated_output_as_done() {
 /// Regression: `IN` then `IN/ --resume` gave 464 rows for 400 files.
 #[test]
 fn the_same_input_spelled_differently_resumes_exactly_once_and_other_inputs_are_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    let expected = corpus(&photos, 30);
+    let (tmp, photos, expected) = temp_corpus(30);
     let out = tmp.path().join("o.parquet");
     let o = run(classify(&[&photos], &out, &[]).env("FACEBATCH_FAILPOINT", "part-write@2=crash"));
     assert_ne!(status(&o), Some(0));
@@ -207,9 +177,7 @@ fn the_same_input_spelled_differently_resumes_exactly_once_and_other_inputs_are_
 /// completed; it reflects the whole output.
 #[test]
 fn a_resumed_run_exits_partial_when_an_earlier_attempt_wrote_an_error_row() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    corpus(&photos, 30);
+    let (tmp, photos, _) = temp_corpus(30);
     std::fs::write(photos.join("d0/a-broken.jpg"), b"not a jpeg").unwrap();
     let out = tmp.path().join("o.parquet");
     let o = run(classify(&[&photos], &out, &[]).env("FACEBATCH_FAILPOINT", "part-write@2=crash"));
@@ -237,16 +205,10 @@ fn assert_busy(o: &Output, needle: &str) {
 /// first report 400 rows while the file held 304. The output is locked for the whole run.
 #[test]
 fn a_second_run_into_a_busy_output_is_refused_and_names_the_holder() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    let expected = corpus(&photos, 600);
+    let (tmp, photos, expected) = temp_corpus(600);
     let out = tmp.path().join("o.parquet");
-    let mut first = classify(&[&photos], &out, &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_while_running("its first part", &mut first, || part_count(&out) >= 1);
+    let mut first = spawn_piped(&mut classify(&[&photos], &out, &[]));
+    wait_for_parts(&out, 1, &mut first);
     let o = run(&mut classify(&[&photos], &out, &["--resume"]));
     assert_busy(&o, &format!("pid {}", first.id()));
     let dataset = tmp.path().join("ds/");
@@ -258,13 +220,9 @@ fn a_second_run_into_a_busy_output_is_refused_and_names_the_holder() {
         "the lock file goes with the run"
     );
     // A dataset shard is locked the same way.
-    let mut first = classify(&[&photos], &dataset, &["--shard", "1/2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut first = spawn_piped(&mut classify(&[&photos], &dataset, &["--shard", "1/2"]));
     let staged = tmp.path().join("ds/_staging/part-00001-of-00002.parquet");
-    wait_while_running("its first part", &mut first, || part_count(&staged) >= 1);
+    wait_for_parts(&staged, 1, &mut first);
     let o = run(&mut classify(&[&photos], &dataset, &["--shard", "1/2"]));
     assert_busy(&o, "is writing");
     assert_eq!(first.wait_with_output().unwrap().status.code(), Some(0));
@@ -273,9 +231,7 @@ fn a_second_run_into_a_busy_output_is_refused_and_names_the_holder() {
 /// Regression: `--out` replaced an input image, or any file at all, with Parquet.
 #[test]
 fn out_never_replaces_an_input_or_a_file_that_is_not_a_facebatch_output() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    corpus(&photos, 3);
+    let (tmp, photos, _) = temp_corpus(3);
     let image = photos.join("d0/img00000.jpg");
     let before = std::fs::read(&image).unwrap();
     let o = run(&mut classify(&[&photos], &image, &[]));
@@ -342,19 +298,13 @@ fn save_crops_never_overwrites_never_leaves_a_bad_crop_and_stays_inside_its_fold
         &["--save-crops", crops.to_str().unwrap()],
     ));
     assert_eq!(status(&o), Some(1), "two error rows");
-    let (batches, _) = read_parquet(&out);
-    let mut errors = Vec::new();
-    for b in &batches {
-        let (st, err) = (
-            col::<StringArray>(b, "status"),
-            col::<StringArray>(b, "error"),
-        );
-        for i in 0..b.num_rows() {
-            if st.value(i) == "error" {
-                errors.push(err.value(i).to_string());
-            }
-        }
-    }
+    let (b, _) = read_rows(&out);
+    let mut errors: Vec<String> = texts(&b, "status")
+        .into_iter()
+        .zip(strings(&b, "error"))
+        .filter(|(status, _)| status == "error")
+        .map(|(_, error)| error.unwrap_or_default())
+        .collect();
     errors.sort();
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(
@@ -376,9 +326,7 @@ fn save_crops_never_overwrites_never_leaves_a_bad_crop_and_stays_inside_its_fold
 /// second signal stops at once and the parts are kept.
 #[test]
 fn sigterm_stops_gracefully_and_a_second_signal_stops_at_once() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    let expected = corpus(&photos, 600);
+    let (tmp, photos, expected) = temp_corpus(600);
     let cases = [
         (&["-TERM"][..], true),
         (&["-HUP"][..], true),
@@ -386,12 +334,8 @@ fn sigterm_stops_gracefully_and_a_second_signal_stops_at_once() {
     ];
     for (k, (signals, kept_output)) in cases.into_iter().enumerate() {
         let out = tmp.path().join(format!("o{k}.parquet"));
-        let mut child = classify(&[&photos], &out, &[])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_while_running("its first part", &mut child, || part_count(&out) >= 1);
+        let mut child = spawn_piped(&mut classify(&[&photos], &out, &[]));
+        wait_for_parts(&out, 1, &mut child);
         for (i, s) in signals.iter().enumerate() {
             if i > 0 {
                 // Let the first be handled, so the second one is a second signal. Regression:
@@ -399,21 +343,9 @@ fn sigterm_stops_gracefully_and_a_second_signal_stops_at_once() {
                 // ONNX Runtime down under a running batch, leaving error rows in a part.
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
-            assert!(
-                Command::new("kill")
-                    .args([*s, &child.id().to_string()])
-                    .status()
-                    .unwrap()
-                    .success()
-            );
+            send_signal(&child, s);
         }
-        let o = child.wait_with_output().unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(130),
-            "{signals:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        wait_interrupted(child, &format!("{signals:?}"));
         if kept_output {
             let (_, meta) = read_parquet(&out);
             assert_eq!(meta["facebatch.run_status"], "interrupted", "{signals:?}");
@@ -430,9 +362,7 @@ fn sigterm_stops_gracefully_and_a_second_signal_stops_at_once() {
 #[test]
 fn big_files_odd_names_and_links_are_handled_as_documented() {
     use std::os::unix::ffi::OsStrExt;
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    corpus(&photos, 2);
+    let (tmp, photos, _) = temp_corpus(2);
     let jpeg = std::fs::read(photos.join("d0/img00000.jpg")).unwrap();
     for bytes in [&b"bad\xff.jpg"[..], &b"bad\xfe.jpg"[..]] {
         std::fs::write(photos.join(std::ffi::OsStr::from_bytes(bytes)), &jpeg).unwrap();
@@ -441,11 +371,7 @@ fn big_files_odd_names_and_links_are_handled_as_documented() {
     let out = tmp.path().join("o.parquet");
     let o = run(&mut classify(&[&photos], &out, &[]));
     assert_eq!(status(&o), Some(0));
-    assert!(
-        stdout(&o).contains("1 symbolic link not followed"),
-        "{}",
-        stdout(&o)
-    );
+    assert_stdout_has(&o, "1 symbolic link not followed");
     let paths = keys(&out);
     assert_eq!(
         paths,
@@ -459,20 +385,11 @@ fn big_files_odd_names_and_links_are_handled_as_documented() {
     std::os::unix::fs::symlink(photos.join("nowhere.jpg"), photos.join("broken.jpg")).unwrap();
     let o = run(&mut classify(&[&photos], &out, &["--follow-symlinks"]));
     assert_eq!(status(&o), Some(1), "the broken link is an error row");
-    let (batches, _) = read_parquet(&out);
-    let mut errors = BTreeMap::new();
-    for b in &batches {
-        let (p, e) = (
-            col::<StringArray>(b, "path"),
-            col::<StringArray>(b, "error"),
-        );
-        for i in 0..b.num_rows() {
-            errors.insert(
-                p.value(i).to_string(),
-                e.is_valid(i).then(|| e.value(i).to_string()),
-            );
-        }
-    }
+    let (b, _) = read_rows(&out);
+    let errors: BTreeMap<String, Option<String>> = texts(&b, "path")
+        .into_iter()
+        .zip(strings(&b, "error"))
+        .collect();
     assert!(errors["link.jpg"].is_none(), "a followed link is read");
     assert!(
         errors["broken.jpg"]
@@ -486,38 +403,27 @@ fn big_files_odd_names_and_links_are_handled_as_documented() {
         &["--max-file-bytes", "100"],
     ));
     assert_eq!(status(&o), Some(1));
-    let (batches, _) = read_parquet(&out);
-    let err = col::<StringArray>(&batches[0], "error");
-    assert!(
-        err.value(0).contains("--max-file-bytes"),
-        "{}",
-        err.value(0)
-    );
+    let first_error = strings(&read_rows(&out).0, "error")[0]
+        .clone()
+        .unwrap_or_default();
+    assert!(first_error.contains("--max-file-bytes"), "{first_error}");
 }
 
 /// A model card with a label twice, a `--detector` that is not a detector and an empty
 /// FACEBATCH_ORT_LIB are each refused up front with one line that says what is wrong.
 #[test]
 fn bad_cards_detectors_and_empty_variables_are_refused_up_front() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    corpus(&photos, 2);
+    let (tmp, photos, _) = temp_corpus(2);
     let model = tmp.path().join("model");
-    std::fs::create_dir_all(&model).unwrap();
-    std::fs::copy(default_model().join("model.onnx"), model.join("model.onnx")).unwrap();
-    let mut card: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(default_model().join("card.json")).unwrap())
-            .unwrap();
+    copy_file(
+        &default_model().join("model.onnx"),
+        &model.join("model.onnx"),
+    );
+    let mut card = read_json(&default_model().join("card.json"));
     card["labels"] = serde_json::json!(["female", "female"]);
     std::fs::write(model.join("card.json"), card.to_string()).unwrap();
     let out = tmp.path().join("o.parquet");
-    let o = run(facebatch()
-        .arg("classify")
-        .arg(&photos)
-        .arg("--out")
-        .arg(&out)
-        .arg("--model")
-        .arg(&model));
+    let o = run(classify_cmd([&photos], &out).arg("--model").arg(&model));
     assert_fatal(&o, "listed twice");
     let o = run(classify(&[&photos], &out, &["--faces", "detect"])
         .arg("--detector")

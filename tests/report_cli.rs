@@ -8,7 +8,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use arrow::array::StringArray;
 use common::*;
 
 /// The page's data (`data.js` without its assignment).
@@ -25,42 +24,26 @@ fn page_data(report: &Path) -> serde_json::Value {
 
 fn statuses(parquet: &Path) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
-    for b in read_parquet(parquet).0 {
-        let s = col::<StringArray>(&b, "status");
-        for i in 0..b.num_rows() {
-            *out.entry(s.value(i).to_string()).or_default() += 1;
-        }
+    for status in texts(&read_rows(parquet).0, "status") {
+        *out.entry(status).or_default() += 1;
     }
     out
 }
 
 fn classify(inputs: &[&Path], out: &Path, extra: &[&str]) {
-    let o = run(facebatch()
-        .arg("classify")
-        .args(inputs)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .arg("--model")
-        .arg(default_model()));
+    let o = run(classify_default(inputs, out).args(extra));
     assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
 }
 
 #[test]
 fn a_report_shows_every_face_of_a_run_with_its_thumbnails() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    jpeg_corpus(&photos, 6, 2, &sample_face());
+    let (tmp, photos, _) = temp_photos(6, 2, &sample_face());
     let out = tmp.path().join("results.parquet");
     classify(&[&repo().join("data/samples"), &photos], &out, &[]);
     let report = tmp.path().join("report");
-    let o = run(facebatch()
-        .arg("report")
-        .arg(&out)
-        .arg("--out")
-        .arg(&report));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("index.html"));
+    let o = run(&mut report_cmd(&out, &report));
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "index.html");
     let html = std::fs::read_to_string(report.join("index.html")).unwrap();
     assert!(html.contains("data.js") && html.contains("report.js"));
     assert!(
@@ -121,9 +104,7 @@ fn a_report_shows_every_face_of_a_run_with_its_thumbnails() {
 /// A photo that changed after the run is reported as changed, not cut with stale boxes.
 #[test]
 fn photos_changed_since_the_run_are_shown_as_changed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    let rels = jpeg_corpus(&photos, 3, 1, &sample_face());
+    let (tmp, photos, rels) = temp_photos(3, 1, &sample_face());
     let out = tmp.path().join("results.parquet");
     classify(&[&photos], &out, &[]);
     let changed = photos.join(&rels[0]);
@@ -132,17 +113,9 @@ fn photos_changed_since_the_run_are_shown_as_changed() {
     std::fs::write(&changed, bytes).unwrap();
     std::fs::remove_file(photos.join(&rels[1])).unwrap();
     let report = tmp.path().join("report");
-    let o = run(facebatch()
-        .arg("report")
-        .arg(&out)
-        .arg("--out")
-        .arg(&report));
-    assert_eq!(o.status.code(), Some(0));
-    assert!(
-        stdout(&o).contains("2 whose photo is missing or changed"),
-        "{}",
-        stdout(&o)
-    );
+    let o = run(&mut report_cmd(&out, &report));
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "2 whose photo is missing or changed");
     let data = page_data(&report);
     let thumbs: BTreeMap<String, String> = data["rows"]
         .as_array()
@@ -171,9 +144,7 @@ fn photos_changed_since_the_run_are_shown_as_changed() {
 /// dataset folder reads as one input.
 #[test]
 fn galleries_are_bounded_and_dataset_folders_are_read_whole() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    jpeg_corpus(&photos, 40, 4, &sample_face());
+    let (tmp, photos, _) = temp_photos(40, 4, &sample_face());
     let dataset = tmp.path().join("ds/");
     for shard in ["0/2", "1/2"] {
         classify(
@@ -183,13 +154,8 @@ fn galleries_are_bounded_and_dataset_folders_are_read_whole() {
         );
     }
     let report = tmp.path().join("report");
-    let o = run(facebatch()
-        .arg("report")
-        .arg(&dataset)
-        .arg("--out")
-        .arg(&report)
-        .args(["--least", "3", "--random", "2"]));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = run(report_cmd(&dataset, &report).args(["--least", "3", "--random", "2"]));
+    assert_code(&o, 0);
     let data = page_data(&report);
     assert_eq!(data["summary"]["rows"], 40);
     for (key, ids) in data["galleries"].as_object().unwrap() {
@@ -204,20 +170,14 @@ fn galleries_are_bounded_and_dataset_folders_are_read_whole() {
 #[test]
 fn a_report_of_something_else_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let o = run(facebatch()
-        .arg("report")
-        .arg(tmp.path().join("nothing.parquet"))
-        .arg("--out")
-        .arg(tmp.path().join("r")));
-    assert_fatal(&o, "does not exist");
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let o = run(facebatch()
-        .arg("report")
-        .arg(&empty)
-        .arg("--out")
-        .arg(tmp.path().join("r")));
-    assert_fatal(&o, "no finished Parquet part");
+    for (input, needle) in [
+        (tmp.path().join("nothing.parquet"), "does not exist"),
+        (empty, "no finished Parquet part"),
+    ] {
+        assert_fatal(&run(&mut report_cmd(&input, &tmp.path().join("r"))), needle);
+    }
 }
 
 /// The correction loop's last step: a `corrections.csv` as the page writes it (the aligned
@@ -226,18 +186,11 @@ fn a_report_of_something_else_is_refused() {
 #[test]
 #[cfg(feature = "train")] // trains a model
 fn corrections_train_a_model_without_detecting_again() {
-    let tmp = tempfile::tempdir().unwrap();
-    let photos = tmp.path().join("photos");
-    jpeg_corpus(&photos, 12, 2, &sample_face());
+    let (tmp, photos, _) = temp_photos(12, 2, &sample_face());
     let out = tmp.path().join("results.parquet");
-    classify(&[&repo().join("data/samples/faces"), &photos], &out, &[]);
+    classify(&[&sample_faces(), &photos], &out, &[]);
     let report = tmp.path().join("report");
-    let o = run(facebatch()
-        .arg("report")
-        .arg(&out)
-        .arg("--out")
-        .arg(&report));
-    assert_eq!(o.status.code(), Some(0));
+    assert_code(&run(&mut report_cmd(&out, &report)), 0);
     let data = page_data(&report);
     let mut csv = String::from(
         "path,label,photo,face_index,box,model_label,model_confidence,already_aligned\n",
@@ -265,9 +218,8 @@ fn corrections_train_a_model_without_detecting_again() {
     std::fs::write(report.join("corrections.csv"), csv).unwrap();
     let model = tmp.path().join("model");
     let o = train_from_corrections(&report.join("corrections.csv"), &model);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let card: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("card.json")).unwrap()).unwrap();
+    assert_code(&o, 0);
+    let card = read_json(&model.join("card.json"));
     let source = &card["training"]["sources"][0];
     let per_class: u64 = source["per_class"]
         .as_object()
@@ -291,21 +243,12 @@ fn corrections_train_a_model_without_detecting_again() {
 fn eval_predictions_report_a_confusion_matrix_with_its_faces() {
     let tmp = tempfile::tempdir().unwrap();
     let preds = tmp.path().join("pred.parquet");
-    let o = run(facebatch()
-        .arg("eval")
-        .arg(repo().join("data/samples/faces"))
-        .arg("--model")
-        .arg(default_model())
+    let o = run(eval_cmd(sample_faces(), default_model())
         .arg("--predictions")
         .arg(&preds));
     assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
     let report = tmp.path().join("report");
-    let o = run(facebatch()
-        .arg("report")
-        .arg(&preds)
-        .arg("--out")
-        .arg(&report));
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_code(&run(&mut report_cmd(&preds, &report)), 0);
     let data = page_data(&report);
     assert_eq!(data["kind"], "predictions");
     let ok = data["summary"]["by_status"]["ok"].as_u64().unwrap();

@@ -2,16 +2,14 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::*;
 
 #[test]
 fn a_missing_runtime_library_is_one_clear_error() {
-    let o = run(facebatch()
-        .env("FACEBATCH_ORT_LIB", "/nonexistent/libonnxruntime.so")
-        .arg("eval")
-        .arg(repo().join("data/samples/faces"))
-        .arg("--model")
-        .arg(default_model()));
+    let o = run(eval_cmd(sample_faces(), default_model())
+        .env("FACEBATCH_ORT_LIB", "/nonexistent/libonnxruntime.so"));
     assert_fatal(
         &o,
         "ONNX Runtime could not be loaded from /nonexistent/libonnxruntime.so",
@@ -28,7 +26,7 @@ fn a_wrong_runtime_library_is_one_clear_error() {
         .arg("--ort-lib")
         .arg(&fake)
         .arg("eval")
-        .arg(repo().join("data/samples/faces"))
+        .arg(sample_faces())
         .arg("--model")
         .arg(default_model()));
     assert_fatal(&o, "ONNX Runtime could not be loaded");
@@ -49,11 +47,15 @@ fn setup_provisions_the_pinned_runtime() {
     assert!(out.contains("JPEG decoder: libjpeg-turbo"), "{out}");
 }
 
-fn copy_model(dst: &std::path::Path) {
-    std::fs::create_dir_all(dst).unwrap();
+fn copy_model(dst: &Path) {
     for f in ["model.onnx", "card.json"] {
-        std::fs::copy(default_model().join(f), dst.join(f)).unwrap();
+        copy_file(&default_model().join(f), &dst.join(f));
     }
+}
+
+/// `eval` of the sample faces with `model` is refused, saying `needle`.
+fn assert_eval_refused(model: &Path, needle: &str) {
+    assert_fatal(&run(&mut eval_cmd(sample_faces(), model)), needle);
 }
 
 #[test]
@@ -65,12 +67,7 @@ fn a_model_that_does_not_match_its_card_is_refused() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x55;
     std::fs::write(m.join("model.onnx"), bytes).unwrap();
-    let o = run(facebatch()
-        .arg("eval")
-        .arg(repo().join("data/samples/faces"))
-        .arg("--model")
-        .arg(&m));
-    assert_fatal(&o, "does not match its card");
+    assert_eval_refused(&m, "does not match its card");
 }
 
 #[test]
@@ -79,12 +76,7 @@ fn a_model_without_a_card_is_refused() {
     let m = tmp.path().join("m");
     copy_model(&m);
     std::fs::remove_file(m.join("card.json")).unwrap();
-    let o = run(facebatch()
-        .arg("eval")
-        .arg(repo().join("data/samples/faces"))
-        .arg("--model")
-        .arg(m.join("model.onnx")));
-    assert_fatal(&o, "card.json");
+    assert_eval_refused(&m.join("model.onnx"), "card.json");
 }
 
 #[test]
@@ -94,29 +86,18 @@ fn garbage_onnx_with_a_matching_card_is_refused() {
     copy_model(&m);
     let garbage = b"not an onnx model at all";
     std::fs::write(m.join("model.onnx"), garbage).unwrap();
-    let mut card: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(m.join("card.json")).unwrap()).unwrap();
+    let mut card = read_json(&m.join("card.json"));
     card["onnx"]["sha256"] = {
         use sha2::{Digest, Sha256};
         hex::encode(Sha256::digest(garbage)).into()
     };
     std::fs::write(m.join("card.json"), card.to_string()).unwrap();
-    let o = run(facebatch()
-        .arg("eval")
-        .arg(repo().join("data/samples/faces"))
-        .arg("--model")
-        .arg(&m));
-    assert_fatal(&o, "ONNX Runtime rejected it");
+    assert_eval_refused(&m, "ONNX Runtime rejected it");
 }
 
 #[test]
 fn the_shipped_model_labels_the_sample_faces() {
-    let o = run(facebatch()
-        .arg("eval")
-        .arg(repo().join("data/samples/faces"))
-        .arg("--model")
-        .arg(default_model())
-        .arg("--json"));
+    let o = run(eval_cmd(sample_faces(), default_model()).arg("--json"));
     // data/samples holds one broken file on purpose: finished with a per-image error.
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();

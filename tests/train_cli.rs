@@ -20,16 +20,9 @@ struct Trained {
 fn trained() -> &'static Trained {
     static T: OnceLock<Trained> = OnceLock::new();
     T.get_or_init(|| {
-        let tmp = tempfile::tempdir().unwrap();
-        let data = tmp.path().join("faces");
-        seed_subset(&data, 24);
+        let (tmp, data) = temp_faces(24);
         // An exact duplicate under another name, and a file that is not an image.
-        let first = std::fs::read_dir(data.join("female"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let first = any_file(&data.join("female"));
         std::fs::copy(&first, data.join("female/zz-duplicate.bmp")).unwrap();
         std::fs::write(
             data.join("male/zz-broken.jpg"),
@@ -37,23 +30,14 @@ fn trained() -> &'static Trained {
         )
         .unwrap();
         let out = tmp.path().join("model");
-        let o = run(facebatch()
-            .args(["train"])
-            .arg(&data)
-            .arg("--out")
-            .arg(&out)
-            .args([
-                "--epochs",
-                "2",
-                "--batch-size",
-                "8",
-                "--max-steps-per-epoch",
-                "3",
+        let o = run(
+            train_cmd(&data, &out, &short_training("2", "8", "3")).args([
                 "--seed",
                 "3",
                 "--licence-note",
                 "test data licence",
-            ]));
+            ]),
+        );
         assert!(o.status.success(), "training failed");
         assert!(
             stdout(&o).contains("weighted avg"),
@@ -65,10 +49,6 @@ fn trained() -> &'static Trained {
             out,
         }
     })
-}
-
-fn read_json(p: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 fn csv_paths(p: &Path) -> Vec<String> {
@@ -146,12 +126,11 @@ fn splits_are_disjoint_and_cover_every_unique_image() {
 #[test]
 fn eval_reuses_the_saved_test_split_and_prints_json() {
     let t = trained();
-    let o = run(facebatch()
-        .arg("eval")
-        .arg(t.out.join("splits/test.csv"))
-        .arg("--model")
-        .arg(&t.out)
-        .args(["--json", "--group-by", "source"]));
+    let o = run(eval_cmd(t.out.join("splits/test.csv"), &t.out).args([
+        "--json",
+        "--group-by",
+        "source",
+    ]));
     assert!(o.status.success());
     let v: Value = serde_json::from_str(&stdout(&o)).expect("one JSON object");
     assert_eq!(v["n"], 4);
@@ -167,11 +146,7 @@ fn eval_reuses_the_saved_test_split_and_prints_json() {
 #[test]
 fn eval_on_a_folder_skips_unreadable_files_with_exit_1() {
     let t = trained();
-    let o = run(facebatch()
-        .arg("eval")
-        .arg(&t.data)
-        .arg("--model")
-        .arg(&t.out));
+    let o = run(&mut eval_cmd(&t.data, &t.out));
     assert_eq!(o.status.code(), Some(1), "finished with per-image errors");
     assert!(stdout(&o).contains("precision"));
     assert!(stderr(&o).contains("1 unreadable image(s) skipped"));
@@ -181,12 +156,7 @@ fn eval_on_a_folder_skips_unreadable_files_with_exit_1() {
 fn visualize_draws_every_conv_and_pool_layer() {
     let t = trained();
     let dir = tempfile::tempdir().unwrap();
-    let img = std::fs::read_dir(t.data.join("male"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let img = any_file(&t.data.join("male"));
     let o = run(facebatch()
         .arg("visualize")
         .arg(&img)
@@ -215,24 +185,9 @@ fn visualize_draws_every_conv_and_pool_layer() {
 
 #[test]
 fn resume_continues_from_the_last_checkpoint() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("faces");
-    seed_subset(&data, 10);
+    let (tmp, data) = temp_faces(10);
     let out = tmp.path().join("m");
-    let base = |epochs: &str| {
-        train_cmd(
-            &data,
-            &out,
-            &[
-                "--batch-size",
-                "8",
-                "--max-steps-per-epoch",
-                "2",
-                "--epochs",
-                epochs,
-            ],
-        )
-    };
+    let base = |epochs: &str| train_cmd(&data, &out, &short_training(epochs, "8", "2"));
     assert!(run(&mut base("1")).status.success());
     let o = run(base("3").arg("--resume"));
     assert!(o.status.success());
@@ -251,40 +206,16 @@ fn resume_continues_from_the_last_checkpoint() {
         "steps continue, none repeated"
     );
     // A checkpoint from other data is refused rather than silently mixed in.
-    std::fs::remove_file(
-        data.join("male")
-            .read_dir()
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path(),
-    )
-    .unwrap();
+    std::fs::remove_file(any_file(&data.join("male"))).unwrap();
     let o = run(base("4").arg("--resume"));
     assert_fatal(&o, "different data or settings");
 }
 
 #[test]
 fn seed_architecture_reproduces_the_blog_network() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("faces");
-    seed_subset(&data, 8);
+    let (tmp, data) = temp_faces(8);
     let out = tmp.path().join("m");
-    let o = run(&mut train_cmd(
-        &data,
-        &out,
-        &[
-            "--arch",
-            "seed",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--max-steps-per-epoch",
-            "2",
-        ],
-    ));
+    let o = run(train_cmd(&data, &out, &short_training("1", "4", "2")).args(["--arch", "seed"]));
     assert!(o.status.success());
     let card = read_json(&out.join("card.json"));
     assert_eq!(card["architecture"]["name"], "seed");
@@ -319,26 +250,11 @@ fn csv_manifest_keeps_columns_for_grouping() {
     let manifest = tmp.path().join("labels.csv");
     std::fs::write(&manifest, csv).unwrap();
     let out = tmp.path().join("m");
-    let o = run(facebatch()
-        .arg("train")
-        .arg("--labels-csv")
-        .arg(&manifest)
-        .args([
-            "--label-column",
-            "sex",
-            "--path-column",
-            "file",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "8",
-            "--max-steps-per-epoch",
-            "1",
-            "--group-by",
-            "band",
-        ])
-        .arg("--out")
-        .arg(&out));
+    let o = run(
+        train_csv_cmd(&manifest, &out, &short_training("1", "8", "1"))
+            .args(["--label-column", "sex", "--path-column", "file"])
+            .args(["--group-by", "band"]),
+    );
     assert!(o.status.success());
     let test = std::fs::read_to_string(out.join("splits/test.csv")).unwrap();
     assert!(
@@ -356,57 +272,37 @@ fn csv_manifest_keeps_columns_for_grouping() {
 fn bad_training_data_gives_one_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("m");
-    // An empty folder.
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    assert_fatal(
-        &run(facebatch().arg("train").arg(&empty).arg("--out").arg(&out)),
-        "holds no images",
-    );
-    // A single class.
     let single = tmp.path().join("single");
     seed_subset(&single, 3);
     std::fs::remove_dir_all(single.join("male")).unwrap();
-    assert_fatal(
-        &run(facebatch().arg("train").arg(&single).arg("--out").arg(&out)),
-        "at least two classes",
-    );
-    // A manifest naming files that do not exist.
     let manifest = tmp.path().join("m.csv");
     std::fs::write(
         &manifest,
         "path,gender\nnope/a.jpg,female\nnope/b.jpg,male\n",
     )
     .unwrap();
-    assert_fatal(
-        &run(facebatch()
-            .arg("train")
-            .arg("--labels-csv")
-            .arg(&manifest)
-            .args(["--label-column", "gender"])
-            .arg("--out")
-            .arg(&out)),
-        "2 listed file(s) do not exist",
-    );
-    // A manifest without the label column.
-    assert_fatal(
-        &run(facebatch()
-            .arg("train")
-            .arg("--labels-csv")
-            .arg(&manifest)
-            .arg("--out")
-            .arg(&out)),
-        "no column named \"label\"",
-    );
-    // A folder that does not exist.
-    assert_fatal(
-        &run(facebatch()
-            .arg("train")
-            .arg(tmp.path().join("missing"))
-            .arg("--out")
-            .arg(&out)),
-        "missing",
-    );
+    for (mut train, needle) in [
+        // An empty folder.
+        (train_cmd(&empty, &out, &[]), "holds no images"),
+        // A single class.
+        (train_cmd(&single, &out, &[]), "at least two classes"),
+        // A manifest naming files that do not exist.
+        (
+            train_csv_cmd(&manifest, &out, &["--label-column", "gender"]),
+            "2 listed file(s) do not exist",
+        ),
+        // A manifest without the label column.
+        (
+            train_csv_cmd(&manifest, &out, &[]),
+            "no column named \"label\"",
+        ),
+        // A folder that does not exist.
+        (train_cmd(&tmp.path().join("missing"), &out, &[]), "missing"),
+    ] {
+        assert_fatal(&run(&mut train), needle);
+    }
 }
 
 /// Regression: the card once repeated run-wide removal counts on every source.
@@ -418,31 +314,17 @@ fn removal_counts_are_attributed_to_their_source() {
     seed_subset(&a, 12);
     for class in ["female", "male"] {
         std::fs::create_dir_all(b.join(class)).unwrap();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(a.join(class))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
+        let files = files_in(&a.join(class));
         for f in &files[6..] {
             std::fs::rename(f, b.join(class).join(f.file_name().unwrap())).unwrap();
         }
     }
-    let first = std::fs::read_dir(a.join("male"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let first = any_file(&a.join("male"));
     std::fs::copy(&first, a.join("male/zz-copy.bmp")).unwrap();
     std::fs::write(b.join("female/zz-broken.png"), b"nope").unwrap();
     let out = tmp.path().join("m");
-    let mut cmd = facebatch();
-    cmd.arg("train")
-        .arg(&a)
-        .arg(&b)
-        .arg("--out")
-        .arg(&out)
-        .args(["--epochs", "1", "--max-steps-per-epoch", "1"]);
+    let mut cmd = to_out("train", [&a, &b], &out);
+    cmd.args(["--epochs", "1", "--max-steps-per-epoch", "1"]);
     assert!(run(&mut cmd).status.success());
     let card = read_json(&out.join("card.json"));
     // Two sources: the test report is broken down by source without being asked.
@@ -492,26 +374,15 @@ fn several_sources_keep_their_names_pinned_splits_and_calibrated_predictions() {
     let manifest = tmp.path().join("labels.csv");
     std::fs::write(&manifest, csv).unwrap();
     let out = tmp.path().join("v2");
-    let o = run(facebatch()
-        .arg("train")
-        .arg(&old)
+    let o = run(to_out("train", [&old], &out)
         .arg("--labels-csv")
         .arg(&manifest)
-        .args([
-            "--label-column",
-            "gender",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "8",
-        ])
-        .args(["--max-steps-per-epoch", "2", "--sampler", "balanced"])
+        .args(short_training("1", "8", "2"))
+        .args(["--label-column", "gender", "--sampler", "balanced"])
         .args(["--augment", "jpeg=1", "--augment", "occlude=0.5"])
         .args(["--group-by", "source", "--group-by", "age:15,60"])
         .arg("--pin-splits")
-        .arg(&t.out)
-        .arg("--out")
-        .arg(&out));
+        .arg(&t.out));
     assert!(o.status.success());
     let card = read_json(&out.join("card.json"));
     let names: Vec<&str> = card["training"]["sources"]
@@ -562,11 +433,7 @@ fn several_sources_keep_their_names_pinned_splits_and_calibrated_predictions() {
     // that are the calibrated ones, and the reliability diagram.
     let preds = tmp.path().join("pred.parquet");
     let diagram = tmp.path().join("rel.png");
-    let o = run(facebatch()
-        .arg("eval")
-        .arg(out.join("splits/test.csv"))
-        .arg("--model")
-        .arg(&out)
+    let o = run(eval_cmd(out.join("splits/test.csv"), &out)
         .arg("--predictions")
         .arg(&preds)
         .arg("--reliability")
