@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Architecture choice by accuracy per cost, on a fixed short training budget.
 
-    python scripts/compare_archs.py --out docs/architectures.md [--images 8600] [--epochs 4]
+    python scripts/compare_archs.py --out docs/networks.md [--images 8600] [--epochs 4]
 
 Usually run through scripts/compare-archs.sh (which builds facebatch and sets up the
 baseline venv for onnxruntime). Every candidate is trained from scratch with the same data
