@@ -15,7 +15,8 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use facebatch::classify::output::{PartWriter, schema};
 use facebatch::classify::{FaceMeta, Row, Status};
-use facebatch::onnx::{Classifier, SessionOptions};
+use facebatch::model::classifier::Classifier;
+use facebatch::onnx::SessionOptions;
 use facebatch::vision::decode::{
     DecodeLimits, DecodeTarget, InputSpec, ResizeFilter, decode_bytes, decode_bytes_for, resize_rgb,
 };
@@ -111,7 +112,7 @@ fn resize(c: &mut Criterion) {
 
 fn infer(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut classifier = Classifier::load(
+    let classifier = Classifier::load(
         &root.join("models/facebatch-gender/v3"),
         &SessionOptions::default(),
     )

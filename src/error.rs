@@ -22,8 +22,12 @@ pub enum Error {
     },
     #[error("{0}")]
     RuntimeUnavailable(String),
-    #[error("ONNX Runtime error while {context}: {message}")]
-    Ort { context: String, message: String },
+    #[error("ONNX Runtime error while {context}: {source}")]
+    Ort {
+        context: String,
+        #[source]
+        source: ort::Error,
+    },
     #[error(
         "--device cuda is unavailable: {reason}. Run with --device cpu, or see docs/operations.md for the GPU runtime"
     )]
@@ -43,6 +47,21 @@ pub enum Error {
     Dataset(String),
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    /// What is on disk belongs to another run: an unfinished run without `--resume`, a
+    /// `--resume` or a finished shard with other settings, another shard count.
+    #[error("{0}")]
+    OtherRun(String),
+    /// A caller broke a contract of the library (a bug, not bad input).
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("cannot start {what}: {source}")]
+    Threads {
+        what: String,
+        #[source]
+        source: rayon::ThreadPoolBuildError,
+    },
+    #[error("a pipeline stage failed: {0}")]
+    Stage(#[source] tokio::task::JoinError),
     #[error("training failed: {0}")]
     Training(String),
     #[error("ONNX export failed: {0}")]
@@ -53,6 +72,9 @@ pub enum Error {
         kind: ImageErrorKind,
         reason: String,
     },
+    /// A file-system call through `fs_err`, whose message names the operation and the path.
+    #[error(transparent)]
+    Fs(#[from] std::io::Error),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -61,6 +83,18 @@ pub enum Error {
     },
     #[error("output: {0}")]
     Output(String),
+    #[error("{context}: {source}")]
+    Parquet {
+        context: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("{context}: {source}")]
+    Arrow {
+        context: String,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
     #[error(
         "{holder} is writing {out}; wait for it to finish, or stop it and run again with --resume"
     )]
@@ -78,7 +112,9 @@ pub enum Error {
 }
 
 impl Error {
-    /// Wraps an I/O error with what was being done, so the message names the file.
+    /// Wraps an I/O error with what was being done, so the message names the file. Plain
+    /// file-system calls use `fs_err` instead (its errors name the path themselves); this is
+    /// for I/O whose context needs more words (locking an output, installing the runtime).
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
@@ -86,11 +122,28 @@ impl Error {
         }
     }
 
-    /// Wraps an ONNX Runtime error with what was being done.
-    pub fn ort(context: impl Into<String>, err: impl std::fmt::Display) -> Self {
+    /// Wraps an ONNX Runtime error with what was being done. (A builder's error, which
+    /// carries the builder for recovery, becomes the plain error.)
+    pub fn ort(context: impl Into<String>, err: impl Into<ort::Error>) -> Self {
         Error::Ort {
             context: context.into(),
-            message: err.to_string(),
+            source: err.into(),
+        }
+    }
+
+    /// Wraps a Parquet error with what was being done (and to which file).
+    pub fn parquet(context: impl Into<String>, source: parquet::errors::ParquetError) -> Self {
+        Error::Parquet {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Wraps an Arrow error with what was being done.
+    pub fn arrow(context: impl Into<String>, source: arrow::error::ArrowError) -> Self {
+        Error::Arrow {
+            context: context.into(),
+            source,
         }
     }
 }

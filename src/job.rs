@@ -93,9 +93,7 @@ impl Job {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let base = base
-            .canonicalize()
-            .map_err(|e| Error::io(format!("resolving {}", base.display()), e))?;
+        let base = fs_err::canonicalize(base)?;
         let at = |p: &Path| crate::fsutil::lexically_normal(&base.join(p));
         if raw.name.is_empty() || raw.inputs.is_empty() {
             return Err(invalid(

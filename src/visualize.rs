@@ -10,7 +10,8 @@ use image::{Rgb, RgbImage};
 use ort::value::TensorRef;
 
 use crate::error::{Error, Result};
-use crate::onnx::{CheckedModel, Classifier, SessionOptions, build_session};
+use crate::model::classifier::{CheckedModel, Classifier};
+use crate::onnx::{SessionOptions, build_session};
 use crate::report::plot::save_titled;
 use crate::vision::decode::{DecodeLimits, load_rgb};
 use crate::vision::faces::{FaceFinder, FaceMode, FaceOptions};
@@ -131,7 +132,7 @@ pub fn feature_maps(
     // The probabilities come from the model as the card runs it (test-time flip,
     // calibration), exactly as classify and eval report them; the rewritten graph only
     // shows the activations of one plain pass.
-    let mut classifier = Classifier::from_checked(&checked, opts)?;
+    let classifier = Classifier::from_checked(&checked, opts)?;
 
     let spec = &card.input;
     let rgb = load_rgb(image_path, DecodeLimits::default())?;
@@ -238,7 +239,7 @@ pub fn draw_boxes(
     opts: &SessionOptions,
     faces: &FaceOptions,
 ) -> Result<(PathBuf, Vec<DrawnFace>)> {
-    let mut classifier = Classifier::load(model, opts)?;
+    let classifier = Classifier::load(model, opts)?;
     let mut fo = faces.clone();
     if fo.mode.is_none() || fo.mode == Some(FaceMode::Whole) {
         fo.mode = Some(FaceMode::Detect);

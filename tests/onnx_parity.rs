@@ -5,7 +5,8 @@ mod common;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use facebatch::onnx::{Classifier, SessionOptions};
+use facebatch::model::classifier::Classifier;
+use facebatch::onnx::SessionOptions;
 use facebatch::train::net::{Arch, Net};
 use facebatch::vision::decode::{DecodeLimits, load_rgb};
 
@@ -17,7 +18,7 @@ fn parity(arch: Arch, steps: &str) {
     let o = common::run(common::train_cmd(&data, &out, &short).args(["--arch", arch.name()]));
     assert!(o.status.success());
 
-    let mut classifier = Classifier::load(&out, &SessionOptions::default()).unwrap();
+    let classifier = Classifier::load(&out, &SessionOptions::default()).unwrap();
     let spec = classifier.card.input.clone();
     let net = Net::new(arch, 2, &Device::default())
         .try_load_file(out.join("checkpoints/best.bpk"))

@@ -112,7 +112,7 @@ fn check_shard_count(dir: &Path, shard: Shard) -> Result<()> {
             continue;
         };
         if !name[of..].starts_with(&ours) {
-            return Err(Error::InvalidOption(format!(
+            return Err(Error::OtherRun(format!(
                 "{} already holds {name}, from a run with another shard count; --shard {shard} \
                  would overlap it: use the same count, or a new folder",
                 dir.display()
@@ -134,12 +134,12 @@ fn check_same_settings(
     if !paths.part.is_file() {
         return Ok(()); // nothing recorded to compare with
     }
-    let now = super::pipeline::identity(s)?;
+    let now = super::resume::identity(s)?;
     let md = output::read_metadata(&paths.part)?;
-    let saved = super::pipeline::recorded_identity(&md, &now.labels);
-    match super::pipeline::differing_setting(&saved, &now) {
+    let saved = super::resume::recorded_identity(&md, &now.labels);
+    match super::resume::differing_setting(&saved, &now) {
         None => Ok(()),
-        Some(what) => Err(Error::InvalidOption(format!(
+        Some(what) => Err(Error::OtherRun(format!(
             "shard {shard} in {} is already complete, and the run that finished it {what}; \
              a finished shard is not redone: use the same settings, or a new folder",
             dir.display()
@@ -188,8 +188,7 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
             counts,
         });
     }
-    std::fs::create_dir_all(staging)
-        .map_err(|e| Error::io(format!("creating {}", staging.display()), e))?;
+    fs_err::create_dir_all(staging)?;
     let mut settings = s.clone();
     settings.out = paths.staged.clone();
     settings.resume = paths.staged.is_file() || output::parts_dir(&paths.staged).exists();
@@ -255,18 +254,17 @@ fn finish(paths: &DatasetPaths, shard: Shard, unchanged: u64) -> Result<output::
     crate::failpoint::hit("dataset-marker")?;
     super::staging::write_json(&paths.marker, &marker)?;
     let record = publish_record(paths);
-    match std::fs::remove_file(&record) {
+    match fs_err::remove_file(&record) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(format!("removing {}", record.display()), e)),
+        Err(e) => return Err(e.into()),
     }
     Ok(counts)
 }
 
 /// Renames a finished file into place and syncs its folder, so the rename survives a crash.
 fn publish(from: &Path, to: &Path) -> Result<()> {
-    std::fs::rename(from, to)
-        .map_err(|e| Error::io(format!("moving {} to {}", from.display(), to.display()), e))?;
+    fs_err::rename(from, to)?;
     crate::fsutil::sync_parent(to);
     Ok(())
 }

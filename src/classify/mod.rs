@@ -16,6 +16,8 @@ pub mod budget;
 pub mod dataset;
 pub mod output;
 pub mod pipeline;
+pub mod preflight;
+pub mod resume;
 pub mod shard;
 pub mod stages;
 pub mod staging;

@@ -207,7 +207,7 @@ pub fn record_batch(
         columns.push(Arc::new(fb.finish()));
     }
     RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| Error::Output(format!("building a record batch: {e}")))
+        .map_err(|e| Error::arrow("building a record batch", e))
 }
 
 fn props(metadata: Vec<KeyValue>) -> WriterProperties {
@@ -220,7 +220,7 @@ fn props(metadata: Vec<KeyValue>) -> WriterProperties {
 
 fn pq_err(what: &str, path: &Path) -> impl FnOnce(parquet::errors::ParquetError) -> Error {
     let msg = format!("{what} {}", path.display());
-    move |e| Error::Output(format!("{msg}: {e}"))
+    move |e| Error::parquet(msg, e)
 }
 
 /// The directory holding durable part files for `out`.
@@ -345,7 +345,7 @@ pub fn for_each_batch(path: &Path, mut f: impl FnMut(&RecordBatch) -> Result<()>
         .build()
         .map_err(pq_err("reading", path))?;
     for batch in reader {
-        let batch = batch.map_err(|e| Error::Output(format!("reading {}: {e}", path.display())))?;
+        let batch = batch.map_err(|e| Error::arrow(format!("reading {}", path.display()), e))?;
         f(&batch)?;
     }
     Ok(())

@@ -1,7 +1,6 @@
 //! The topology: every stage and channel of `classify` is wired here, and only here.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -11,110 +10,16 @@ use tokio::sync::mpsc::channel;
 
 use super::budget::MemoryBudget;
 use super::output::{self, meta};
+use super::preflight::preflight;
+use super::resume::{Earlier, earlier, faces_identity, feature_dim, input_keys, normalised};
 use super::stages::walk::SourceConfig;
 use super::stages::{batch, decode, infer, locate, sink, tensorize, walk};
 use super::staging::{self, OutputLock, RunInfo};
-use super::stats::FeatureStats;
 use super::{ClassifySettings, Summary};
 use crate::error::{Error, Result};
-use crate::onnx::Classifier;
+use crate::model::classifier::Classifier;
 use crate::vision::decode::DecodeTarget;
 use crate::vision::faces::{FaceFinder, FaceMode};
-
-/// Checks everything that can be checked before any work starts.
-fn preflight(s: &ClassifySettings) -> Result<()> {
-    if s.inputs.is_empty() {
-        return Err(Error::InvalidOption(
-            "no input: pass one or more folders or image files".into(),
-        ));
-    }
-    for input in &s.inputs {
-        if !input.exists() {
-            return Err(Error::InvalidOption(format!(
-                "input {} does not exist",
-                input.display()
-            )));
-        }
-    }
-    if s.batch_size == 0 || s.checkpoint_rows == 0 {
-        return Err(Error::InvalidOption(
-            "--batch-size and --checkpoint-rows must be at least 1".into(),
-        ));
-    }
-    if s.out.is_dir() {
-        return Err(Error::InvalidOption(format!(
-            "--out {} is a directory; name a .parquet file, or end it with / to write a dataset folder",
-            s.out.display()
-        )));
-    }
-    let dir = s
-        .out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if !dir.is_dir() {
-        return Err(Error::InvalidOption(format!(
-            "cannot write {}: folder {} does not exist",
-            s.out.display(),
-            dir.display()
-        )));
-    }
-    tempfile::Builder::new()
-        .prefix(".facebatch-write-check")
-        .tempfile_in(dir)
-        .map_err(|e| Error::InvalidOption(format!("cannot write {}: {e}", s.out.display())))?;
-    check_out_is_safe(s, dir)?;
-    // Last, so that the checks above name the more specific reason first.
-    if !s
-        .out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
-    {
-        return Err(Error::InvalidOption(format!(
-            "--out {}: classify writes Parquet: name the file .parquet, or end the path with / \
-             for a dataset folder",
-            s.out.display()
-        )));
-    }
-    Ok(())
-}
-
-/// `--out` never replaces an input, an image inside an input folder, or any file that is
-/// not an earlier facebatch output.
-fn check_out_is_safe(s: &ClassifySettings, dir: &Path) -> Result<()> {
-    let out = std::fs::canonicalize(dir)
-        .map(|d| d.join(s.out.file_name().unwrap_or_default()))
-        .map_err(|e| Error::io(format!("resolving {}", dir.display()), e))?;
-    for input in &s.inputs {
-        let Ok(input_abs) = std::fs::canonicalize(input) else {
-            continue;
-        };
-        if input_abs == out || std::fs::canonicalize(&s.out).is_ok_and(|o| o == input_abs) {
-            return Err(Error::InvalidOption(format!(
-                "--out {} is one of the inputs; name a new .parquet file",
-                s.out.display()
-            )));
-        }
-        if input_abs.is_dir() && out.starts_with(&input_abs) && walk::is_candidate(&out) {
-            return Err(Error::InvalidOption(format!(
-                "--out {} lies inside the input folder {} and has an image extension; name a .parquet file",
-                s.out.display(),
-                input.display()
-            )));
-        }
-    }
-    if s.out.exists() {
-        let ours = output::read_metadata(&s.out)
-            .is_ok_and(|md| md.contains_key(meta::VERSION) || md.contains_key(meta::RUN_ID));
-        if !ours {
-            return Err(Error::InvalidOption(format!(
-                "--out {} exists and is not a facebatch output; refusing to replace it (move it away or name another file)",
-                s.out.display()
-            )));
-        }
-    }
-    Ok(())
-}
 
 /// Runs `classify` end to end. `cancel` is set by Ctrl-C (or a caller) to stop intake;
 /// finished rows are still written and the output is left valid.
@@ -124,26 +29,48 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     preflight(s)?;
     // One process per output, for the whole run (see `staging`).
     let _lock = OutputLock::acquire(&s.out)?;
-    // One session per inference worker.
-    let classifiers = Classifier::load_many(&s.model, &s.session, s.infer_workers)?;
-    let classifier = &classifiers[0];
-    let card = classifier.card.clone();
+    let (mut opened, parts, finder) = open(s)?;
+    // The files already done move into the walk's skip set (no copy: a resumed run of a
+    // million files holds them once).
+    let done = std::mem::take(&mut opened.earlier.done);
+    let streamed = stream(s, &opened, parts, finder, done, cancel.clone())?;
+    let interrupted = cancel.load(Ordering::SeqCst);
+    publish(s, opened, streamed, interrupted, started)
+}
+
+/// What a run knows before its first image: the model, the output's schema, and what an
+/// earlier attempt left.
+struct Opened {
+    classifier: Arc<Classifier>,
+    model_version: String,
+    model_path: String,
+    faces_json: String,
+    feature_dim: Option<usize>,
+    schema: arrow::datatypes::SchemaRef,
+    parts_dir: PathBuf,
+    earlier: Earlier,
+}
+
+/// Loads the model (a session per inference worker) and the face finder, and reads what an
+/// earlier attempt of this output left; records the run in `OUT.parts/run.json` and opens
+/// the part writer.
+fn open(s: &ClassifySettings) -> Result<(Opened, output::PartWriter, FaceFinder)> {
+    let classifier = Classifier::load_pooled(&s.model, &s.session, s.infer_workers)?;
+    let card = &classifier.card;
     let model_version = crate::model::card::model_version(&classifier.onnx_path);
     let model_path = classifier.onnx_path.display().to_string();
     tracing::info!(model = %card.name, version = %model_version, path = %model_path, "model");
-    let threads = s.threads.max(1);
     let detector_session = crate::onnx::SessionOptions {
         intra_threads: 1,
         ..s.session.clone()
     };
-    let finder = FaceFinder::for_model(&card, &s.faces, &detector_session, threads)?;
+    let finder = FaceFinder::for_model(card, &s.faces, &detector_session, s.threads.max(1))?;
     let faces_json = faces_identity(&finder);
     tracing::info!(mode = %finder.mode, detector = finder.detector.as_ref().map(|d| d.info.name.as_str()).unwrap_or("none"), "faces");
     let labels = card.labels.clone();
-    let feature_dim = feature_dim(s, &card)?;
+    let feature_dim = feature_dim(s, card)?;
     let schema = output::schema(&labels, feature_dim);
     let parts_dir = output::parts_dir(&s.out);
-
     let info = RunInfo {
         run_id: uuid::Uuid::new_v4().to_string(),
         started_at: crate::fsutil::now_rfc3339(),
@@ -153,22 +80,43 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         faces: faces_json.clone(),
         inputs: input_keys(&s.inputs),
     };
-    let Earlier {
-        info,
-        done,
-        features: earlier_features,
-        out: earlier_out,
-    } = earlier(s, info)?;
-    std::fs::create_dir_all(&parts_dir)
-        .map_err(|e| Error::io(format!("creating {}", parts_dir.display()), e))?;
-    staging::write_json(&staging::run_json(&parts_dir), &info)?;
-    let parts = output::PartWriter::open(
-        parts_dir.clone(),
-        schema.clone(),
-        labels.clone(),
+    let earlier = earlier(s, info)?;
+    fs_err::create_dir_all(&parts_dir)?;
+    staging::write_json(&staging::run_json(&parts_dir), &earlier.info)?;
+    let parts = output::PartWriter::open(parts_dir.clone(), schema.clone(), labels, feature_dim)?;
+    let opened = Opened {
+        classifier: Arc::new(classifier),
+        model_version,
+        model_path,
+        faces_json,
         feature_dim,
-    )?;
+        schema,
+        parts_dir,
+        earlier,
+    };
+    Ok((opened, parts, finder))
+}
 
+/// What the stages did.
+struct Streamed {
+    skipped: walk::Skipped,
+    files: u64,
+    sink: sink::SinkResult,
+    stages: Vec<super::StageStats>,
+}
+
+/// The topology: every stage on its own thread, joined by bounded channels. This is the
+/// one place where stages meet; each knows only its input and output channel.
+// Long on purpose: the channels, the stages and the joins read best as one picture.
+fn stream(
+    s: &ClassifySettings,
+    o: &Opened,
+    parts: output::PartWriter,
+    finder: FaceFinder,
+    done: std::collections::HashSet<(String, String)>,
+    cancel: Arc<AtomicBool>,
+) -> Result<Streamed> {
+    let threads = s.threads.max(1);
     let crop_dir = s
         .save_crops
         .as_deref()
@@ -180,35 +128,27 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         follow_symlinks: s.follow_symlinks,
     };
     let progress = crate::progress::Progress::new(s.progress, 0, "images");
-
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("facebatch-decode-{i}"))
         .build()
-        .map_err(|e| Error::InvalidOption(format!("cannot start {threads} decode threads: {e}")))?;
+        .map_err(|source| Error::Threads {
+            what: format!("{threads} decode threads"),
+            source,
+        })?;
     let pool = Arc::new(pool);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the async runtime", e))?;
-
     let skip = Arc::new(walk::Skip {
         done,
         shard: s.shard,
         seen: s.seen.clone(),
     });
-    let spec = classifier.card.input.clone();
-    // The resolution the next step needs: the detector's input, or the model input of a
-    // whole-image crop. JPEGs are decoded at the smallest DCT scale that still gives it.
-    let target = if s.full_decode {
-        DecodeTarget::Full
-    } else if finder.mode == FaceMode::Whole {
-        DecodeTarget::Cover((spec.width, spec.height))
-    } else {
-        DecodeTarget::LongSide(finder.settings.max_side)
-    };
-    tracing::debug!(?target, "decode target");
+    let spec = o.classifier.card.input.clone();
+    let target = decode_target(s, &finder, &spec);
     let chunk = threads * 2;
     let result = runtime.block_on(async {
         // Bounded channels: memory is set by these capacities, not by the number of images.
@@ -216,20 +156,17 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         let (decoded_tx, decoded_rx) = channel(chunk);
         let (located_tx, located_rx) = channel(chunk);
         let (prepared_tx, prepared_rx) = channel(s.batch_size * 2);
-        let (batch_tx, batch_rx) = channel(2);
+        // Many inference workers take from this one: a multi-consumer channel.
+        let (batch_tx, batch_rx) = async_channel::bounded(2);
         let (rows_tx, rows_rx) = channel(4);
-
         if progress.is_shown() {
-            // A second, counting walk only for the progress's length and ETA (with
-            // `--no-progress`, the tree is walked once).
-            let (config, cancel, bar) = (source_config.clone(), cancel.clone(), progress.clone());
-            let already = skip.done.len() as u64;
-            let shard = s.shard;
-            std::thread::spawn(move || {
-                if let Some(n) = walk::count(&config, shard, &cancel) {
-                    bar.set_length(n.saturating_sub(already));
-                }
-            });
+            count_for_progress(
+                s,
+                &source_config,
+                skip.done.len() as u64,
+                &progress,
+                &cancel,
+            );
         }
         let src = tokio::task::spawn_blocking({
             let (skip, cancel) = (skip.clone(), cancel.clone());
@@ -257,8 +194,9 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
             move || batch::run(prepared_rx, batch_tx, n)
         });
         let inf = tokio::task::spawn_blocking({
-            let features = s.features;
-            move || infer::run(batch_rx, rows_tx, classifiers, features)
+            let (classifier, workers, features) =
+                (o.classifier.clone(), s.infer_workers, s.features);
+            move || infer::run(batch_rx, rows_tx, &classifier, workers, features)
         });
         let snk = tokio::task::spawn_blocking({
             let (rows, bar) = (s.checkpoint_rows, progress.clone());
@@ -275,7 +213,7 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         )
     });
     progress.finish_and_clear();
-    let join = |e: tokio::task::JoinError| Error::Output(format!("a pipeline stage failed: {e}"));
+    let join = Error::Stage;
     let ((src_stats, skipped), dec, det, pre, bat, inf, snk) = (
         result.0.map_err(join)?,
         result.1.map_err(join)?,
@@ -285,352 +223,154 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
         result.5.map_err(join)?,
         result.6.map_err(join)?,
     );
-    let sink_result = snk?;
-    let interrupted = cancel.load(Ordering::SeqCst);
+    let sink = snk?;
+    let files = dec.items;
+    let stages = vec![src_stats, dec, det, pre, bat, inf, sink.stats.clone()];
+    Ok(Streamed {
+        skipped,
+        files,
+        sink,
+        stages,
+    })
+}
 
-    // Finalise: earlier output + parts -> OUT, atomically; then drop the parts.
+/// The resolution the next step needs: the detector's input, or the model input of a
+/// whole-image crop. JPEGs are decoded at the smallest DCT scale that still gives it.
+fn decode_target(
+    s: &ClassifySettings,
+    finder: &FaceFinder,
+    spec: &crate::vision::decode::InputSpec,
+) -> DecodeTarget {
+    let target = if s.full_decode {
+        DecodeTarget::Full
+    } else if finder.mode == FaceMode::Whole {
+        DecodeTarget::Cover((spec.width, spec.height))
+    } else {
+        DecodeTarget::LongSide(finder.settings.max_side)
+    };
+    tracing::debug!(?target, "decode target");
+    target
+}
+
+/// A second, counting walk only for the progress's length and ETA (with `--no-progress`,
+/// the tree is walked once).
+fn count_for_progress(
+    s: &ClassifySettings,
+    config: &SourceConfig,
+    already: u64,
+    bar: &crate::progress::Progress,
+    cancel: &Arc<AtomicBool>,
+) {
+    let (config, cancel, bar, shard) = (config.clone(), cancel.clone(), bar.clone(), s.shard);
+    std::thread::spawn(move || {
+        if let Some(n) = walk::count(&config, shard, &cancel) {
+            bar.set_length(n.saturating_sub(already));
+        }
+    });
+}
+
+/// Publishes the run: the earlier output and the parts become `OUT` with the run's metadata,
+/// atomically (the commit record first, so an interrupted merge is finished by the next
+/// run), then the parts are removed.
+fn publish(
+    s: &ClassifySettings,
+    o: Opened,
+    r: Streamed,
+    interrupted: bool,
+    started: Instant,
+) -> Result<Summary> {
     let mut sources = Vec::new();
-    if earlier_out {
+    if o.earlier.out {
         sources.push(s.out.clone());
     }
-    sources.extend(output::list_parts(&parts_dir)?);
-    let finished_at = crate::fsutil::now_rfc3339();
-    let card_json = serde_json::to_string(&card).map_err(|e| Error::Json {
-        context: "encoding the model card".into(),
-        source: e,
-    })?;
-    let inputs_json = serde_json::to_string(&info.inputs).map_err(|e| Error::Json {
-        context: "encoding the inputs".into(),
-        source: e,
-    })?;
+    sources.extend(output::list_parts(&o.parts_dir)?);
     let merge_id = uuid::Uuid::new_v4().to_string();
-    let mut metadata = vec![
-        KeyValue::new(
-            meta::VERSION.to_string(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        ),
-        KeyValue::new(meta::RUN_ID.to_string(), info.run_id.clone()),
-        KeyValue::new(meta::STARTED.to_string(), info.started_at.clone()),
-        KeyValue::new(meta::FINISHED.to_string(), finished_at),
-        KeyValue::new(meta::MODEL_SHA256.to_string(), info.model_sha256.clone()),
-        KeyValue::new(meta::MODEL_NAME.to_string(), card.name.clone()),
-        KeyValue::new(meta::MODEL_VERSION.to_string(), model_version.clone()),
-        KeyValue::new(meta::MODEL_PATH.to_string(), model_path.clone()),
-        KeyValue::new(
-            meta::SHARD.to_string(),
-            s.shard
-                .unwrap_or(crate::classify::shard::Shard::ALL)
-                .to_string(),
-        ),
-        KeyValue::new(meta::MODEL_CARD.to_string(), card_json),
-        KeyValue::new(meta::FACES.to_string(), faces_json),
-        KeyValue::new(meta::INPUTS.to_string(), inputs_json),
-        KeyValue::new(
-            meta::STATUS.to_string(),
-            if interrupted {
-                "interrupted"
-            } else {
-                "complete"
-            }
-            .to_string(),
-        ),
-        KeyValue::new(meta::MERGE_ID.to_string(), merge_id.clone()),
-    ];
-    let mut feature_stats = None;
-    if let Some(dim) = feature_dim {
-        metadata.push(KeyValue::new(
-            meta::FEATURE_DIM.to_string(),
-            dim.to_string(),
-        ));
-        let mut all = earlier_features;
-        all.merge(&sink_result.features);
-        all.finish();
-        let text = serde_json::to_string_pretty(&all).map_err(|e| Error::Json {
-            context: "encoding the feature statistics".into(),
-            source: e,
-        })?;
-        metadata.push(KeyValue::new(meta::FEATURE_STATS.to_string(), text.clone()));
-        feature_stats = Some(text);
-    }
+    let (metadata, feature_stats) = metadata(s, &o, &r.sink, interrupted, &merge_id)?;
     // The commit record first: once OUT carries this merge id, it holds every part.
     crate::failpoint::hit("commit")?;
     staging::write_json(
-        &staging::commit_json(&parts_dir),
+        &staging::commit_json(&o.parts_dir),
         &staging::Commit { merge_id },
     )?;
-    let totals = output::merge(&sources, &s.out, &schema, metadata)?;
+    let totals = output::merge(&sources, &s.out, &o.schema, metadata)?;
     staging::clean_up(&s.out, feature_stats.as_deref())?;
 
     let elapsed = started.elapsed();
-    let rows = sink_result.ok + sink_result.errors + sink_result.no_face;
+    let sink = r.sink;
+    let rows = sink.ok + sink.errors + sink.no_face;
     Ok(Summary {
         out: s.out.clone(),
         rows,
-        files: dec.items,
-        ok: sink_result.ok,
-        errors: sink_result.errors,
-        failed: sink_result.failed,
-        no_face: sink_result.no_face,
-        already_done: skipped.done,
+        files: r.files,
+        ok: sink.ok,
+        errors: sink.errors,
+        failed: sink.failed,
+        no_face: sink.no_face,
+        already_done: r.skipped.done,
         output: totals,
-        unchanged: skipped.unchanged,
-        links_skipped: skipped.links,
+        unchanged: r.skipped.unchanged,
+        links_skipped: r.skipped.links,
         interrupted,
         elapsed,
-        images_per_second: dec.items as f64 / elapsed.as_secs_f64().max(1e-9),
-        stages: vec![src_stats, dec, det, pre, bat, inf, sink_result.stats],
+        images_per_second: r.files as f64 / elapsed.as_secs_f64().max(1e-9),
+        stages: r.stages,
     })
 }
 
-/// The face settings a run records (mode, detector, thresholds, alignment): runs that
-/// continue or repeat it must find faces the same way.
-fn faces_identity(finder: &FaceFinder) -> String {
-    serde_json::json!({
-        "mode": finder.mode,
-        "detector": finder.detector.as_ref().map(|d| &d.info),
-        "detection": finder.detector.as_ref().map(|_| &finder.settings),
-        "alignment": finder.detector.as_ref().map(|_| &finder.align),
-    })
-    .to_string()
-}
-
-/// The pooled feature size written with `--features`, from the card; `None` without it.
-fn feature_dim(
+/// The output's key-value metadata (docs/output-schema.md), and the run's feature
+/// statistics as JSON when `--features` is on.
+fn metadata(
     s: &ClassifySettings,
-    card: &crate::model::card::ModelCard,
-) -> Result<Option<usize>> {
-    if !s.features {
-        return Ok(None);
-    }
-    let dim = card
-        .outputs
-        .iter()
-        .find(|o| o.name == "pooled")
-        .and_then(|o| o.shape.get(1))
-        .and_then(|d| d.as_u64())
-        .ok_or_else(|| Error::InvalidCard {
-            path: s.model.clone(),
-            reason: "the card does not give the pooled feature size".into(),
-        })?;
-    Ok(Some(dim as usize))
-}
-
-/// What makes a run the same run: the model, `--features`, face finding and the inputs,
-/// as a run of `s` records them. Reads the model's files and loads the detector (if `s`
-/// uses one), without running anything.
-pub(crate) fn identity(s: &ClassifySettings) -> Result<RunInfo> {
-    let s = &normalised(s);
-    let model = crate::onnx::CheckedModel::read(&s.model)?;
-    let detector_session = crate::onnx::SessionOptions {
-        intra_threads: 1,
-        ..s.session.clone()
+    o: &Opened,
+    sink: &sink::SinkResult,
+    interrupted: bool,
+    merge_id: &str,
+) -> Result<(Vec<KeyValue>, Option<String>)> {
+    let card = &o.classifier.card;
+    let info = &o.earlier.info;
+    let json = |context: &str, v: Result<String, serde_json::Error>| {
+        v.map_err(|e| Error::Json {
+            context: context.into(),
+            source: e,
+        })
     };
-    let finder = FaceFinder::for_model(&model.card, &s.faces, &detector_session, 1)?;
-    Ok(RunInfo {
-        run_id: String::new(),
-        started_at: String::new(),
-        model_sha256: model.sha256.clone(),
-        labels: model.card.labels.clone(),
-        feature_dim: feature_dim(s, &model.card)?,
-        faces: faces_identity(&finder),
-        inputs: input_keys(&s.inputs),
-    })
-}
-
-/// The run an output's Parquet metadata records (`labels` are taken as given).
-pub(crate) fn recorded_identity(
-    md: &std::collections::BTreeMap<String, String>,
-    labels: &[String],
-) -> RunInfo {
-    RunInfo {
-        run_id: md.get(meta::RUN_ID).cloned().unwrap_or_default(),
-        started_at: md.get(meta::STARTED).cloned().unwrap_or_default(),
-        model_sha256: md.get(meta::MODEL_SHA256).cloned().unwrap_or_default(),
-        labels: labels.to_vec(),
-        feature_dim: md.get(meta::FEATURE_DIM).and_then(|d| d.parse().ok()),
-        faces: md.get(meta::FACES).cloned().unwrap_or_default(),
-        inputs: md
-            .get(meta::INPUTS)
-            .and_then(|t| serde_json::from_str::<Vec<String>>(t).ok())
-            .map(|v| input_keys(&v.iter().map(PathBuf::from).collect::<Vec<_>>()))
-            .unwrap_or_default(),
-    }
-}
-
-/// What an earlier attempt left that this run continues.
-struct Earlier {
-    /// This run's identity: a new one, or the resumed run's.
-    info: RunInfo,
-    /// (root, path) of every file already written.
-    done: HashSet<(String, String)>,
-    features: FeatureStats,
-    /// `OUT` holds rows of this run and is merged into the new `OUT`.
-    out: bool,
-}
-
-/// Reads what is on disk for `s.out` (its lock held) and decides what this run continues:
-/// a committed merge is finished first; an unrelated earlier `OUT` is replaced, never
-/// continued; `--resume` checks that model, features, faces and inputs are unchanged.
-fn earlier(s: &ClassifySettings, mut info: RunInfo) -> Result<Earlier> {
-    let parts_dir = output::parts_dir(&s.out);
-    output::remove_stale_merges(&s.out)?;
-    let mut found = staging::inspect(&s.out)?;
-    if found.committed {
-        // A run published OUT but stopped before its clean-up: finish that first.
-        tracing::info!(out = %s.out.display(), "finishing the clean-up of an earlier published run");
-        if let Some(md) = &found.out_meta {
-            staging::clean_up(&s.out, md.get(meta::FEATURE_STATS).map(String::as_str))?;
-        }
-        found.run = None;
-    }
-    if parts_dir.exists() && !s.resume {
-        return Err(Error::InvalidOption(format!(
-            "{} holds an unfinished run: pass --resume to complete it, or delete that folder to start over",
-            parts_dir.display()
-        )));
-    }
-    let mut out = Earlier {
-        info: info.clone(),
-        done: HashSet::new(),
-        features: FeatureStats::default(),
-        out: false,
+    let card_json = json("encoding the model card", serde_json::to_string(card))?;
+    let inputs_json = json("encoding the inputs", serde_json::to_string(&info.inputs))?;
+    let kv = |k: &str, v: String| KeyValue::new(k.to_string(), v);
+    let shard = s.shard.unwrap_or(crate::classify::shard::Shard::ALL);
+    let status = if interrupted {
+        "interrupted"
+    } else {
+        "complete"
     };
-    if !s.resume {
-        return Ok(out);
+    let mut metadata = vec![
+        kv(meta::VERSION, env!("CARGO_PKG_VERSION").to_string()),
+        kv(meta::RUN_ID, info.run_id.clone()),
+        kv(meta::STARTED, info.started_at.clone()),
+        kv(meta::FINISHED, crate::fsutil::now_rfc3339()),
+        kv(meta::MODEL_SHA256, info.model_sha256.clone()),
+        kv(meta::MODEL_NAME, card.name.clone()),
+        kv(meta::MODEL_VERSION, o.model_version.clone()),
+        kv(meta::MODEL_PATH, o.model_path.clone()),
+        kv(meta::SHARD, shard.to_string()),
+        kv(meta::MODEL_CARD, card_json),
+        kv(meta::FACES, o.faces_json.clone()),
+        kv(meta::INPUTS, inputs_json),
+        kv(meta::STATUS, status.to_string()),
+        kv(meta::MERGE_ID, merge_id.to_string()),
+    ];
+    let mut feature_stats = None;
+    if let Some(dim) = o.feature_dim {
+        metadata.push(kv(meta::FEATURE_DIM, dim.to_string()));
+        let mut all = o.earlier.features.clone();
+        all.merge(&sink.features);
+        all.finish();
+        let text = json(
+            "encoding the feature statistics",
+            serde_json::to_string_pretty(&all),
+        )?;
+        metadata.push(kv(meta::FEATURE_STATS, text.clone()));
+        feature_stats = Some(text);
     }
-    let out_md = found.out_meta.as_ref();
-    match &found.run {
-        Some(saved) => {
-            check_same_run(saved, &info)?;
-            info.run_id = saved.run_id.clone();
-            info.started_at = saved.started_at.clone();
-            // OUT belongs to this run only when it carries the run's id (an earlier
-            // interrupted attempt); anything else is an older output this run replaces.
-            out.out = out_md.is_some_and(|md| md.get(meta::RUN_ID) == Some(&saved.run_id));
-        }
-        None => {
-            if let Some(md) = out_md {
-                let earlier = recorded_identity(md, &info.labels);
-                check_same_run(&earlier, &info)?;
-                info.run_id = earlier.run_id;
-                info.started_at = earlier.started_at;
-                out.out = true;
-            }
-        }
-    }
-    if out.out {
-        output::done_keys(&s.out, &mut out.done)?;
-        let stats = out_md
-            .and_then(|md| md.get(meta::FEATURE_STATS).cloned())
-            .or_else(|| std::fs::read_to_string(output::stats_path(&s.out)).ok());
-        if let Some(st) = stats.and_then(|t| serde_json::from_str::<FeatureStats>(&t).ok()) {
-            out.features.merge(&st);
-        }
-    }
-    if found.run.is_some() {
-        for part in output::list_parts(&parts_dir)? {
-            output::done_keys(&part, &mut out.done)?;
-            if let Some(st) = output::read_metadata(&part)?
-                .get("facebatch.part_feature_stats")
-                .and_then(|t| serde_json::from_str::<FeatureStats>(t).ok())
-            {
-                out.features.merge(&st);
-            }
-        }
-    } else if parts_dir.exists() {
-        // A parts folder without its run.json: the run stopped before writing any part.
-        std::fs::remove_dir_all(&parts_dir)
-            .map_err(|e| Error::io(format!("removing {}", parts_dir.display()), e))?;
-    }
-    tracing::info!(already_done = out.done.len(), "resuming");
-    out.info = info;
-    Ok(out)
-}
-
-/// Refuses a `--resume` whose model, features, face finding or inputs differ.
-fn check_same_run(saved: &RunInfo, now: &RunInfo) -> Result<()> {
-    match differing_setting(saved, now) {
-        None => Ok(()),
-        Some(what) => Err(Error::InvalidOption(format!(
-            "--resume: the earlier run {what}; use the same settings, or start a new output"
-        ))),
-    }
-}
-
-/// The first setting in which `now` differs from the recorded run `saved`, said as "the
-/// earlier run ..." continues: `None` when they are the same run. A setting the record
-/// lacks (older outputs) is not compared.
-pub(crate) fn differing_setting(saved: &RunInfo, now: &RunInfo) -> Option<String> {
-    if saved.model_sha256 != now.model_sha256 {
-        return Some(format!(
-            "used another model (--model: sha256 {}, this run {})",
-            saved.model_sha256, now.model_sha256
-        ));
-    }
-    if saved.feature_dim != now.feature_dim {
-        let on = |d: Option<usize>| if d.is_some() { "on" } else { "off" };
-        return Some(format!(
-            "had a different --features setting ({}, this run {})",
-            on(saved.feature_dim),
-            on(now.feature_dim)
-        ));
-    }
-    if !saved.faces.is_empty() && saved.faces != now.faces {
-        return Some(format!(
-            "found faces differently (--faces and detection options: {}; this run {})",
-            saved.faces, now.faces
-        ));
-    }
-    if !saved.inputs.is_empty() && sorted(&saved.inputs) != sorted(&now.inputs) {
-        return Some(format!(
-            "read other inputs ({}; this run {})",
-            saved.inputs.join(", "),
-            now.inputs.join(", ")
-        ));
-    }
-    None
-}
-
-fn sorted(v: &[String]) -> Vec<&String> {
-    let mut v: Vec<&String> = v.iter().collect();
-    v.sort();
-    v
-}
-
-/// An input path as the key it becomes in `root`: `IN`, `IN/`, `./IN` and `IN/.` are one
-/// input ([`crate::fsutil::without_cur_dirs`]).
-pub fn normalise_input(p: &Path) -> PathBuf {
-    crate::fsutil::without_cur_dirs(p)
-}
-
-fn input_keys(inputs: &[PathBuf]) -> Vec<String> {
-    inputs
-        .iter()
-        .map(|p| normalise_input(p).to_string_lossy().into_owned())
-        .collect()
-}
-
-/// The settings with every input normalised ([`normalise_input`]).
-fn normalised(s: &ClassifySettings) -> ClassifySettings {
-    let mut s = s.clone();
-    s.inputs = s.inputs.iter().map(|p| normalise_input(p)).collect();
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spellings_of_one_input_normalise_to_one_key() {
-        for spelling in ["IN", "IN/", "./IN", "IN/.", "./IN/./"] {
-            assert_eq!(normalise_input(Path::new(spelling)), PathBuf::from("IN"));
-        }
-        assert_eq!(normalise_input(Path::new("./")), PathBuf::from("."));
-        assert_eq!(normalise_input(Path::new("/a/b/")), PathBuf::from("/a/b"));
-        assert_eq!(
-            normalise_input(Path::new("a/../b")),
-            PathBuf::from("a/../b")
-        );
-    }
+    Ok((metadata, feature_stats))
 }

@@ -161,10 +161,10 @@ pub fn commit_json(parts_dir: &Path) -> PathBuf {
 
 /// Reads a small JSON file, `None` when it does not exist.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match fs_err::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        Err(e) => return Err(e.into()),
     };
     serde_json::from_str(&text)
         .map(Some)
@@ -223,10 +223,10 @@ pub fn clean_up(out: &Path, feature_stats: Option<&str>) -> Result<()> {
     }
     crate::failpoint::hit("cleanup-parts")?;
     let parts_dir = output::parts_dir(out);
-    match std::fs::remove_dir_all(&parts_dir) {
+    match fs_err::remove_dir_all(&parts_dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(format!("removing {}", parts_dir.display()), e)),
+        Err(e) => Err(e.into()),
     }
 }
 

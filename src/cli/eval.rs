@@ -7,7 +7,7 @@ use clap::Args;
 
 use facebatch::eval::{GroupBy, evaluate, report_json};
 use facebatch::labelled::{self, Source};
-use facebatch::onnx::Classifier;
+use facebatch::model::classifier::Classifier;
 use facebatch::vision::decode::DecodeLimits;
 use facebatch::vision::faces::FaceFinder;
 

@@ -63,7 +63,7 @@ pub fn run(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     // Loading it checks its inputs and outputs, as every run does.
     facebatch::vision::detect::Detector::load(Some(&detector), &session_options(g), 1)?;
     let model = facebatch::model::builtin::install(&store)?;
-    facebatch::onnx::Classifier::load(&model, &session_options(g))?;
+    facebatch::model::classifier::Classifier::load(&model, &session_options(g))?;
     let bundle = args.bundle.as_ref().map(|_| store.root.clone());
     if g.json {
         println!(

@@ -10,8 +10,8 @@ pub mod predictions;
 
 use crate::error::{Error, Result};
 use crate::labelled::Sample;
-use crate::onnx::Classifier;
-use crate::report::metrics::{FaceCoverage, Report};
+use crate::model::classifier::Classifier;
+use crate::model::metrics::{FaceCoverage, Report};
 use crate::vision::decode::{DecodeLimits, load_rgb};
 use crate::vision::detect::Face;
 use crate::vision::faces::{CropKind, FaceFinder, FaceMode};

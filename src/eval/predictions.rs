@@ -22,7 +22,7 @@ use parquet::file::properties::WriterProperties;
 use super::{Outcome, Prediction};
 use crate::error::{Error, Result};
 use crate::labelled::Sample;
-use crate::onnx::Classifier;
+use crate::model::classifier::Classifier;
 
 /// Columns every predictions file has before the manifest's own.
 const FIXED: [&str; 15] = [

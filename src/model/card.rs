@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::report::metrics::Report;
+use crate::model::metrics::Report;
 use crate::vision::decode::InputSpec;
 
 /// Card format identifier; bump on incompatible changes.

@@ -440,16 +440,16 @@ pub fn confusion_matrix(
 }
 
 /// Writes one group column's accuracy per group as horizontal bars with their 95% Wilson
-/// intervals as whiskers; groups under [`crate::report::metrics::SMALL_GROUP`] images are drawn
+/// intervals as whiskers; groups under [`crate::model::metrics::SMALL_GROUP`] images are drawn
 /// pale and marked `*`, as the text report does.
 pub fn group_bars(
     path: &Path,
     column: &str,
-    groups: &std::collections::BTreeMap<String, crate::report::metrics::GroupStats>,
+    groups: &std::collections::BTreeMap<String, crate::model::metrics::GroupStats>,
     title: &str,
 ) -> Result<()> {
     ensure_font();
-    let rows: Vec<(&String, &crate::report::metrics::GroupStats)> = groups.iter().collect();
+    let rows: Vec<(&String, &crate::model::metrics::GroupStats)> = groups.iter().collect();
     let n = rows.len().max(1);
     let height = (120 + 44 * n) as u32;
     let tmp = path.with_extension("png.tmp.png");
@@ -483,7 +483,7 @@ pub fn group_bars(
             .disable_y_mesh()
             .x_desc(format!(
                 "accuracy by {column} (95% Wilson interval; * fewer than {} images)",
-                crate::report::metrics::SMALL_GROUP
+                crate::model::metrics::SMALL_GROUP
             ))
             .y_label_formatter(&label)
             .x_label_formatter(&percent)
@@ -608,7 +608,7 @@ mod tests {
             let acc = correct as f64 / n as f64;
             groups.insert(
                 name.to_string(),
-                crate::report::metrics::GroupStats {
+                crate::model::metrics::GroupStats {
                     n,
                     correct,
                     accuracy: acc,
@@ -616,7 +616,7 @@ mod tests {
                     recall: Default::default(),
                     recall_ci: Default::default(),
                     support: Default::default(),
-                    small: n < crate::report::metrics::SMALL_GROUP,
+                    small: n < crate::model::metrics::SMALL_GROUP,
                 },
             );
         }

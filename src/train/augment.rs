@@ -381,18 +381,11 @@ fn photo_weight(coverage: Option<&[u8]>, w: usize, h: usize, x: f32, y: f32) -> 
 }
 
 /// Bilinear sample of an HxWx3 byte image at (x, y), replicating the border. Returns 0..1.
+/// The shared sampler ([`crate::vision::sample::bilinear`], as alignment samples), in this
+/// module's 0..1 floats.
 fn bilinear(rgb: &[u8], w: usize, h: usize, x: f32, y: f32) -> [f32; 3] {
-    let x = x.clamp(0.0, (w - 1) as f32);
-    let y = y.clamp(0.0, (h - 1) as f32);
-    let (x0, y0) = (x.floor() as usize, y.floor() as usize);
-    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
-    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-    let at = |xx: usize, yy: usize, c: usize| rgb[(yy * w + xx) * 3 + c] as f32;
-    std::array::from_fn(|c| {
-        let top = at(x0, y0, c) * (1.0 - fx) + at(x1, y0, c) * fx;
-        let bot = at(x0, y1, c) * (1.0 - fx) + at(x1, y1, c) * fx;
-        (top * (1.0 - fy) + bot * fy) / 255.0
-    })
+    crate::vision::sample::bilinear(rgb, w, h, f64::from(x), f64::from(y))
+        .map(|v| (v / 255.0) as f32)
 }
 
 #[cfg(test)]

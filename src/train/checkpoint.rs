@@ -117,7 +117,7 @@ pub(super) fn save_module(net: &Net, path: &Path) -> Result<()> {
     net.clone()
         .save_file(&tmp)
         .map_err(|e| Error::Training(format!("saving {}: {e:?}", path.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("saving {}", path.display()), e))
+    Ok(fs_err::rename(&tmp, path)?)
 }
 
 /// Saves the end of an epoch: model, optimizer, then the state last, so the state names
@@ -133,8 +133,7 @@ pub(super) fn save_epoch(
     optim
         .save(&tmp)
         .map_err(|e| Error::Training(format!("saving optimizer state: {e:?}")))?;
-    std::fs::rename(&tmp, dir.join("last-optim.bpk"))
-        .map_err(|e| Error::io("saving optimizer state", e))?;
+    fs_err::rename(&tmp, dir.join("last-optim.bpk"))?;
     let text = serde_json::to_string(state).map_err(|e| Error::Json {
         context: "checkpoint state".into(),
         source: e,
@@ -155,14 +154,13 @@ pub(super) fn resume(
         tracing::warn!(dir = %dir.display(), "--resume: no checkpoint yet, starting fresh");
         return Ok((None, net, optim));
     }
-    let text = std::fs::read_to_string(&state_path)
-        .map_err(|e| Error::io(format!("reading {}", state_path.display()), e))?;
+    let text = fs_err::read_to_string(&state_path)?;
     let saved: State = serde_json::from_str(&text).map_err(|e| Error::Json {
         context: format!("reading {}", state_path.display()),
         source: e,
     })?;
     if saved.fingerprint != fingerprint {
-        return Err(Error::InvalidOption(format!(
+        return Err(Error::OtherRun(format!(
             "--resume: the checkpoint in {} was made with different data or settings ({} vs {fingerprint})",
             dir.display(),
             saved.fingerprint

@@ -100,7 +100,7 @@ pub struct TrainOutcome {
     /// The model directory (model.onnx, card.json, reports/, splits/).
     pub dir: PathBuf,
     /// The exported model's report on the test split, when there is one.
-    pub test_report: Option<crate::report::metrics::Report>,
+    pub test_report: Option<crate::model::metrics::Report>,
 }
 
 /// The folders of a run's output.

@@ -20,7 +20,7 @@ use crate::model::card::{
     ArchitectureInfo, CARD_FILE, CARD_FORMAT, MODEL_FILE, ModelCard, OnnxInfo, OutputSpec,
     TrainingInfo,
 };
-use crate::onnx::Classifier;
+use crate::model::classifier::Classifier;
 use crate::report::plot::training_curves;
 use crate::train::net::Net;
 use crate::vision::decode::{DecodeLimits, InputSpec};
@@ -210,7 +210,7 @@ pub(super) fn export(
 
 /// The test report as pictures: `confusion.png`, and `groups-<column>.png` (accuracy per
 /// group with its 95% interval) for every group column.
-fn report_figures(reports: &Path, report: &crate::report::metrics::Report) -> Result<()> {
+fn report_figures(reports: &Path, report: &crate::model::metrics::Report) -> Result<()> {
     crate::report::plot::confusion_matrix(
         &reports.join("confusion.png"),
         &report.labels,

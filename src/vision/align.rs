@@ -26,7 +26,7 @@ pub const ARCFACE_112: [[f32; 2]; 5] = [
 /// 17%, at 1.5 9% but the mouth is cut. Tight face-crop datasets do not have the pixels a
 /// loose template asks for (0.75 was tried and was worse), and what they lack is replicated
 /// edge in training but real scene in photos; training fills it with varied content (see
-/// [`Augment::fill`](crate::train::augment::Augment::fill)).
+/// `Augment::fill` in `train/augment.rs`).
 pub const DEFAULT_ZOOM: f32 = 1.25;
 
 /// How faces are aligned, as recorded in the model card.
@@ -187,7 +187,7 @@ pub fn warp_with_coverage(
                     // Pixel centres at +0.5: sample at continuous coordinates.
                     let x = ia * u - ib * v - 0.5;
                     let y = ib * u + ia * v - 0.5;
-                    let px = bilinear(raw, w, h, x, y);
+                    let px = super::sample::bilinear(raw, w as usize, h as usize, x, y);
                     for c in 0..3 {
                         acc[c] += px[c];
                     }
@@ -207,32 +207,6 @@ pub fn warp_with_coverage(
         }
     }
     (out, coverage)
-}
-
-fn bilinear(raw: &[u8], w: u32, h: u32, x: f64, y: f64) -> [f64; 3] {
-    let x0 = x.floor();
-    let y0 = y.floor();
-    let fx = x - x0;
-    let fy = y - y0;
-    let (x0, y0) = (x0 as i64, y0 as i64);
-    let get = |xx: i64, yy: i64| -> [f64; 3] {
-        // Replicate the edge outside the image.
-        let xx = xx.clamp(0, w as i64 - 1) as usize;
-        let yy = yy.clamp(0, h as i64 - 1) as usize;
-        let i = (yy * w as usize + xx) * 3;
-        [raw[i] as f64, raw[i + 1] as f64, raw[i + 2] as f64]
-    };
-    let p00 = get(x0, y0);
-    let p10 = get(x0 + 1, y0);
-    let p01 = get(x0, y0 + 1);
-    let p11 = get(x0 + 1, y0 + 1);
-    let mut out = [0.0; 3];
-    for c in 0..3 {
-        let top = p00[c] * (1.0 - fx) + p10[c] * fx;
-        let bottom = p01[c] * (1.0 - fx) + p11[c] * fx;
-        out[c] = top * (1.0 - fy) + bottom * fy;
-    }
-    out
 }
 
 #[cfg(test)]

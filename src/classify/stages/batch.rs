@@ -1,14 +1,19 @@
 //! Batch stage: groups prepared faces into batches of up to `batch_size` tensors. Failed
-//! and faceless images ride along in order so that rows keep the walk order.
+//! and faceless images ride along in order so that rows keep the walk order. Batches are
+//! numbered here, so the inference workers, which take them from one multi-consumer
+//! channel in any order, can put their rows back in this order.
 
 use std::time::Instant;
 
-use tokio::sync::mpsc::{Receiver, Sender};
+use async_channel::Sender;
+use tokio::sync::mpsc::Receiver;
 
 use crate::classify::{Prepared, StageStats};
 
 /// A batch: entries in walk order; the tensors of the `Tensor` entries are run together.
 pub struct Batch {
+    /// 0, 1, 2, … in the order the stage sent the batches.
+    pub seq: u64,
     pub entries: Vec<Prepared>,
     pub tensors: usize,
 }
@@ -19,9 +24,14 @@ pub fn run(mut rx: Receiver<Vec<Prepared>>, tx: Sender<Batch>, batch_size: usize
         name: "batch",
         ..Default::default()
     };
-    let new = || Batch {
-        entries: Vec::with_capacity(batch_size),
-        tensors: 0,
+    let mut sent = 0u64;
+    let mut new = || {
+        sent += 1;
+        Batch {
+            seq: sent - 1,
+            entries: Vec::with_capacity(batch_size),
+            tensors: 0,
+        }
     };
     let mut current = new();
     while let Some(items) = rx.blocking_recv() {
@@ -37,7 +47,7 @@ pub fn run(mut rx: Receiver<Vec<Prepared>>, tx: Sender<Batch>, batch_size: usize
             stats.busy += t.elapsed();
             if full
                 && tx
-                    .blocking_send(std::mem::replace(&mut current, new()))
+                    .send_blocking(std::mem::replace(&mut current, new()))
                     .is_err()
             {
                 return stats;
@@ -45,7 +55,7 @@ pub fn run(mut rx: Receiver<Vec<Prepared>>, tx: Sender<Batch>, batch_size: usize
         }
     }
     if !current.entries.is_empty() {
-        let _ = tx.blocking_send(current);
+        let _ = tx.send_blocking(current);
     }
     stats
 }
@@ -109,7 +119,7 @@ mod tests {
     /// Feeds `input` (as the preprocess stage sends it: a Vec per file) through the stage.
     fn batches(input: Vec<Vec<Prepared>>, batch_size: usize) -> Vec<Batch> {
         let (in_tx, in_rx) = channel(4);
-        let (out_tx, mut out_rx) = channel(1024);
+        let (out_tx, out_rx) = async_channel::bounded(1024);
         let stage = std::thread::spawn(move || run(in_rx, out_tx, batch_size));
         for items in input {
             in_tx.blocking_send(items).unwrap();
@@ -124,6 +134,8 @@ mod tests {
             stats.items,
             out.iter().map(|b| b.entries.len() as u64).sum::<u64>()
         );
+        let numbers: Vec<u64> = out.iter().map(|b| b.seq).collect();
+        assert_eq!(numbers, (0..out.len() as u64).collect::<Vec<_>>());
         out
     }
 

@@ -1,14 +1,17 @@
-//! Infer stage: owns the one ONNX Runtime session and turns batches into rows.
+//! Infer stage: N workers take numbered batches from one multi-consumer channel, run them
+//! through the classifier's session pool, and the rows go on in batch order.
 
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc::{Receiver, Sender};
+use async_channel::Receiver;
+use tokio::sync::mpsc::Sender;
 
 use super::batch::Batch;
 use crate::classify::{FileRef, Prepared, Row, StageStats, Status};
 use crate::error::Result;
 use crate::error::{ImageErrorKind, ImageFailure};
-use crate::onnx::{BatchOutput, Classifier};
+use crate::model::classifier::{BatchOutput, Classifier};
 
 /// A row without a classification: an error, or an image without a face.
 fn empty_row(
@@ -39,7 +42,7 @@ fn empty_row(
 
 /// Runs one batch through the model. A failure of the model on a batch becomes error rows
 /// for that batch's faces (the run goes on).
-fn rows_for(classifier: &mut Classifier, batch: Batch, features: bool) -> Vec<Row> {
+fn rows_for(classifier: &Classifier, batch: Batch, features: bool) -> Vec<Row> {
     let labels = classifier.card.labels.clone();
     let classes = labels.len();
     let mut input = Vec::with_capacity(batch.tensors * classifier.card.input.len());
@@ -127,52 +130,62 @@ fn rows_for(classifier: &mut Classifier, batch: Batch, features: bool) -> Vec<Ro
     rows
 }
 
-/// Runs the stage until its input closes, with one worker per classifier.
+/// Runs the stage until its input closes, with `workers` threads sharing `classifier`
+/// (whose pool holds a session for each).
 ///
-/// Each worker owns a session (one intra-op thread each by default): on a shared CPU,
+/// One session per worker (one intra-op thread each by default): on a shared CPU,
 /// independent sessions classify more faces per second than one session with as many
 /// intra-op threads, because no operator waits for its slowest thread
-/// (docs/benchmarks.md). Batches are numbered as they are taken and their rows are
-/// passed on in that order, so the output order and the checkpoint boundaries do not
-/// depend on the number of workers.
+/// (docs/benchmarks.md). Rows are passed on in batch order, so the output order and the
+/// checkpoint boundaries do not depend on the number of workers.
 pub fn run(
     rx: Receiver<Batch>,
     tx: Sender<Vec<Row>>,
-    classifiers: Vec<Classifier>,
+    classifier: &Classifier,
+    workers: usize,
     features: bool,
 ) -> StageStats {
-    let mut stats = StageStats {
+    let (items, busy) = in_order(
+        rx,
+        tx,
+        workers,
+        |b: &Batch| (b.seq, b.entries.len() as u64),
+        |batch| rows_for(classifier, batch, features),
+    );
+    StageStats {
         name: "infer",
-        ..Default::default()
-    };
-    let intake = std::sync::Mutex::new((rx, 0u64));
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, Vec<Row>)>();
-    let busy: Vec<(u64, std::time::Duration)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = classifiers
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut classifier)| {
-                let (intake, done_tx) = (&intake, done_tx.clone());
+        items,
+        busy,
+    }
+}
+
+/// Maps every item of `rx` through `work` on `workers` threads, which take items as they
+/// become free, and sends the results on in the items' numbers' order (`number` gives an
+/// item's number, 0, 1, 2, … as its producer sent them, and how many things it counts
+/// as). Returns the items counted and the busy time summed over the workers.
+fn in_order<I: Send, O: Send>(
+    rx: Receiver<I>,
+    tx: Sender<O>,
+    workers: usize,
+    number: impl Fn(&I) -> (u64, u64) + Sync,
+    work: impl Fn(I) -> O + Sync,
+) -> (u64, Duration) {
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(u64, O)>();
+    let per_worker: Vec<(u64, Duration)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers.max(1))
+            .map(|i| {
+                let (rx, done_tx, number, work) = (rx.clone(), done_tx.clone(), &number, &work);
                 std::thread::Builder::new()
                     .name(format!("facebatch-infer-{i}"))
                     .spawn_scoped(scope, move || {
-                        let (mut items, mut busy) = (0u64, std::time::Duration::ZERO);
-                        loop {
-                            // Take the next batch and its number together.
-                            let next = {
-                                let Ok(mut guard) = intake.lock() else { break };
-                                let (rx, seq) = &mut *guard;
-                                rx.blocking_recv().map(|b| {
-                                    *seq += 1;
-                                    (*seq - 1, b)
-                                })
-                            };
-                            let Some((seq, batch)) = next else { break };
+                        let (mut items, mut busy) = (0u64, Duration::ZERO);
+                        while let Ok(item) = rx.recv_blocking() {
                             let t = Instant::now();
-                            items += batch.entries.len() as u64;
-                            let rows = rows_for(&mut classifier, batch, features);
+                            let (seq, count) = number(&item);
+                            items += count;
+                            let out = work(item);
                             busy += t.elapsed();
-                            if done_tx.send((seq, rows)).is_err() {
+                            if done_tx.send((seq, out)).is_err() {
                                 break;
                             }
                         }
@@ -180,27 +193,91 @@ pub fn run(
                     })
             })
             .collect();
-        drop(done_tx);
-        // Reorder: pass rows on in batch order.
-        let mut waiting = std::collections::BTreeMap::new();
+        drop((done_tx, rx));
+        // Reorder: pass results on in number order.
+        let mut waiting = BTreeMap::new();
         let mut next = 0u64;
-        'out: for (seq, rows) in done_rx {
-            waiting.insert(seq, rows);
-            while let Some(rows) = waiting.remove(&next) {
+        'out: for (seq, out) in done_rx {
+            waiting.insert(seq, out);
+            while let Some(out) = waiting.remove(&next) {
                 next += 1;
-                if tx.blocking_send(rows).is_err() {
+                if tx.blocking_send(out).is_err() {
                     break 'out;
                 }
             }
         }
-        workers
+        handles
             .into_iter()
-            .filter_map(|w| w.ok().and_then(|h| h.join().ok()))
+            .filter_map(|h| h.ok().and_then(|h| h.join().ok()))
             .collect()
     });
-    for (items, b) in busy {
-        stats.items += items;
-        stats.busy += b;
+    per_worker
+        .into_iter()
+        .fold((0, Duration::ZERO), |(n, b), (i, d)| (n + i, b + d))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The reordering of parallel inference, in-process: no ONNX Runtime.
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+
+    /// Items finish in a random order (random per-item work times over four workers), and
+    /// still leave in the order they were numbered.
+    #[test]
+    fn results_leave_in_number_order_whatever_order_the_workers_finish_in() {
+        let (in_tx, in_rx) = async_channel::bounded(2);
+        let (out_tx, mut out_rx) = tokio::sync::mpsc::channel(1);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let delays: Vec<u64> = (0..200).map(|_| rng.random_range(0..3)).collect();
+        let feeder = std::thread::spawn(move || {
+            for (seq, d) in delays.into_iter().enumerate() {
+                in_tx.send_blocking((seq as u64, d)).unwrap();
+            }
+        });
+        let collector = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            while let Some(x) = out_rx.blocking_recv() {
+                got.push(x);
+            }
+            got
+        });
+        let (items, _) = in_order(
+            in_rx,
+            out_tx,
+            4,
+            |&(seq, _): &(u64, u64)| (seq, 1),
+            |(seq, d)| {
+                std::thread::sleep(Duration::from_millis(d));
+                seq
+            },
+        );
+        feeder.join().unwrap();
+        assert_eq!(items, 200);
+        assert_eq!(collector.join().unwrap(), (0..200).collect::<Vec<u64>>());
     }
-    stats
+
+    /// When the consumer goes away, the workers stop instead of blocking.
+    #[test]
+    fn a_closed_output_stops_the_workers() {
+        let (in_tx, in_rx) = async_channel::bounded(1000);
+        for seq in 0..1000u64 {
+            in_tx.send_blocking(seq).unwrap();
+        }
+        drop(in_tx);
+        let (out_tx, out_rx) = tokio::sync::mpsc::channel(1);
+        drop(out_rx);
+        let (items, _) = in_order(
+            in_rx,
+            out_tx,
+            3,
+            |&s: &u64| (s, 1),
+            |s| {
+                std::thread::sleep(Duration::from_millis(1));
+                s
+            },
+        );
+        assert!(items < 1000, "stopped early: {items}");
+    }
 }

@@ -93,3 +93,119 @@ pub fn run(
     out.stats.busy += t.elapsed();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The sink in-process, on its own channel and a temporary folder: where parts end.
+    use std::sync::Arc;
+
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+    use crate::classify::output;
+    use crate::classify::{FaceMeta, Row, Status};
+    use crate::vision::faces::CropKind;
+
+    /// Face `index` of `count` of photo `photo`.
+    fn face(photo: usize, index: u32, count: u32) -> Row {
+        Row {
+            root: Arc::from("r"),
+            path: format!("{photo}.jpg"),
+            status: Status::Ok,
+            face: Some(FaceMeta {
+                index,
+                count,
+                kind: CropKind::Aligned,
+                face: None,
+            }),
+            last_of_file: index + 1 == count,
+            error: None,
+            error_kind: None,
+            label: Some("female".into()),
+            confidence: Some(0.9),
+            probs: vec![0.9, 0.1],
+            width: Some(10),
+            height: Some(10),
+            bytes: None,
+            modified: None,
+            features: None,
+        }
+    }
+
+    /// The (path, face_index) rows of each part file, in part order.
+    fn parts(dir: &std::path::Path) -> Vec<Vec<(String, i32)>> {
+        output::list_parts(dir)
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let file = std::fs::File::open(p).unwrap();
+                let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                let mut rows = Vec::new();
+                for b in reader {
+                    let b = b.unwrap();
+                    let col = |n: &str| b.column(b.schema().index_of(n).unwrap()).clone();
+                    let (path, index) = (col("path"), col("face_index"));
+                    let path = path
+                        .as_any()
+                        .downcast_ref::<arrow::array::StringArray>()
+                        .unwrap();
+                    let index = index
+                        .as_any()
+                        .downcast_ref::<arrow::array::Int32Array>()
+                        .unwrap();
+                    for i in 0..b.num_rows() {
+                        rows.push((path.value(i).to_string(), index.value(i)));
+                    }
+                }
+                rows
+            })
+            .collect()
+    }
+
+    /// With a checkpoint every 3 rows, a part ends at the first file boundary at or after
+    /// 3 rows, never inside a photo, and every row is written once, in order.
+    #[test]
+    fn a_part_ends_at_a_file_boundary_once_it_holds_checkpoint_rows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let labels = vec!["female".to_string(), "male".to_string()];
+        let dir = tmp.path().join("out.parquet.parts");
+        std::fs::create_dir_all(&dir).unwrap();
+        let writer =
+            PartWriter::open(dir.clone(), output::schema(&labels, None), labels, None).unwrap();
+        // Photos with 2, 1, 4, 1, 1 and 2 faces, sent as the infer stage sends them: a
+        // batch of rows at a time, one photo's faces split over two batches.
+        let photos = [2u32, 1, 4, 1, 1, 2];
+        let rows: Vec<Row> = photos
+            .iter()
+            .enumerate()
+            .flat_map(|(p, &n)| (0..n).map(move |i| face(p, i, n)))
+            .collect();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let progress = crate::progress::Progress::new(crate::progress::ProgressMode::Off, 0, "x");
+        let sink = std::thread::spawn(move || run(rx, writer, 3, progress));
+        let mut rows = rows.into_iter();
+        for size in [2, 3, 2, 4] {
+            tx.blocking_send(rows.by_ref().take(size).collect())
+                .unwrap();
+        }
+        drop(tx);
+        let out = sink.join().unwrap().unwrap();
+        assert_eq!(out.ok, 11);
+        let got = parts(&dir);
+        let sizes: Vec<usize> = got.iter().map(Vec::len).collect();
+        // Batches end after rows 2, 5, 7 and 11. Checks run after each batch: at 5 rows
+        // the last row is face 1 of 4 of photo 2 (no flush), at 7 rows photo 2 is
+        // complete (flush 7), then the rest at the end.
+        assert_eq!(sizes, [7, 4], "{got:?}");
+        let all: Vec<(String, i32)> = got.into_iter().flatten().collect();
+        let expected: Vec<(String, i32)> = photos
+            .iter()
+            .enumerate()
+            .flat_map(|(p, &n)| (0..n as i32).map(move |i| (format!("{p}.jpg"), i)))
+            .collect();
+        assert_eq!(all, expected);
+    }
+}

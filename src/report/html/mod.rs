@@ -19,7 +19,7 @@ pub mod thumbs;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Validated settings of one report.
 #[derive(Clone, Debug)]
@@ -67,8 +67,7 @@ pub fn build(s: &ReportSettings) -> Result<ReportSummary> {
         galleries = selected.galleries.len(),
         "rows read"
     );
-    std::fs::create_dir_all(&s.out)
-        .map_err(|e| Error::io(format!("creating {}", s.out.display()), e))?;
+    fs_err::create_dir_all(&s.out)?;
     // Each shown face once, whatever galleries it is in.
     let mut seen = BTreeSet::new();
     let shown: Vec<&read::FaceRow> = selected

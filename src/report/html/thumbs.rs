@@ -48,8 +48,7 @@ pub fn write_all(
     dir: &Path,
 ) -> crate::Result<BTreeMap<u64, Thumb>> {
     for sub in ["faces", "context"] {
-        std::fs::create_dir_all(dir.join(sub))
-            .map_err(|e| crate::Error::io(format!("creating {}", dir.join(sub).display()), e))?;
+        fs_err::create_dir_all(dir.join(sub))?;
     }
     let mut by_photo: BTreeMap<&PathBuf, Vec<&FaceRow>> = BTreeMap::new();
     for r in rows {

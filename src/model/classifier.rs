@@ -3,12 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use ort::session::Session;
 use ort::value::TensorRef;
 
-use super::session::{SessionOptions, build_session};
 use crate::error::{Error, Result};
 use crate::model::card::{ModelCard, OUTPUT_NAMES, resolve_model_paths};
+use crate::onnx::{SessionOptions, SessionPool};
 
 /// Outputs for one batch, row-major.
 #[derive(Clone, Debug, Default)]
@@ -38,7 +37,7 @@ impl BatchOutput {
 
 /// A loaded, card-checked classifier.
 pub struct Classifier {
-    session: Session,
+    sessions: SessionPool,
     pub card: ModelCard,
     pub onnx_path: PathBuf,
     pub onnx_sha256: String,
@@ -58,8 +57,7 @@ impl CheckedModel {
     pub fn read(model: &Path) -> Result<CheckedModel> {
         let (onnx_path, card_path) = resolve_model_paths(model)?;
         let card = ModelCard::load(&card_path)?;
-        let bytes = std::fs::read(&onnx_path)
-            .map_err(|e| Error::io(format!("reading {}", onnx_path.display()), e))?;
+        let bytes = fs_err::read(&onnx_path)?;
         let sha256 = crate::fsutil::sha256_hex(&bytes);
         if sha256 != card.onnx.sha256 {
             return Err(Error::InvalidModel {
@@ -85,22 +83,31 @@ impl Classifier {
         Classifier::from_checked(&CheckedModel::read(model)?, opts)
     }
 
-    /// `n` classifiers of one model, each with its own session (one per inference
-    /// worker); the files are read and checked once.
-    pub fn load_many(model: &Path, opts: &SessionOptions, n: usize) -> Result<Vec<Classifier>> {
-        let checked = CheckedModel::read(model)?;
-        (0..n.max(1))
-            .map(|_| Classifier::from_checked(&checked, opts))
-            .collect()
+    /// Loads `model` with `sessions` sessions, for as many threads running it at once (the
+    /// inference workers).
+    pub fn load_pooled(model: &Path, opts: &SessionOptions, sessions: usize) -> Result<Classifier> {
+        Classifier::from_checked_pooled(&CheckedModel::read(model)?, opts, sessions)
     }
 
+    /// A classifier with one session from a model already read and checked.
     pub fn from_checked(m: &CheckedModel, opts: &SessionOptions) -> Result<Classifier> {
+        Classifier::from_checked_pooled(m, opts, 1)
+    }
+
+    /// A classifier with `sessions` sessions; the first one's inputs and outputs are
+    /// checked against the card.
+    pub fn from_checked_pooled(
+        m: &CheckedModel,
+        opts: &SessionOptions,
+        sessions: usize,
+    ) -> Result<Classifier> {
         let (onnx_path, card, sha) = (m.onnx_path.clone(), m.card.clone(), m.sha256.clone());
         let invalid = |reason: String| Error::InvalidModel {
             path: onnx_path.clone(),
             reason,
         };
-        let session = build_session(&m.bytes, opts, &onnx_path)?;
+        let pool = SessionPool::build(&m.bytes, opts, &onnx_path, sessions)?;
+        let session = pool.get()?;
         let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         if inputs != [card.input.name.as_str()] {
             return Err(invalid(format!(
@@ -130,8 +137,9 @@ impl Classifier {
                 )));
             }
         }
+        drop(session);
         Ok(Classifier {
-            session,
+            sessions: pool,
             card,
             onnx_path,
             onnx_sha256: sha,
@@ -148,7 +156,7 @@ impl Classifier {
     /// also run mirrored and the two probability vectors averaged (embedding and pooled
     /// features stay those of the image itself); with its `calibration`, the temperature is
     /// applied.
-    pub fn run(&mut self, input: &[f32], n: usize) -> Result<BatchOutput> {
+    pub fn run(&self, input: &[f32], n: usize) -> Result<BatchOutput> {
         let mut out = self.run_uncalibrated(input, n)?;
         if let Some(c) = &self.card.calibration {
             let classes = self.card.labels.len();
@@ -158,12 +166,12 @@ impl Classifier {
     }
 
     /// Classifies face crops as the card says: each crop fitted and normalised to the
-    /// card's input ([`InputSpec::tensor_from_rgb`](crate::vision::decode::InputSpec::tensor_from_rgb)),
+    /// card's input (`InputSpec::tensor_from_rgb`),
     /// then [`run`](Self::run) (test-time flip, calibration). Every command that reports a
     /// probability for an image goes through `run`; this is the shortcut for callers that
     /// hold images rather than a batch tensor (classify builds its tensors in a stage of
     /// their own, in parallel).
-    pub fn classify_images(&mut self, images: &[&image::RgbImage]) -> Result<BatchOutput> {
+    pub fn classify_images(&self, images: &[&image::RgbImage]) -> Result<BatchOutput> {
         let spec = &self.card.input;
         let mut input = Vec::with_capacity(images.len() * spec.len());
         for img in images {
@@ -173,7 +181,7 @@ impl Classifier {
     }
 
     /// [`run`](Self::run) without the card's calibration: what a temperature is fitted to.
-    pub fn run_uncalibrated(&mut self, input: &[f32], n: usize) -> Result<BatchOutput> {
+    pub fn run_uncalibrated(&self, input: &[f32], n: usize) -> Result<BatchOutput> {
         if !self.card.test_time_flip || n == 0 {
             return self.run_raw(input, n);
         }
@@ -202,7 +210,7 @@ impl Classifier {
         Ok(out)
     }
 
-    fn run_raw(&mut self, input: &[f32], n: usize) -> Result<BatchOutput> {
+    fn run_raw(&self, input: &[f32], n: usize) -> Result<BatchOutput> {
         let spec = &self.card.input;
         let (c, h, w) = (
             spec.channels as usize,
@@ -210,7 +218,7 @@ impl Classifier {
             spec.width as usize,
         );
         if input.len() != n * c * h * w {
-            return Err(Error::InvalidOption(format!(
+            return Err(Error::Internal(format!(
                 "batch holds {} floats, expected {n}x{c}x{h}x{w}",
                 input.len()
             )));
@@ -218,8 +226,8 @@ impl Classifier {
         let tensor = TensorRef::from_array_view(([n, c, h, w], input))
             .map_err(|e| Error::ort("wrapping the input batch", e))?;
         let name = spec.name.clone();
-        let outputs = self
-            .session
+        let mut session = self.sessions.get()?;
+        let outputs = session
             .run(ort::inputs![name => tensor])
             .map_err(|e| Error::ort("running the model", e))?;
         let mut out = BatchOutput {
