@@ -137,7 +137,7 @@ pub fn feature_maps(
     let spec = &card.input;
     let rgb = load_rgb(image_path, DecodeLimits::default())?;
     // The subject face exactly as classify would crop it (aligned models), else the fit.
-    let finder = FaceFinder::for_model(card, faces, opts, 1)?;
+    let finder = FaceFinder::for_model(card.faces(), faces, opts, 1)?;
     let fitted = finder
         .subject(&rgb)?
         .map(|c| c.image)
@@ -244,7 +244,7 @@ pub fn draw_boxes(
     if fo.mode.is_none() || fo.mode == Some(FaceMode::Whole) {
         fo.mode = Some(FaceMode::Detect);
     }
-    let finder = FaceFinder::for_model(&classifier.card, &fo, opts, 1)?;
+    let finder = FaceFinder::for_model(classifier.card.faces(), &fo, opts, 1)?;
     let rgb = load_rgb(image_path, DecodeLimits::default())?;
     let crops = finder.crops(&rgb)?;
     let labels = classifier.card.labels.clone();

@@ -64,7 +64,8 @@ fn open(s: &ClassifySettings) -> Result<(Opened, output::PartWriter, FaceFinder)
         intra_threads: 1,
         ..s.session.clone()
     };
-    let finder = FaceFinder::for_model(card, &s.faces, &detector_session, s.threads.max(1))?;
+    let finder =
+        FaceFinder::for_model(card.faces(), &s.faces, &detector_session, s.threads.max(1))?;
     let faces_json = faces_identity(&finder);
     tracing::info!(mode = %finder.mode, detector = finder.detector.as_ref().map(|d| d.info.name.as_str()).unwrap_or("none"), "faces");
     let labels = card.labels.clone();

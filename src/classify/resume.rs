@@ -55,7 +55,7 @@ pub(crate) fn identity(s: &ClassifySettings) -> Result<RunInfo> {
         intra_threads: 1,
         ..s.session.clone()
     };
-    let finder = FaceFinder::for_model(&model.card, &s.faces, &detector_session, 1)?;
+    let finder = FaceFinder::for_model(model.card.faces(), &s.faces, &detector_session, 1)?;
     Ok(RunInfo {
         run_id: String::new(),
         started_at: String::new(),

@@ -50,7 +50,7 @@ pub fn run(args: &EvalArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let samples = labelled::read_sources(&[source])?;
     let mut classifier = Classifier::load(&args.model.path()?, &session_options(g))?;
     let finder = FaceFinder::for_model(
-        &classifier.card,
+        classifier.card.faces(),
         &args.face.options(g),
         &session_options(g),
         rayon::current_num_threads(),

@@ -126,6 +126,15 @@ pub struct ModelCard {
 }
 
 impl ModelCard {
+    /// What the face finder needs of this card (`vision::faces::FaceFinder::for_model`).
+    pub fn faces(&self) -> crate::vision::faces::ModelFaces<'_> {
+        crate::vision::faces::ModelFaces {
+            name: &self.name,
+            input: &self.input,
+            alignment: self.alignment.as_ref(),
+        }
+    }
+
     /// Reads and validates a card.
     pub fn load(path: &Path) -> Result<ModelCard> {
         let bad = |reason: String| Error::InvalidCard {

@@ -199,12 +199,21 @@ pub struct FaceOptions {
     pub max_faces: Option<usize>,
 }
 
+/// What the face finder needs to know of a model: what its card says of its name, input
+/// and alignment (`ModelCard::faces`).
+#[derive(Clone, Copy, Debug)]
+pub struct ModelFaces<'a> {
+    pub name: &'a str,
+    pub input: &'a InputSpec,
+    pub alignment: Option<&'a AlignSpec>,
+}
+
 impl FaceFinder {
     /// The face finder for a model: its card's alignment (or the standard one for its input
     /// size), the default detection settings unless overridden, `workers` detector sessions.
     /// Default mode: `auto` for models trained on aligned faces, `whole` otherwise.
     pub fn for_model(
-        card: &crate::model::card::ModelCard,
+        card: ModelFaces<'_>,
         opts: &FaceOptions,
         session: &crate::onnx::SessionOptions,
         workers: usize,
@@ -246,7 +255,7 @@ impl FaceFinder {
                 "the detector differs from the one the model was trained with"
             );
         }
-        let align = card.alignment.clone().unwrap_or_else(|| {
+        let align = card.alignment.cloned().unwrap_or_else(|| {
             AlignSpec::standard(
                 card.input.height,
                 card.input.width,
@@ -258,7 +267,7 @@ impl FaceFinder {
         });
         if align.width != card.input.width || align.height != card.input.height {
             return Err(crate::Error::InvalidCard {
-                path: card.name.clone().into(),
+                path: card.name.into(),
                 reason: "alignment size differs from the input size".into(),
             });
         }
