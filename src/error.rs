@@ -47,6 +47,8 @@ pub enum Error {
     Dataset(String),
     #[error("invalid option: {0}")]
     InvalidOption(String),
+    #[error("job file {path}: {reason}")]
+    JobFile { path: PathBuf, reason: String },
     /// What is on disk belongs to another run: an unfinished run without `--resume`, a
     /// `--resume` or a finished shard with other settings, another shard count.
     #[error("{0}")]

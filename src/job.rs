@@ -82,8 +82,10 @@ pub struct Job {
 
 impl Job {
     pub fn load(file: &Path) -> Result<Job> {
-        let invalid =
-            |reason: String| Error::InvalidOption(format!("{}: {reason}", file.display()));
+        let invalid = |reason: String| Error::JobFile {
+            path: file.to_path_buf(),
+            reason,
+        };
         let text = std::fs::read_to_string(file)
             .map_err(|e| Error::io(format!("reading job file {}", file.display()), e))?;
         let raw: JobFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
@@ -183,11 +185,13 @@ impl Job {
             .components()
             .any(|c| !matches!(c, std::path::Component::Normal(_)))
         {
-            return Err(Error::InvalidOption(format!(
-                "{}: partition {:?} must be a relative path inside output",
-                self.file.display(),
-                self.partition
-            )));
+            return Err(Error::JobFile {
+                path: self.file.clone(),
+                reason: format!(
+                    "partition {:?} must be a relative path inside output",
+                    self.partition
+                ),
+            });
         }
         Ok(self.output.join(rel))
     }

@@ -14,7 +14,8 @@ use crate::model::classifier::{CheckedModel, Classifier};
 use crate::onnx::{SessionOptions, build_session};
 use crate::report::plot::save_titled;
 use crate::vision::decode::{DecodeLimits, load_rgb};
-use crate::vision::faces::{FaceFinder, FaceMode, FaceOptions};
+use crate::vision::detect::Face;
+use crate::vision::faces::{Crop, FaceFinder, FaceMode, FaceOptions};
 
 /// One visualised layer.
 #[derive(Clone, Debug)]
@@ -168,6 +169,22 @@ pub fn feature_maps(
         &out_dir.join("00_input.png"),
     )?;
     let probs = classifier.classify_images(&[&fitted])?.probs;
+    let written = write_layers(&outputs, &layers, out_dir)?;
+    let probabilities: Vec<(String, f32)> = card.labels.iter().cloned().zip(probs).collect();
+    tracing::info!(image = %image_path.display(), layers = written.len(), "feature maps written");
+    Ok(FeatureMaps {
+        layers: written,
+        probabilities,
+    })
+}
+
+/// Writes one grid of feature maps per exposed `layers` output of rank 4, numbered in
+/// graph order.
+fn write_layers(
+    outputs: &ort::session::SessionOutputs<'_>,
+    layers: &[Exposed],
+    out_dir: &Path,
+) -> Result<Vec<LayerMaps>> {
     let mut written = Vec::new();
     for (k, (tensor_name, display)) in layers.iter().enumerate() {
         let Some(value) = outputs.get(tensor_name) else {
@@ -194,12 +211,7 @@ pub fn feature_maps(
             file,
         });
     }
-    let probabilities: Vec<(String, f32)> = card.labels.iter().cloned().zip(probs).collect();
-    tracing::info!(image = %image_path.display(), layers = written.len(), "feature maps written");
-    Ok(FeatureMaps {
-        layers: written,
-        probabilities,
-    })
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -247,25 +259,53 @@ pub fn draw_boxes(
     let finder = FaceFinder::for_model(classifier.card.faces(), &fo, opts, 1)?;
     let rgb = load_rgb(image_path, DecodeLimits::default())?;
     let crops = finder.crops(&rgb)?;
+    let drawn = classify_faces(&classifier, &crops)?;
+    let img = paint(rgb, &classifier.card.labels, &drawn)?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| Error::io(format!("creating {}", out_dir.display()), e))?;
+    let stem = image_path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "image".into());
+    let file = out_dir.join(format!("{stem}.boxes.png"));
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| Error::Plot(format!("encoding {}: {e}", file.display())))?;
+    crate::fsutil::write_atomic(&file, &bytes)?;
+    Ok((file, drawn.into_iter().map(|(_, d)| d).collect()))
+}
+
+/// Classifies the detected faces among `crops`: each detection with what is drawn for it.
+fn classify_faces(classifier: &Classifier, crops: &[Crop]) -> Result<Vec<(Face, DrawnFace)>> {
     let labels = classifier.card.labels.clone();
     let mut drawn = Vec::new();
-    if !crops.is_empty() {
-        let images: Vec<&image::RgbImage> = crops.iter().map(|c| &c.image).collect();
-        let out = classifier.classify_images(&images)?;
-        for (i, c) in crops.iter().enumerate() {
-            let Some(f) = &c.face else { continue };
-            let best = out.argmax(i, labels.len());
-            drawn.push((
-                f.clone(),
-                DrawnFace {
-                    bbox: f.bbox,
-                    score: f.score,
-                    label: labels[best].clone(),
-                    confidence: out.probs[i * labels.len() + best],
-                },
-            ));
-        }
+    if crops.is_empty() {
+        return Ok(drawn);
     }
+    let images: Vec<&image::RgbImage> = crops.iter().map(|c| &c.image).collect();
+    let out = classifier.classify_images(&images)?;
+    for (i, c) in crops.iter().enumerate() {
+        let Some(f) = &c.face else { continue };
+        let best = out.argmax(i, labels.len());
+        drawn.push((
+            f.clone(),
+            DrawnFace {
+                bbox: f.bbox,
+                score: f.score,
+                label: labels[best].clone(),
+                confidence: out.probs[i * labels.len() + best],
+            },
+        ));
+    }
+    Ok(drawn)
+}
+
+/// Draws each face's box, landmarks and "label confidence" tag onto `rgb`, coloured by
+/// label.
+fn paint(rgb: RgbImage, labels: &[String], drawn: &[(Face, DrawnFace)]) -> Result<RgbImage> {
     let (w, h) = rgb.dimensions();
     let mut buf = rgb.into_raw();
     {
@@ -281,7 +321,7 @@ pub fn draw_boxes(
             RGBColor(0, 190, 120),
         ];
         let perr = |e: &dyn std::fmt::Display| Error::Plot(e.to_string());
-        for (f, d) in &drawn {
+        for (f, d) in drawn {
             let k = labels.iter().position(|l| *l == d.label).unwrap_or(0);
             let color = palette[k % palette.len()];
             let [x1, y1, x2, y2] = f.bbox.map(|v| v.round() as i32);
@@ -315,21 +355,6 @@ pub fn draw_boxes(
         }
         root.present().map_err(|e| perr(&e))?;
     }
-    let img = RgbImage::from_raw(w, h, buf)
-        .ok_or_else(|| Error::Plot("drawing buffer has the wrong size".into()))?;
-    std::fs::create_dir_all(out_dir)
-        .map_err(|e| Error::io(format!("creating {}", out_dir.display()), e))?;
-    let stem = image_path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "image".into());
-    let file = out_dir.join(format!("{stem}.boxes.png"));
-    let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )
-    .map_err(|e| Error::Plot(format!("encoding {}: {e}", file.display())))?;
-    crate::fsutil::write_atomic(&file, &bytes)?;
-    Ok((file, drawn.into_iter().map(|(_, d)| d).collect()))
+    RgbImage::from_raw(w, h, buf)
+        .ok_or_else(|| Error::Plot("drawing buffer has the wrong size".into()))
 }

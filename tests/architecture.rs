@@ -67,9 +67,7 @@ fn uses(text: &str) -> BTreeMap<String, String> {
                     .take_while(|c| c.is_ascii_lowercase() || *c == '_')
                     .collect();
                 if !name.is_empty() {
-                    found
-                        .entry(name)
-                        .or_insert_with(|| line.trim().to_string());
+                    found.entry(name).or_insert_with(|| line.trim().to_string());
                 }
                 rest = after;
             }
@@ -112,7 +110,11 @@ fn every_module_imports_only_from_lower_floors() {
             }
         }
     }
-    assert!(wrong.is_empty(), "imports up or across a floor:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "imports up or across a floor:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]

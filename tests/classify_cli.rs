@@ -314,6 +314,17 @@ fn fatal_problems_are_reported_before_any_work() {
             "does not match its card",
         ),
         (classify_cmd([&photos], &out), &["--device", "cuda"], "cuda"),
+        // Checked once, by the library, which names the flags.
+        (
+            classify_cmd([&photos], &out),
+            &["--batch-size", "0"],
+            "--batch-size",
+        ),
+        (
+            classify_cmd([&photos], &out),
+            &["--checkpoint-rows", "0"],
+            "--checkpoint-rows",
+        ),
     ] {
         assert_fatal(&run(classify.args(extra)), needle);
     }

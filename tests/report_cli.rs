@@ -73,10 +73,27 @@ fn a_report_shows_every_face_of_a_run_with_its_thumbnails() {
                 );
                 assert!(image::open(report.join(format!("context/{id}.jpg"))).is_ok());
             }
-            "error" => assert!(r["error"].as_str().is_some_and(|e| !e.is_empty())),
+            "error" => {
+                assert!(r["error"].as_str().is_some_and(|e| !e.is_empty()));
+                assert!(r["error_kind"].as_str().is_some(), "{r}");
+            }
             _ => {}
         }
     }
+    // Errors are grouped by the output's error_kind column (the broken sample file).
+    let (b, _) = read_rows(&out);
+    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    for k in strings(&b, "error_kind").into_iter().flatten() {
+        *kinds.entry(k).or_default() += 1;
+    }
+    assert!(!kinds.is_empty(), "the samples hold a broken file");
+    let grouped: BTreeMap<String, u64> = data["summary"]["errors_by_kind"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect();
+    assert_eq!(grouped, kinds);
     // Least confident first within each label's gallery.
     for label in ["female", "male"] {
         let ids: Vec<u64> = data["galleries"][format!("label:{label}")]

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Float32Builder, Int32Builder, ListBuilder, RecordBatch, StringArray,
-    StringBuilder, TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
+    Array, ArrayBuilder, ArrayRef, Float32Builder, Int32Builder, ListBuilder, RecordBatch,
+    StringArray, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::ArrowWriter;
@@ -107,73 +107,98 @@ pub fn record_batch(
     feature_dim: Option<usize>,
     rows: &[Row],
 ) -> Result<RecordBatch> {
-    let n = rows.len();
-    let mut root = StringBuilder::with_capacity(n, n * 8);
-    let mut path = StringBuilder::with_capacity(n, n * 32);
-    let mut face_index = Int32Builder::with_capacity(n);
-    let mut face_count = Int32Builder::with_capacity(n);
-    let mut crop = StringBuilder::with_capacity(n, n * 7);
-    let mut det_score = Float32Builder::with_capacity(n);
-    let mut boxes: [Float32Builder; 4] = std::array::from_fn(|_| Float32Builder::with_capacity(n));
-    let mut landmarks = ListBuilder::new(Float32Builder::with_capacity(n * 10))
-        .with_field(Arc::new(Field::new("item", DataType::Float32, false)));
-    let mut status = StringBuilder::with_capacity(n, n * 2);
-    let mut error = StringBuilder::new();
-    let mut error_kind = StringBuilder::new();
-    let mut label = StringBuilder::new();
-    let mut confidence = Float32Builder::with_capacity(n);
-    let mut probs: Vec<Float32Builder> = labels
-        .iter()
-        .map(|_| Float32Builder::with_capacity(n))
-        .collect();
-    let mut width = UInt32Builder::with_capacity(n);
-    let mut height = UInt32Builder::with_capacity(n);
-    let mut bytes = UInt64Builder::with_capacity(n);
-    let mut modified = TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut features = feature_dim.map(|d| {
-        ListBuilder::new(Float32Builder::with_capacity(n * d)).with_field(Arc::new(Field::new(
-            "item",
-            DataType::Float32,
-            false,
-        )))
-    });
+    let mut columns = RowColumns::new(rows.len(), labels.len(), feature_dim);
     for r in rows {
-        root.append_value(&*r.root);
-        path.append_value(&r.path);
-        status.append_value(r.status.as_str());
+        columns.push(r, feature_dim);
+    }
+    RecordBatch::try_new(schema.clone(), columns.finish())
+        .map_err(|e| Error::arrow("building a record batch", e))
+}
+
+/// The column builders of [`schema`], filled one row at a time.
+struct RowColumns {
+    root: StringBuilder,
+    path: StringBuilder,
+    face_index: Int32Builder,
+    face_count: Int32Builder,
+    crop: StringBuilder,
+    det_score: Float32Builder,
+    /// x1, y1, x2, y2.
+    boxes: [Float32Builder; 4],
+    landmarks: ListBuilder<Float32Builder>,
+    status: StringBuilder,
+    error: StringBuilder,
+    error_kind: StringBuilder,
+    label: StringBuilder,
+    confidence: Float32Builder,
+    /// One per label, in label order.
+    probs: Vec<Float32Builder>,
+    width: UInt32Builder,
+    height: UInt32Builder,
+    bytes: UInt64Builder,
+    modified: TimestampMicrosecondBuilder,
+    /// With `--features`: the pooled features of each row.
+    features: Option<ListBuilder<Float32Builder>>,
+}
+
+impl RowColumns {
+    /// Empty builders for `n` rows.
+    fn new(n: usize, labels: usize, feature_dim: Option<usize>) -> RowColumns {
+        let floats = |capacity: usize| {
+            ListBuilder::new(Float32Builder::with_capacity(capacity))
+                .with_field(Arc::new(Field::new("item", DataType::Float32, false)))
+        };
+        RowColumns {
+            root: StringBuilder::with_capacity(n, n * 8),
+            path: StringBuilder::with_capacity(n, n * 32),
+            face_index: Int32Builder::with_capacity(n),
+            face_count: Int32Builder::with_capacity(n),
+            crop: StringBuilder::with_capacity(n, n * 7),
+            det_score: Float32Builder::with_capacity(n),
+            boxes: std::array::from_fn(|_| Float32Builder::with_capacity(n)),
+            landmarks: floats(n * 10),
+            status: StringBuilder::with_capacity(n, n * 2),
+            error: StringBuilder::new(),
+            error_kind: StringBuilder::new(),
+            label: StringBuilder::new(),
+            confidence: Float32Builder::with_capacity(n),
+            probs: (0..labels)
+                .map(|_| Float32Builder::with_capacity(n))
+                .collect(),
+            width: UInt32Builder::with_capacity(n),
+            height: UInt32Builder::with_capacity(n),
+            bytes: UInt64Builder::with_capacity(n),
+            modified: TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"),
+            features: feature_dim.map(|d| floats(n * d)),
+        }
+    }
+
+    /// Appends row `r`.
+    fn push(&mut self, r: &Row, feature_dim: Option<usize>) {
+        self.root.append_value(&*r.root);
+        self.path.append_value(&r.path);
+        self.status.append_value(r.status.as_str());
         let face = r.face.as_ref();
-        let det = face.and_then(|f| f.face.as_ref());
-        face_index.append_option(face.map(|f| f.index as i32));
-        face_count.append_option(match r.status {
+        self.face_index.append_option(face.map(|f| f.index as i32));
+        self.face_count.append_option(match r.status {
             Status::NoFace => Some(0),
             _ => face.map(|f| f.count as i32),
         });
-        crop.append_option(face.map(|f| f.kind.as_str()));
-        det_score.append_option(det.map(|d| d.score));
-        for (i, b) in boxes.iter_mut().enumerate() {
-            b.append_option(det.map(|d| d.bbox[i]));
-        }
-        match det {
-            Some(d) => {
-                for p in &d.landmarks {
-                    landmarks.values().append_slice(p);
-                }
-                landmarks.append(true);
-            }
-            None => landmarks.append(false),
-        }
-        error.append_option(r.error.as_deref());
-        error_kind.append_option(r.error_kind.map(|k| k.as_str()));
-        label.append_option(r.label.as_deref());
-        confidence.append_option(r.confidence);
-        for (i, b) in probs.iter_mut().enumerate() {
+        self.crop.append_option(face.map(|f| f.kind.as_str()));
+        self.push_detection(face.and_then(|f| f.face.as_ref()));
+        self.error.append_option(r.error.as_deref());
+        self.error_kind
+            .append_option(r.error_kind.map(|k| k.as_str()));
+        self.label.append_option(r.label.as_deref());
+        self.confidence.append_option(r.confidence);
+        for (i, b) in self.probs.iter_mut().enumerate() {
             b.append_option(r.probs.get(i).copied());
         }
-        width.append_option(r.width);
-        height.append_option(r.height);
-        bytes.append_option(r.bytes);
-        modified.append_option(r.modified);
-        if let (Some(fb), Some(dim)) = (features.as_mut(), feature_dim) {
+        self.width.append_option(r.width);
+        self.height.append_option(r.height);
+        self.bytes.append_option(r.bytes);
+        self.modified.append_option(r.modified);
+        if let (Some(fb), Some(dim)) = (self.features.as_mut(), feature_dim) {
             match &r.features {
                 Some(v) if v.len() == dim => {
                     fb.values().append_slice(v);
@@ -183,31 +208,51 @@ pub fn record_batch(
             }
         }
     }
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(root.finish()),
-        Arc::new(path.finish()),
-        Arc::new(face_index.finish()),
-        Arc::new(status.finish()),
-        Arc::new(error.finish()),
-        Arc::new(error_kind.finish()),
-        Arc::new(label.finish()),
-        Arc::new(confidence.finish()),
-    ];
-    columns.extend(probs.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    columns.push(Arc::new(face_count.finish()));
-    columns.push(Arc::new(crop.finish()));
-    columns.push(Arc::new(det_score.finish()));
-    columns.extend(boxes.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    columns.push(Arc::new(landmarks.finish()));
-    columns.push(Arc::new(width.finish()));
-    columns.push(Arc::new(height.finish()));
-    columns.push(Arc::new(bytes.finish()));
-    columns.push(Arc::new(modified.finish()));
-    if let Some(mut fb) = features {
-        columns.push(Arc::new(fb.finish()));
+
+    /// The detection's score, box and landmarks, or nulls.
+    fn push_detection(&mut self, det: Option<&crate::vision::detect::Face>) {
+        self.det_score.append_option(det.map(|d| d.score));
+        for (i, b) in self.boxes.iter_mut().enumerate() {
+            b.append_option(det.map(|d| d.bbox[i]));
+        }
+        match det {
+            Some(d) => {
+                for p in &d.landmarks {
+                    self.landmarks.values().append_slice(p);
+                }
+                self.landmarks.append(true);
+            }
+            None => self.landmarks.append(false),
+        }
     }
-    RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| Error::arrow("building a record batch", e))
+
+    /// The finished arrays, in [`schema`] order.
+    fn finish(mut self) -> Vec<ArrayRef> {
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(self.root.finish()),
+            Arc::new(self.path.finish()),
+            Arc::new(self.face_index.finish()),
+            Arc::new(self.status.finish()),
+            Arc::new(self.error.finish()),
+            Arc::new(self.error_kind.finish()),
+            Arc::new(self.label.finish()),
+            Arc::new(self.confidence.finish()),
+        ];
+        columns.extend(self.probs.iter_mut().map(ArrayBuilder::finish));
+        columns.push(Arc::new(self.face_count.finish()));
+        columns.push(Arc::new(self.crop.finish()));
+        columns.push(Arc::new(self.det_score.finish()));
+        columns.extend(self.boxes.iter_mut().map(ArrayBuilder::finish));
+        columns.push(Arc::new(self.landmarks.finish()));
+        columns.push(Arc::new(self.width.finish()));
+        columns.push(Arc::new(self.height.finish()));
+        columns.push(Arc::new(self.bytes.finish()));
+        columns.push(Arc::new(self.modified.finish()));
+        if let Some(mut fb) = self.features {
+            columns.push(Arc::new(fb.finish()));
+        }
+        columns
+    }
 }
 
 fn props(metadata: Vec<KeyValue>) -> WriterProperties {

@@ -132,15 +132,10 @@ impl ClassifyArgs {
     /// Checks the options and turns them into the library's settings.
     pub fn settings(&self, g: &GlobalArgs) -> anyhow::Result<ClassifySettings> {
         let o = &self.options;
-        anyhow::ensure!(o.batch_size > 0, "--batch-size must be at least 1");
         anyhow::ensure!(
             (0.0..=1.0).contains(&o.max_error_rate),
             "--max-error-rate must be within 0..=1, got {}",
             o.max_error_rate
-        );
-        anyhow::ensure!(
-            o.checkpoint_rows > 0,
-            "--checkpoint-rows must be at least 1"
         );
         anyhow::ensure!(o.max_pixels > 0, "--max-pixels must be at least 1");
         anyhow::ensure!(

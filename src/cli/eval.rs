@@ -48,7 +48,7 @@ pub struct EvalArgs {
 pub fn run(args: &EvalArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let source = Source::from_path(&args.data, &args.label_column, &args.path_column);
     let samples = labelled::read_sources(&[source])?;
-    let mut classifier = Classifier::load(&args.model.path()?, &session_options(g))?;
+    let classifier = Classifier::load(&args.model.path()?, &session_options(g))?;
     let finder = FaceFinder::for_model(
         classifier.card.faces(),
         &args.face.options(g),
@@ -59,7 +59,7 @@ pub fn run(args: &EvalArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let progress =
         facebatch::progress::Progress::new(progress_mode(g), samples.len() as u64, "images");
     let evaluation = evaluate(
-        &mut classifier,
+        &classifier,
         &samples,
         args.batch_size.max(1),
         &args.group_by,

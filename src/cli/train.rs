@@ -141,20 +141,7 @@ pub enum SamplerArg {
 
 impl TrainArgs {
     pub fn settings(&self, g: &GlobalArgs) -> anyhow::Result<TrainSettings> {
-        let mut sources: Vec<Source> = self
-            .data
-            .iter()
-            .map(|p| Source::from_path(p, &self.label_column, &self.path_column))
-            .collect();
-        sources.extend(self.labels_csv.iter().map(|p| Source::Csv {
-            path: p.clone(),
-            label_column: self.label_column.clone(),
-            path_column: self.path_column.clone(),
-        }));
-        anyhow::ensure!(
-            !sources.is_empty(),
-            "no training data: pass a folder per class, or --labels-csv FILE"
-        );
+        let sources = self.sources()?;
         anyhow::ensure!(self.epochs > 0, "--epochs must be at least 1");
         anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
         anyhow::ensure!(
@@ -176,30 +163,7 @@ impl TrainArgs {
             out_dir: self.out.clone(),
             name: self.name.clone(),
             arch: self.arch,
-            input: match &self.input_size {
-                None => None,
-                Some(v) => {
-                    let parse = |x: &str| x.trim().parse::<u32>().ok();
-                    let (h, w) = match v.split_once(['x', 'X']) {
-                        Some((h, w)) => (parse(h), parse(w)),
-                        None => (parse(v), parse(v)),
-                    };
-                    let (Some(h), Some(w)) = (h, w) else {
-                        anyhow::bail!("--input-size {v:?}: expected N or HxW");
-                    };
-                    anyhow::ensure!(
-                        self.arch.accepts_size(h, w),
-                        "--input-size {h}x{w}: the {} network takes {}",
-                        self.arch.name(),
-                        if self.arch == Arch::Seed {
-                            "only 112x92"
-                        } else {
-                            "32 to 256 pixels a side"
-                        }
-                    );
-                    Some((h, w))
-                }
-            },
+            input: self.input()?,
             epochs: self.epochs,
             batch_size: self.batch_size,
             lr: self.lr,
@@ -208,39 +172,9 @@ impl TrainArgs {
             patience: self.patience.max(1),
             split,
             seed: self.seed,
-            augment: {
-                let mut a = if self.no_augment {
-                    Augment::none()
-                } else {
-                    Augment::default()
-                };
-                for kv in &self.augment {
-                    let (k, v) = kv
-                        .split_once('=')
-                        .ok_or_else(|| anyhow::anyhow!("--augment {kv:?}: expected NAME=VALUE"))?;
-                    let v: f32 = v
-                        .trim()
-                        .parse()
-                        .map_err(|_| anyhow::anyhow!("--augment {kv:?}: {v:?} is not a number"))?;
-                    a.set(k.trim(), v)
-                        .map_err(|e| anyhow::anyhow!("--augment: {e}"))?;
-                }
-                a
-            },
+            augment: self.augmentation()?,
             pin_splits: self.pin_splits.clone(),
-            sampling: match self.sampler {
-                SamplerArg::Uniform => Sampling::Uniform,
-                SamplerArg::Balanced => {
-                    anyhow::ensure!(
-                        (0.0..=1.0).contains(&self.source_power),
-                        "--source-power must be within 0..=1, got {}",
-                        self.source_power
-                    );
-                    Sampling::Balanced {
-                        source_power: self.source_power,
-                    }
-                }
-            },
+            sampling: self.sampling()?,
             calibrate: !self.no_calibrate,
             max_images: self.max_images,
             max_steps_per_epoch: self.max_steps_per_epoch,
@@ -275,6 +209,89 @@ impl TrainArgs {
                 d.validate()?;
                 d
             },
+        })
+    }
+
+    /// The data folders and manifests, in the order given (folders first).
+    fn sources(&self) -> anyhow::Result<Vec<Source>> {
+        let mut sources: Vec<Source> = self
+            .data
+            .iter()
+            .map(|p| Source::from_path(p, &self.label_column, &self.path_column))
+            .collect();
+        sources.extend(self.labels_csv.iter().map(|p| Source::Csv {
+            path: p.clone(),
+            label_column: self.label_column.clone(),
+            path_column: self.path_column.clone(),
+        }));
+        anyhow::ensure!(
+            !sources.is_empty(),
+            "no training data: pass a folder per class, or --labels-csv FILE"
+        );
+        Ok(sources)
+    }
+
+    /// `--input-size` as (height, width), checked against the architecture.
+    fn input(&self) -> anyhow::Result<Option<(u32, u32)>> {
+        let Some(v) = &self.input_size else {
+            return Ok(None);
+        };
+        let parse = |x: &str| x.trim().parse::<u32>().ok();
+        let (h, w) = match v.split_once(['x', 'X']) {
+            Some((h, w)) => (parse(h), parse(w)),
+            None => (parse(v), parse(v)),
+        };
+        let (Some(h), Some(w)) = (h, w) else {
+            anyhow::bail!("--input-size {v:?}: expected N or HxW");
+        };
+        anyhow::ensure!(
+            self.arch.accepts_size(h, w),
+            "--input-size {h}x{w}: the {} network takes {}",
+            self.arch.name(),
+            if self.arch == Arch::Seed {
+                "only 112x92"
+            } else {
+                "32 to 256 pixels a side"
+            }
+        );
+        Ok(Some((h, w)))
+    }
+
+    /// The augmentation: the defaults (or none, `--no-augment`) with `--augment` overrides.
+    fn augmentation(&self) -> anyhow::Result<Augment> {
+        let mut a = if self.no_augment {
+            Augment::none()
+        } else {
+            Augment::default()
+        };
+        for kv in &self.augment {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--augment {kv:?}: expected NAME=VALUE"))?;
+            let v: f32 = v
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--augment {kv:?}: {v:?} is not a number"))?;
+            a.set(k.trim(), v)
+                .map_err(|e| anyhow::anyhow!("--augment: {e}"))?;
+        }
+        Ok(a)
+    }
+
+    /// `--sampler`, with `--source-power` checked for the balanced one.
+    fn sampling(&self) -> anyhow::Result<Sampling> {
+        Ok(match self.sampler {
+            SamplerArg::Uniform => Sampling::Uniform,
+            SamplerArg::Balanced => {
+                anyhow::ensure!(
+                    (0.0..=1.0).contains(&self.source_power),
+                    "--source-power must be within 0..=1, got {}",
+                    self.source_power
+                );
+                Sampling::Balanced {
+                    source_power: self.source_power,
+                }
+            }
         })
     }
 }

@@ -10,7 +10,7 @@ pub mod predictions;
 
 use crate::error::{Error, Result};
 use crate::labelled::Sample;
-use crate::model::classifier::Classifier;
+use crate::model::classifier::{BatchOutput, Classifier};
 use crate::model::metrics::{FaceCoverage, Report};
 use crate::vision::decode::{DecodeLimits, load_rgb};
 use crate::vision::detect::Face;
@@ -162,7 +162,7 @@ pub enum Outcome {
 
 /// Runs `classifier` over `samples` and builds the report, with per-group accuracy.
 pub fn evaluate(
-    classifier: &mut Classifier,
+    classifier: &Classifier,
     samples: &[Sample],
     batch_size: usize,
     group_by: &[GroupBy],
@@ -172,27 +172,9 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     check_group_columns(group_by, samples)?;
     let labels = classifier.card.labels.clone();
-    let index = |l: &str| labels.iter().position(|x| x == l);
-    if let Some(s) = samples.iter().find(|s| index(&s.label).is_none()) {
-        return Err(Error::Dataset(format!(
-            "label {:?} of {} is not one the model knows ({labels:?})",
-            s.label,
-            s.path.display()
-        )));
-    }
+    check_labels(samples, &labels)?;
     let spec = classifier.card.input.clone();
-    let per = spec.len();
-    let classes = labels.len();
-    let mut truth = Vec::new();
-    let mut pred = Vec::new();
-    let mut confidence = Vec::new();
-    let mut predictions = Vec::with_capacity(samples.len());
-    let mut kept: Vec<&Sample> = Vec::new();
-    let mut skipped = Vec::new();
-    let mut coverage = FaceCoverage {
-        mode: faces.map_or(FaceMode::Whole, |f| f.mode).to_string(),
-        ..Default::default()
-    };
+    let mut tally = Tally::new(samples.len(), faces);
     for (c, chunk) in samples.chunks(batch_size.max(1)).enumerate() {
         let first = c * batch_size.max(1);
         // The subject's crop (the face nearest the centre), or the whole image.
@@ -208,30 +190,97 @@ pub fn evaluate(
                 })
             })
             .collect();
+        let (batch, members) = tally.record_decoded(chunk, first, decoded, &labels, spec.len());
+        progress.inc(chunk.len() as u64);
+        if members.is_empty() {
+            continue;
+        }
+        let out = classifier.run(&batch, members.len())?;
+        tally.classified(&out, members, labels.len());
+    }
+    tally.finish(&labels, group_by, faces)
+}
+
+/// Refuses a sample whose label the model does not know.
+fn check_labels(samples: &[Sample], labels: &[String]) -> Result<()> {
+    match samples.iter().find(|s| !labels.contains(&s.label)) {
+        None => Ok(()),
+        Some(s) => Err(Error::Dataset(format!(
+            "label {:?} of {} is not one the model knows ({labels:?})",
+            s.label,
+            s.path.display()
+        ))),
+    }
+}
+
+/// A sample of a batch waiting for the model: (sample index, true label index, sample,
+/// crop kind, detection).
+type Member<'a> = (usize, usize, &'a Sample, CropKind, Option<Face>);
+
+/// What evaluation has found so far, batch by batch.
+struct Tally<'a> {
+    /// True and predicted label indices and the confidence of the classified images.
+    truth: Vec<usize>,
+    pred: Vec<usize>,
+    confidence: Vec<f64>,
+    predictions: Vec<Prediction>,
+    /// The classified samples, in the order of `truth`.
+    kept: Vec<&'a Sample>,
+    skipped: Vec<(String, String)>,
+    coverage: FaceCoverage,
+}
+
+impl<'a> Tally<'a> {
+    fn new(samples: usize, faces: Option<&FaceFinder>) -> Tally<'a> {
+        Tally {
+            truth: Vec::new(),
+            pred: Vec::new(),
+            confidence: Vec::new(),
+            predictions: Vec::with_capacity(samples),
+            kept: Vec::new(),
+            skipped: Vec::new(),
+            coverage: FaceCoverage {
+                mode: faces.map_or(FaceMode::Whole, |f| f.mode).to_string(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Records the images of `chunk` (starting at sample `first`) without a face or
+    /// unreadable, and returns the input batch and members of the others.
+    fn record_decoded(
+        &mut self,
+        chunk: &'a [Sample],
+        first: usize,
+        decoded: Vec<Result<Option<Subject>>>,
+        labels: &[String],
+        per: usize,
+    ) -> (Vec<f32>, Vec<Member<'a>>) {
         let mut batch = Vec::with_capacity(chunk.len() * per);
         let mut members = Vec::new();
         for (k, (s, d)) in chunk.iter().zip(decoded).enumerate() {
-            let t = index(&s.label).unwrap_or(0);
+            let t = labels.iter().position(|x| *x == s.label).unwrap_or(0);
             match d {
                 Ok(Some((kind, face, tensor))) => {
                     match kind {
-                        CropKind::Aligned => coverage.aligned += 1,
-                        CropKind::Whole => coverage.whole += 1,
+                        CropKind::Aligned => self.coverage.aligned += 1,
+                        CropKind::Whole => self.coverage.whole += 1,
                     }
                     batch.extend_from_slice(&tensor);
                     members.push((first + k, t, s, kind, face));
                 }
                 Ok(None) => {
-                    coverage.no_face += 1;
-                    predictions.push(Prediction {
+                    self.coverage.no_face += 1;
+                    self.predictions.push(Prediction {
                         sample: first + k,
                         truth: t,
                         outcome: Outcome::NoFace,
                     });
                 }
                 Err(e) => {
-                    skipped.push((s.path.display().to_string(), e.to_string()));
-                    predictions.push(Prediction {
+                    self.skipped
+                        .push((s.path.display().to_string(), e.to_string()));
+                    self.predictions.push(Prediction {
                         sample: first + k,
                         truth: t,
                         outcome: Outcome::Error(e.to_string()),
@@ -239,18 +288,18 @@ pub fn evaluate(
                 }
             }
         }
-        progress.inc(chunk.len() as u64);
-        if members.is_empty() {
-            continue;
-        }
-        let out = classifier.run(&batch, members.len())?;
+        (batch, members)
+    }
+
+    /// Records the model's answers `out` for `members`.
+    fn classified(&mut self, out: &BatchOutput, members: Vec<Member<'a>>, classes: usize) {
         for (i, (at, t, s, kind, face)) in members.into_iter().enumerate() {
             let p = out.argmax(i, classes);
             let probs = out.probs[i * classes..(i + 1) * classes].to_vec();
-            truth.push(t);
-            pred.push(p);
-            confidence.push(probs[p] as f64);
-            predictions.push(Prediction {
+            self.truth.push(t);
+            self.pred.push(p);
+            self.confidence.push(probs[p] as f64);
+            self.predictions.push(Prediction {
                 sample: at,
                 truth: t,
                 outcome: Outcome::Classified {
@@ -260,53 +309,65 @@ pub fn evaluate(
                     face,
                 },
             });
-            kept.push(s);
+            self.kept.push(s);
         }
     }
-    if kept.is_empty() {
-        return Err(Error::Dataset(if coverage.no_face > 0 {
-            format!(
-                "no face found in any of the {} readable images (try --faces whole for face crops)",
-                coverage.no_face
-            )
-        } else {
-            "no readable images to evaluate".into()
-        }));
-    }
-    if !skipped.is_empty() {
-        tracing::warn!(
-            skipped = skipped.len(),
-            first = %skipped.iter().take(3).map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", "),
-            "unreadable images skipped"
-        );
-    }
-    let mut report = Report::new(&labels, &truth, &pred);
-    let correct: Vec<bool> = truth.iter().zip(&pred).map(|(t, p)| t == p).collect();
-    report.calibration = Some(crate::model::calibration::reliability(
-        &confidence,
-        &correct,
-    ));
-    predictions.sort_by_key(|p| p.sample);
-    for g in group_by {
-        let keys: Vec<String> = kept.iter().map(|s| g.key(s)).collect();
-        report.add_groups(&g.name(), &keys, &truth, &pred);
-    }
-    if faces.is_some_and(|f| f.mode != FaceMode::Whole) {
-        let correct = truth.iter().zip(&pred).filter(|(t, p)| t == p).count();
-        coverage.end_to_end_accuracy = correct as f64 / (truth.len() + coverage.no_face) as f64;
-        if coverage.no_face > 0 {
+
+    /// The report over everything classified: overall, calibration, per group, and the
+    /// face coverage when faces were detected.
+    fn finish(
+        mut self,
+        labels: &[String],
+        group_by: &[GroupBy],
+        faces: Option<&FaceFinder>,
+    ) -> Result<Evaluation> {
+        if self.kept.is_empty() {
+            return Err(Error::Dataset(if self.coverage.no_face > 0 {
+                format!(
+                    "no face found in any of the {} readable images (try --faces whole for face crops)",
+                    self.coverage.no_face
+                )
+            } else {
+                "no readable images to evaluate".into()
+            }));
+        }
+        if !self.skipped.is_empty() {
             tracing::warn!(
-                no_face = coverage.no_face,
-                "images without a detected face count as errors in end_to_end_accuracy"
+                skipped = self.skipped.len(),
+                first = %self.skipped.iter().take(3).map(|(p, _)| p.as_str()).collect::<Vec<_>>().join(", "),
+                "unreadable images skipped"
             );
         }
-        report.faces = Some(coverage);
+        let (truth, pred) = (&self.truth, &self.pred);
+        let mut report = Report::new(labels, truth, pred);
+        let correct: Vec<bool> = truth.iter().zip(pred).map(|(t, p)| t == p).collect();
+        report.calibration = Some(crate::model::calibration::reliability(
+            &self.confidence,
+            &correct,
+        ));
+        self.predictions.sort_by_key(|p| p.sample);
+        for g in group_by {
+            let keys: Vec<String> = self.kept.iter().map(|s| g.key(s)).collect();
+            report.add_groups(&g.name(), &keys, truth, pred);
+        }
+        if faces.is_some_and(|f| f.mode != FaceMode::Whole) {
+            let mut coverage = self.coverage;
+            let correct = truth.iter().zip(pred).filter(|(t, p)| t == p).count();
+            coverage.end_to_end_accuracy = correct as f64 / (truth.len() + coverage.no_face) as f64;
+            if coverage.no_face > 0 {
+                tracing::warn!(
+                    no_face = coverage.no_face,
+                    "images without a detected face count as errors in end_to_end_accuracy"
+                );
+            }
+            report.faces = Some(coverage);
+        }
+        Ok(Evaluation {
+            report,
+            skipped: self.skipped,
+            predictions: self.predictions,
+        })
     }
-    Ok(Evaluation {
-        report,
-        skipped,
-        predictions,
-    })
 }
 
 /// Convenience for the CLI: the report as pretty JSON.

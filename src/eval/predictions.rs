@@ -23,6 +23,7 @@ use super::{Outcome, Prediction};
 use crate::error::{Error, Result};
 use crate::labelled::Sample;
 use crate::model::classifier::Classifier;
+use crate::vision::detect::Face;
 
 /// Columns every predictions file has before the manifest's own.
 const FIXED: [&str; 15] = [
@@ -52,37 +53,83 @@ pub fn write(
     classifier: &Classifier,
 ) -> Result<()> {
     let labels = &classifier.card.labels;
-    let extra: BTreeSet<&str> = samples
+    let extra = extra_columns(samples);
+    let mut columns = Columns::new(predictions.len(), labels.len(), extra.len());
+    for p in predictions {
+        columns.push(&samples[p.sample], p, labels, &extra);
+    }
+    let (fields, arrays) = columns.finish(labels, &extra);
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), arrays)
+        .map_err(|e| Error::arrow("building the predictions table", e))?;
+    let bytes = encode(path, schema, &batch, metadata(classifier))?;
+    crate::fsutil::write_atomic(path, &bytes)
+}
+
+/// The manifest's own columns, in name order: those not already among the fixed ones nor
+/// named like a probability column.
+fn extra_columns(samples: &[Sample]) -> BTreeSet<&str> {
+    samples
         .iter()
         .flat_map(|s| s.extra.keys().map(String::as_str))
         .filter(|k| !FIXED.contains(k) && !k.starts_with("p_"))
-        .collect();
-    let n = predictions.len();
-    let text = || StringBuilder::with_capacity(n, n * 16);
-    let (mut c_path, mut c_label, mut c_pred, mut c_status, mut c_error, mut c_crop) =
-        (text(), text(), text(), text(), text(), text());
-    let mut c_correct = BooleanBuilder::with_capacity(n);
-    let mut c_conf = Float32Builder::with_capacity(n);
-    let mut c_probs: Vec<Float32Builder> = labels
-        .iter()
-        .map(|_| Float32Builder::with_capacity(n))
-        .collect();
-    let mut c_det = Float32Builder::with_capacity(n);
-    let mut c_box: Vec<Float32Builder> = (0..4).map(|_| Float32Builder::with_capacity(n)).collect();
-    let mut c_marks = ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new(
-        "item",
-        DataType::Float32,
-        false,
-    )));
-    let mut c_source = text();
-    let mut c_extra: Vec<StringBuilder> = extra.iter().map(|_| text()).collect();
+        .collect()
+}
 
-    for p in predictions {
-        let s = &samples[p.sample];
-        c_path.append_value(s.path.to_string_lossy());
-        c_label.append_value(&labels[p.truth]);
-        c_source.append_value(&s.source);
-        for (b, k) in c_extra.iter_mut().zip(&extra) {
+/// The column builders of the predictions table, filled one prediction at a time.
+struct Columns {
+    path: StringBuilder,
+    label: StringBuilder,
+    predicted: StringBuilder,
+    correct: BooleanBuilder,
+    status: StringBuilder,
+    error: StringBuilder,
+    confidence: Float32Builder,
+    /// One per label, in label order.
+    probs: Vec<Float32Builder>,
+    crop: StringBuilder,
+    det_score: Float32Builder,
+    /// x1, y1, x2, y2.
+    boxes: Vec<Float32Builder>,
+    landmarks: ListBuilder<Float32Builder>,
+    source: StringBuilder,
+    /// One per manifest column, in [`extra_columns`] order.
+    extra: Vec<StringBuilder>,
+}
+
+impl Columns {
+    /// Empty builders for `n` rows.
+    fn new(n: usize, labels: usize, extra: usize) -> Columns {
+        let text = || StringBuilder::with_capacity(n, n * 16);
+        let floats = |k: usize| (0..k).map(|_| Float32Builder::with_capacity(n)).collect();
+        Columns {
+            path: text(),
+            label: text(),
+            predicted: text(),
+            correct: BooleanBuilder::with_capacity(n),
+            status: text(),
+            error: text(),
+            confidence: Float32Builder::with_capacity(n),
+            probs: floats(labels),
+            crop: text(),
+            det_score: Float32Builder::with_capacity(n),
+            boxes: floats(4),
+            landmarks: ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new(
+                "item",
+                DataType::Float32,
+                false,
+            ))),
+            source: text(),
+            extra: (0..extra).map(|_| text()).collect(),
+        }
+    }
+
+    /// Appends the row of prediction `p` of sample `s`.
+    fn push(&mut self, s: &Sample, p: &Prediction, labels: &[String], extra: &BTreeSet<&str>) {
+        self.path.append_value(s.path.to_string_lossy());
+        self.label.append_value(&labels[p.truth]);
+        self.source.append_value(&s.source);
+        for (b, k) in self.extra.iter_mut().zip(extra) {
             b.append_option(s.extra.get(*k));
         }
         match &p.outcome {
@@ -92,107 +139,101 @@ pub fn write(
                 crop,
                 face,
             } => {
-                c_pred.append_value(&labels[*predicted]);
-                c_correct.append_value(*predicted == p.truth);
-                c_status.append_value("ok");
-                c_error.append_null();
-                c_conf.append_value(probs[*predicted]);
-                for (b, v) in c_probs.iter_mut().zip(probs) {
+                self.predicted.append_value(&labels[*predicted]);
+                self.correct.append_value(*predicted == p.truth);
+                self.status.append_value("ok");
+                self.error.append_null();
+                self.confidence.append_value(probs[*predicted]);
+                for (b, v) in self.probs.iter_mut().zip(probs) {
                     b.append_value(*v);
                 }
-                c_crop.append_value(crop.as_str());
-                match face {
-                    Some(f) => {
-                        c_det.append_value(f.score);
-                        for (b, v) in c_box.iter_mut().zip(f.bbox) {
-                            b.append_value(v);
-                        }
-                        c_marks.values().append_slice(f.landmarks.as_flattened());
-                        c_marks.append(true);
-                    }
-                    None => {
-                        c_det.append_null();
-                        c_box.iter_mut().for_each(|b| b.append_null());
-                        c_marks.append(false);
-                    }
-                }
+                self.crop.append_value(crop.as_str());
+                self.push_face(face.as_ref());
             }
-            other => {
-                c_pred.append_null();
-                // A missed face counts as a wrong answer, as in end_to_end_accuracy.
-                c_correct.append_value(false);
-                match other {
-                    Outcome::NoFace => {
-                        c_status.append_value("no_face");
-                        c_error.append_null();
-                    }
-                    Outcome::Error(e) => {
-                        c_status.append_value("error");
-                        c_error.append_value(e);
-                    }
-                    Outcome::Classified { .. } => unreachable!("matched above"),
+            Outcome::NoFace => self.push_unclassified("no_face", None),
+            Outcome::Error(e) => self.push_unclassified("error", Some(e.as_str())),
+        }
+    }
+
+    /// The columns of an image that was not classified (no face, or an error).
+    fn push_unclassified(&mut self, status: &str, error: Option<&str>) {
+        self.predicted.append_null();
+        // A missed face counts as a wrong answer, as in end_to_end_accuracy.
+        self.correct.append_value(false);
+        self.status.append_value(status);
+        self.error.append_option(error);
+        self.confidence.append_null();
+        self.probs.iter_mut().for_each(|b| b.append_null());
+        self.crop.append_null();
+        self.push_face(None);
+    }
+
+    /// The detection columns: score, box and landmarks, or nulls.
+    fn push_face(&mut self, face: Option<&Face>) {
+        match face {
+            Some(f) => {
+                self.det_score.append_value(f.score);
+                for (b, v) in self.boxes.iter_mut().zip(f.bbox) {
+                    b.append_value(v);
                 }
-                c_conf.append_null();
-                c_probs.iter_mut().for_each(|b| b.append_null());
-                c_crop.append_null();
-                c_det.append_null();
-                c_box.iter_mut().for_each(|b| b.append_null());
-                c_marks.append(false);
+                self.landmarks
+                    .values()
+                    .append_slice(f.landmarks.as_flattened());
+                self.landmarks.append(true);
+            }
+            None => {
+                self.det_score.append_null();
+                self.boxes.iter_mut().for_each(|b| b.append_null());
+                self.landmarks.append(false);
             }
         }
     }
 
-    let utf8 = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
-    let f32f = |name: String| Field::new(name, DataType::Float32, true);
-    let mut fields = vec![
-        utf8("path", false),
-        utf8("label", false),
-        utf8("predicted", true),
-        Field::new("correct", DataType::Boolean, false),
-        utf8("status", false),
-        utf8("error", true),
-        f32f("confidence".into()),
-    ];
-    let mut columns: Vec<ArrayRef> = vec![
-        Arc::new(c_path.finish()),
-        Arc::new(c_label.finish()),
-        Arc::new(c_pred.finish()),
-        Arc::new(c_correct.finish()),
-        Arc::new(c_status.finish()),
-        Arc::new(c_error.finish()),
-        Arc::new(c_conf.finish()),
-    ];
-    for (l, mut b) in labels.iter().zip(c_probs) {
-        fields.push(f32f(format!("p_{l}")));
-        columns.push(Arc::new(b.finish()));
+    /// The schema's fields and the finished arrays, in column order.
+    fn finish(mut self, labels: &[String], extra: &BTreeSet<&str>) -> (Vec<Field>, Vec<ArrayRef>) {
+        let utf8 = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+        let f32f = |name: String| Field::new(name, DataType::Float32, true);
+        let mut table: Vec<(Field, ArrayRef)> = vec![
+            (utf8("path", false), Arc::new(self.path.finish())),
+            (utf8("label", false), Arc::new(self.label.finish())),
+            (utf8("predicted", true), Arc::new(self.predicted.finish())),
+            (
+                Field::new("correct", DataType::Boolean, false),
+                Arc::new(self.correct.finish()),
+            ),
+            (utf8("status", false), Arc::new(self.status.finish())),
+            (utf8("error", true), Arc::new(self.error.finish())),
+            (
+                f32f("confidence".into()),
+                Arc::new(self.confidence.finish()),
+            ),
+        ];
+        for (l, mut b) in labels.iter().zip(self.probs) {
+            table.push((f32f(format!("p_{l}")), Arc::new(b.finish())));
+        }
+        table.push((utf8("crop", true), Arc::new(self.crop.finish())));
+        table.push((f32f("det_score".into()), Arc::new(self.det_score.finish())));
+        for (name, mut b) in ["box_x1", "box_y1", "box_x2", "box_y2"]
+            .into_iter()
+            .zip(self.boxes)
+        {
+            table.push((f32f(name.into()), Arc::new(b.finish())));
+        }
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        table.push((
+            Field::new("landmarks", DataType::List(item), true),
+            Arc::new(self.landmarks.finish()),
+        ));
+        table.push((utf8("source", false), Arc::new(self.source.finish())));
+        for (k, mut b) in extra.iter().zip(self.extra) {
+            table.push((utf8(k, true), Arc::new(b.finish())));
+        }
+        table.into_iter().unzip()
     }
-    fields.push(utf8("crop", true));
-    columns.push(Arc::new(c_crop.finish()));
-    fields.push(f32f("det_score".into()));
-    columns.push(Arc::new(c_det.finish()));
-    for (name, mut b) in ["box_x1", "box_y1", "box_x2", "box_y2"]
-        .into_iter()
-        .zip(c_box)
-    {
-        fields.push(f32f(name.into()));
-        columns.push(Arc::new(b.finish()));
-    }
-    fields.push(Field::new(
-        "landmarks",
-        DataType::List(Arc::new(Field::new("item", DataType::Float32, false))),
-        true,
-    ));
-    columns.push(Arc::new(c_marks.finish()));
-    fields.push(utf8("source", false));
-    columns.push(Arc::new(c_source.finish()));
-    for (k, mut b) in extra.iter().zip(c_extra) {
-        fields.push(utf8(k, true));
-        columns.push(Arc::new(b.finish()));
-    }
-    let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| Error::Output(format!("building the predictions table: {e}")))?;
+}
 
+/// The file's key-value metadata: the facebatch version and the model evaluated.
+fn metadata(classifier: &Classifier) -> Vec<KeyValue> {
     let card = &classifier.card;
     let mut meta = vec![
         KeyValue::new(
@@ -215,6 +256,16 @@ pub fn write(
             c.temperature.to_string(),
         ));
     }
+    meta
+}
+
+/// The Parquet bytes of `batch` (ZSTD, with `meta`); `path` only names the file in errors.
+fn encode(
+    path: &Path,
+    schema: Arc<Schema>,
+    batch: &RecordBatch,
+    meta: Vec<KeyValue>,
+) -> Result<Vec<u8>> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_key_value_metadata(Some(meta))
@@ -222,10 +273,10 @@ pub fn write(
     // One row per evaluated image: small enough to build in memory and write atomically.
     let mut bytes = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut bytes, schema, Some(props))
-        .map_err(|e| Error::Output(format!("writing {}: {e}", path.display())))?;
+        .map_err(|e| Error::parquet(format!("writing {}", path.display()), e))?;
     writer
-        .write(&batch)
+        .write(batch)
         .and_then(|_| writer.close().map(|_| ()))
-        .map_err(|e| Error::Output(format!("writing {}: {e}", path.display())))?;
-    crate::fsutil::write_atomic(path, &bytes)
+        .map_err(|e| Error::parquet(format!("writing {}", path.display()), e))?;
+    Ok(bytes)
 }

@@ -204,6 +204,29 @@ impl Report {
             .max()
             .unwrap_or(12);
         let mut s = String::new();
+        self.write_classes(&mut s, width);
+        if let Some(f) = &self.faces {
+            let _ = writeln!(
+                s,
+                "\nfaces ({}): {} aligned, {} whole, {} without a face; end-to-end accuracy {:.4}",
+                f.mode, f.aligned, f.whole, f.no_face, f.end_to_end_accuracy
+            );
+        }
+        self.write_confusion(&mut s, width);
+        if let Some(c) = &self.calibration {
+            let _ = writeln!(
+                s,
+                "\nexpected calibration error {:.4} ({} confidence bins)",
+                c.ece,
+                c.bins.len()
+            );
+        }
+        self.write_groups(&mut s);
+        s
+    }
+
+    /// The per-class table, then accuracy and the averages, labels right-aligned to `width`.
+    fn write_classes(&self, s: &mut String, width: usize) {
         let _ = writeln!(
             s,
             "{:>width$}  precision    recall  f1-score   support\n",
@@ -233,13 +256,10 @@ impl Report {
                 c.precision, c.recall, c.f1, c.support
             );
         }
-        if let Some(f) = &self.faces {
-            let _ = writeln!(
-                s,
-                "\nfaces ({}): {} aligned, {} whole, {} without a face; end-to-end accuracy {:.4}",
-                f.mode, f.aligned, f.whole, f.no_face, f.end_to_end_accuracy
-            );
-        }
+    }
+
+    /// The confusion matrix, row labels right-aligned to `width`.
+    fn write_confusion(&self, s: &mut String, width: usize) {
         let _ = writeln!(s, "\nconfusion matrix (rows: true, columns: predicted)");
         let cw = self
             .labels
@@ -260,14 +280,10 @@ impl Report {
             }
             let _ = writeln!(s);
         }
-        if let Some(c) = &self.calibration {
-            let _ = writeln!(
-                s,
-                "\nexpected calibration error {:.4} ({} confidence bins)",
-                c.ece,
-                c.bins.len()
-            );
-        }
+    }
+
+    /// Accuracy and recalls per group, with their 95% intervals, for every group column.
+    fn write_groups(&self, s: &mut String) {
         for (column, groups) in &self.groups {
             let _ = writeln!(
                 s,
@@ -298,7 +314,6 @@ impl Report {
                 );
             }
         }
-        s
     }
 }
 

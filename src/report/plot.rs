@@ -280,11 +280,8 @@ pub fn reliability_diagram(
     title: &str,
 ) -> Result<()> {
     ensure_font();
-    let tmp = path.with_extension("png.tmp.png");
-    {
-        let root = BitMapBackend::new(&tmp, (640, 640)).into_drawing_area();
-        root.fill(&WHITE).map_err(perr)?;
-        let mut chart = ChartBuilder::on(&root)
+    write_png(path, (640, 640), |root| {
+        let mut chart = ChartBuilder::on(root)
             .caption(format!("{title} (ECE {:.3})", r.ece), ("sans-serif", 20))
             .margin(16)
             .x_label_area_size(44)
@@ -335,10 +332,38 @@ pub fn reliability_diagram(
             .label_font(("sans-serif", 13))
             .draw()
             .map_err(perr)?;
+        Ok(())
+    })
+}
+
+/// A figure being drawn.
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// Draws a figure of `size` on white with `draw` and writes it to `path` as PNG (through a
+/// temporary file beside it, then a rename).
+fn write_png(path: &Path, size: (u32, u32), draw: impl FnOnce(&Area) -> Result<()>) -> Result<()> {
+    let tmp = path.with_extension("png.tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        root.fill(&WHITE).map_err(perr)?;
+        draw(&root)?;
         root.present().map_err(perr)?;
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
+
+/// Text of `px` pixels, centred on its position.
+fn centred(px: u32) -> TextStyle<'static> {
+    TextStyle::from(("sans-serif", px).into_font()).pos(plotters::style::text_anchor::Pos::new(
+        plotters::style::text_anchor::HPos::Center,
+        plotters::style::text_anchor::VPos::Center,
+    ))
+}
+
+/// The confusion-matrix figure's cell side, and its margins left of and above the cells.
+const CELL: i32 = 150;
+const LEFT: i32 = 140;
+const TOP: i32 = 90;
 
 /// Writes a confusion matrix as a heat map: rows the true labels, columns the predicted
 /// ones, each cell with its count and its share of the row.
@@ -350,56 +375,12 @@ pub fn confusion_matrix(
 ) -> Result<()> {
     ensure_font();
     let n = labels.len().max(1);
-    let cell = 150i32;
-    let (left, top) = (140i32, 90i32);
     let size = (
-        (left + cell * n as i32 + 40) as u32,
-        (top + cell * n as i32 + 70) as u32,
+        (LEFT + CELL * n as i32 + 40) as u32,
+        (TOP + CELL * n as i32 + 70) as u32,
     );
-    let tmp = path.with_extension("png.tmp.png");
-    {
-        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
-        root.fill(&WHITE).map_err(perr)?;
-        let centred = |px: u32| {
-            TextStyle::from(("sans-serif", px).into_font()).pos(
-                plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Center,
-                    plotters::style::text_anchor::VPos::Center,
-                ),
-            )
-        };
-        root.draw(&Text::new(
-            title.to_string(),
-            (size.0 as i32 / 2, 22),
-            centred(20),
-        ))
-        .map_err(perr)?;
-        root.draw(&Text::new(
-            "predicted".to_string(),
-            (left + cell * n as i32 / 2, top - 40),
-            centred(16),
-        ))
-        .map_err(perr)?;
-        root.draw(&Text::new(
-            "true".to_string(),
-            (left / 2 - 30, top + cell * n as i32 / 2),
-            centred(16),
-        ))
-        .map_err(perr)?;
-        for (j, l) in labels.iter().enumerate() {
-            root.draw(&Text::new(
-                l.clone(),
-                (left + cell * j as i32 + cell / 2, top - 14),
-                centred(15),
-            ))
-            .map_err(perr)?;
-            root.draw(&Text::new(
-                l.clone(),
-                (left - 45, top + cell * j as i32 + cell / 2),
-                centred(15),
-            ))
-            .map_err(perr)?;
-        }
+    write_png(path, size, |root| {
+        confusion_axes(root, labels, title, size.0)?;
         for (i, row) in confusion.iter().enumerate() {
             let total: usize = row.iter().sum();
             for (j, &c) in row.iter().enumerate() {
@@ -408,36 +389,90 @@ pub fn confusion_matrix(
                 } else {
                     0.0
                 };
-                // White to the report blue by the share of the row.
-                let shade = |lo: f64, hi: f64| (lo + (hi - lo) * share).round() as u8;
-                let fill = RGBColor(shade(255.0, 40.0), shade(255.0, 90.0), shade(255.0, 170.0));
-                let (x, y) = (left + cell * j as i32, top + cell * i as i32);
-                root.draw(&Rectangle::new(
-                    [(x, y), (x + cell, y + cell)],
-                    fill.filled(),
-                ))
-                .map_err(perr)?;
-                root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], BLACK))
-                    .map_err(perr)?;
-                let ink = if share > 0.55 { WHITE } else { BLACK };
-                root.draw(&Text::new(
-                    c.to_string(),
-                    (x + cell / 2, y + cell / 2 - 12),
-                    centred(22).color(&ink),
-                ))
-                .map_err(perr)?;
-                root.draw(&Text::new(
-                    format!("{:.1}%", 100.0 * share),
-                    (x + cell / 2, y + cell / 2 + 16),
-                    centred(15).color(&ink),
-                ))
-                .map_err(perr)?;
+                let at = (LEFT + CELL * j as i32, TOP + CELL * i as i32);
+                confusion_cell(root, at, c, share)?;
             }
         }
-        root.present().map_err(perr)?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+        Ok(())
+    })
 }
+
+/// The confusion matrix's title, axis names and labels, on a figure `width` wide.
+fn confusion_axes(root: &Area, labels: &[String], title: &str, width: u32) -> Result<()> {
+    let n = labels.len().max(1);
+    root.draw(&Text::new(
+        title.to_string(),
+        (width as i32 / 2, 22),
+        centred(20),
+    ))
+    .map_err(perr)?;
+    root.draw(&Text::new(
+        "predicted".to_string(),
+        (LEFT + CELL * n as i32 / 2, TOP - 40),
+        centred(16),
+    ))
+    .map_err(perr)?;
+    root.draw(&Text::new(
+        "true".to_string(),
+        (LEFT / 2 - 30, TOP + CELL * n as i32 / 2),
+        centred(16),
+    ))
+    .map_err(perr)?;
+    for (j, l) in labels.iter().enumerate() {
+        root.draw(&Text::new(
+            l.clone(),
+            (LEFT + CELL * j as i32 + CELL / 2, TOP - 14),
+            centred(15),
+        ))
+        .map_err(perr)?;
+        root.draw(&Text::new(
+            l.clone(),
+            (LEFT - 45, TOP + CELL * j as i32 + CELL / 2),
+            centred(15),
+        ))
+        .map_err(perr)?;
+    }
+    Ok(())
+}
+
+/// One confusion-matrix cell at `(x, y)`: shaded by its `share` of the row, with its
+/// count and share written in it.
+fn confusion_cell(root: &Area, (x, y): (i32, i32), count: usize, share: f64) -> Result<()> {
+    // White to the report blue by the share of the row.
+    let shade = |lo: f64, hi: f64| (lo + (hi - lo) * share).round() as u8;
+    let fill = RGBColor(shade(255.0, 40.0), shade(255.0, 90.0), shade(255.0, 170.0));
+    root.draw(&Rectangle::new(
+        [(x, y), (x + CELL, y + CELL)],
+        fill.filled(),
+    ))
+    .map_err(perr)?;
+    root.draw(&Rectangle::new([(x, y), (x + CELL, y + CELL)], BLACK))
+        .map_err(perr)?;
+    let ink = if share > 0.55 { WHITE } else { BLACK };
+    root.draw(&Text::new(
+        count.to_string(),
+        (x + CELL / 2, y + CELL / 2 - 12),
+        centred(22).color(&ink),
+    ))
+    .map_err(perr)?;
+    root.draw(&Text::new(
+        format!("{:.1}%", 100.0 * share),
+        (x + CELL / 2, y + CELL / 2 + 16),
+        centred(15).color(&ink),
+    ))
+    .map_err(perr)?;
+    Ok(())
+}
+
+/// The y axis of [`group_bars`]: one segment per group.
+type BarChart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<
+        plotters::coord::types::RangedCoordf64,
+        plotters::coord::ranged1d::SegmentedCoord<plotters::coord::types::RangedCoordusize>,
+    >,
+>;
 
 /// Writes one group column's accuracy per group as horizontal bars with their 95% Wilson
 /// intervals as whiskers; groups under [`crate::model::metrics::SMALL_GROUP`] images are drawn
@@ -452,10 +487,7 @@ pub fn group_bars(
     let rows: Vec<(&String, &crate::model::metrics::GroupStats)> = groups.iter().collect();
     let n = rows.len().max(1);
     let height = (120 + 44 * n) as u32;
-    let tmp = path.with_extension("png.tmp.png");
-    {
-        let root = BitMapBackend::new(&tmp, (900, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(perr)?;
+    write_png(path, (900, height), |root| {
         let lo = rows
             .iter()
             .map(|(_, g)| g.accuracy_ci[0].min(g.accuracy))
@@ -465,7 +497,7 @@ pub fn group_bars(
             .iter()
             .map(|(k, g)| format!("{k}{} (n={})", if g.small { "*" } else { "" }, g.n))
             .collect();
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 20))
             .margin(16)
             .x_label_area_size(44)
@@ -491,44 +523,55 @@ pub fn group_bars(
             .label_style(("sans-serif", 14))
             .draw()
             .map_err(perr)?;
-        let bar = RGBColor(90, 130, 200);
         for (i, (_, g)) in rows.iter().enumerate() {
-            let color = if g.small {
-                bar.mix(0.35)
-            } else {
-                bar.mix(0.85)
-            };
-            let mut rect = Rectangle::new(
-                [
-                    (x0, SegmentValue::Exact(i)),
-                    (g.accuracy, SegmentValue::Exact(i + 1)),
-                ],
-                color.filled(),
-            );
-            rect.set_margin(6, 6, 0, 0);
-            chart.draw_series(std::iter::once(rect)).map_err(perr)?;
-            chart
-                .draw_series(std::iter::once(PathElement::new(
-                    vec![
-                        (g.accuracy_ci[0], SegmentValue::CenterOf(i)),
-                        (g.accuracy_ci[1], SegmentValue::CenterOf(i)),
-                    ],
-                    BLACK.stroke_width(2),
-                )))
-                .map_err(perr)?;
-            for x in g.accuracy_ci {
-                chart
-                    .draw_series(std::iter::once(Circle::new(
-                        (x, SegmentValue::CenterOf(i)),
-                        3,
-                        BLACK.filled(),
-                    )))
-                    .map_err(perr)?;
-            }
+            group_bar(&mut chart, i, g, x0)?;
         }
-        root.present().map_err(perr)?;
+        Ok(())
+    })
+}
+
+/// Group `i`'s bar from `x0` to its accuracy, pale when the group is small, and the
+/// whisker of its 95% interval.
+fn group_bar(
+    chart: &mut BarChart,
+    i: usize,
+    g: &crate::model::metrics::GroupStats,
+    x0: f64,
+) -> Result<()> {
+    let bar = RGBColor(90, 130, 200);
+    let color = if g.small {
+        bar.mix(0.35)
+    } else {
+        bar.mix(0.85)
+    };
+    let mut rect = Rectangle::new(
+        [
+            (x0, SegmentValue::Exact(i)),
+            (g.accuracy, SegmentValue::Exact(i + 1)),
+        ],
+        color.filled(),
+    );
+    rect.set_margin(6, 6, 0, 0);
+    chart.draw_series(std::iter::once(rect)).map_err(perr)?;
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![
+                (g.accuracy_ci[0], SegmentValue::CenterOf(i)),
+                (g.accuracy_ci[1], SegmentValue::CenterOf(i)),
+            ],
+            BLACK.stroke_width(2),
+        )))
+        .map_err(perr)?;
+    for x in g.accuracy_ci {
+        chart
+            .draw_series(std::iter::once(Circle::new(
+                (x, SegmentValue::CenterOf(i)),
+                3,
+                BLACK.filled(),
+            )))
+            .map_err(perr)?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -225,36 +225,12 @@ fn fit(
     let classes = prepared.labels.len();
     let device = Device::default().autodiff();
     device.seed(settings.seed);
-    let steps_per_epoch = {
-        let full = split.train.len().div_ceil(settings.batch_size);
-        settings.max_steps_per_epoch.map_or(full, |m| m.min(full))
-    };
-    let sched = Schedule {
-        steps_per_epoch,
-        total_steps: steps_per_epoch * settings.epochs,
-        warmup: steps_per_epoch.clamp(1, 300),
-    };
+    let sched = schedule(settings, split.train.len());
     let (mut net, mut stepper, mut state, init_from) =
         start(settings, prepared, spec, dirs, &device)?;
-
-    let groups: Vec<(String, String)> = prepared
-        .items
-        .iter()
-        .map(|i| (i.sample.source.clone(), i.sample.label.clone()))
-        .collect();
-    let sampler = sampler::Sampler::new(settings.sampling, &split.train, &groups);
+    let sampler = epoch_sampler(settings, prepared, split);
     let params = net.num_params();
-    tracing::info!(
-        arch = settings.arch.name(),
-        params,
-        steps_per_epoch,
-        epochs = settings.epochs,
-        sampling = ?settings.sampling,
-        "training"
-    );
-    for (group, share) in &sampler.shares {
-        tracing::debug!(group = %group, share = format!("{share:.4}"), "share of each epoch");
-    }
+    log_start(settings, params, &sched, &sampler);
     let progress =
         crate::progress::Progress::new(settings.progress, sched.total_steps as u64, "steps");
     progress.set_position(state.global_step as u64);
@@ -288,18 +264,7 @@ fn fit(
             seconds: started.elapsed().as_secs_f64(),
         };
         log_epoch(&progress, &record, &val);
-        state.epochs.push(record);
-        state.epochs_done = epoch;
-        if val.selection() > state.best_val_accuracy {
-            state.best_val_accuracy = val.selection();
-            state.best_epoch = epoch;
-            state.stale_epochs = 0;
-            checkpoint::save_module(&net, &dirs.ckpt.join("best.bpk"))?;
-        } else {
-            state.stale_epochs += 1;
-        }
-        checkpoint::save_epoch(&dirs.ckpt, &net, &stepper.optim, &state)?;
-        report::write_logs(&dirs.reports, &state)?;
+        end_epoch(&mut state, record, &val, &net, &stepper, dirs)?;
     }
     progress.finish_and_clear();
     if state.stale_epochs >= settings.patience && state.epochs_done < settings.epochs {
@@ -317,6 +282,76 @@ fn fit(
         init_from,
         shares: sampler.shares,
     })
+}
+
+/// The learning-rate schedule of a run over `train` training images.
+fn schedule(settings: &TrainSettings, train: usize) -> Schedule {
+    let full = train.div_ceil(settings.batch_size);
+    let steps_per_epoch = settings.max_steps_per_epoch.map_or(full, |m| m.min(full));
+    Schedule {
+        steps_per_epoch,
+        total_steps: steps_per_epoch * settings.epochs,
+        warmup: steps_per_epoch.clamp(1, 300),
+    }
+}
+
+/// The line that opens training, and each group's share of an epoch (debug).
+fn log_start(
+    settings: &TrainSettings,
+    params: usize,
+    sched: &Schedule,
+    sampler: &sampler::Sampler,
+) {
+    tracing::info!(
+        arch = settings.arch.name(),
+        params,
+        steps_per_epoch = sched.steps_per_epoch,
+        epochs = settings.epochs,
+        sampling = ?settings.sampling,
+        "training"
+    );
+    for (group, share) in &sampler.shares {
+        tracing::debug!(group = %group, share = format!("{share:.4}"), "share of each epoch");
+    }
+}
+
+/// The sampler that draws each epoch's training images by source and label.
+fn epoch_sampler(
+    settings: &TrainSettings,
+    prepared: &Prepared,
+    split: &SplitIndex,
+) -> sampler::Sampler {
+    let groups: Vec<(String, String)> = prepared
+        .items
+        .iter()
+        .map(|i| (i.sample.source.clone(), i.sample.label.clone()))
+        .collect();
+    sampler::Sampler::new(settings.sampling, &split.train, &groups)
+}
+
+/// Records a finished epoch in `state`, keeps the network as the best checkpoint when its
+/// validation is the best so far, and saves the epoch's checkpoint and logs.
+fn end_epoch(
+    state: &mut State,
+    record: EpochRecord,
+    val: &step::Validation,
+    net: &Net,
+    stepper: &Stepper,
+    dirs: &Dirs,
+) -> Result<()> {
+    let epoch = record.epoch;
+    state.epochs.push(record);
+    state.epochs_done = epoch;
+    if val.selection() > state.best_val_accuracy {
+        state.best_val_accuracy = val.selection();
+        state.best_epoch = epoch;
+        state.stale_epochs = 0;
+        checkpoint::save_module(net, &dirs.ckpt.join("best.bpk"))?;
+    } else {
+        state.stale_epochs += 1;
+    }
+    checkpoint::save_epoch(&dirs.ckpt, net, &stepper.optim, state)?;
+    report::write_logs(&dirs.reports, state)
 }
 
 /// The network, optimiser and state a run starts from: fresh, resumed from its own last

@@ -109,6 +109,7 @@ pub(super) fn read(settings: &TrainSettings) -> Result<(Vec<Sample>, BTreeMap<St
     Ok((samples, origin))
 }
 
+/// Deduplicates, detects and aligns each image's subject face, and assigns the splits.
 pub(super) fn prepare(
     settings: &TrainSettings,
     spec: &InputSpec,
@@ -120,6 +121,35 @@ pub(super) fn prepare(
         Some(dir) => labelled::pinned_splits(dir)?,
         None => HashMap::new(),
     };
+    let (unique, dedup) = unique_samples(settings, samples);
+    let decoded = subjects(&unique, spec, finder);
+    let gathered = Gathered::new(unique, decoded, dedup, spec);
+    gathered.log(finder.is_some());
+    let (labels, items) = items(gathered.kept)?;
+    let (splits, pinned) = assign_splits(settings, &items, &pins);
+    let sources = source_infos(
+        settings,
+        &origin,
+        &items,
+        &gathered.removals,
+        finder.is_some().then_some(&gathered.face_counts),
+    );
+    Ok(Prepared {
+        labels,
+        items,
+        pixels: gathered.pixels,
+        coverage: gathered.coverage,
+        splits,
+        sources,
+        pinned,
+    })
+}
+
+/// The samples deduplicated by content (each with its hash), cut to `--max-images`.
+fn unique_samples(
+    settings: &TrainSettings,
+    samples: Vec<Sample>,
+) -> (Vec<(Sample, String)>, labelled::DedupReport) {
     let listed = samples.len();
     let (mut unique, dedup) = labelled::dedup(samples);
     tracing::info!(
@@ -132,36 +162,21 @@ pub(super) fn prepare(
     if let Some(max) = settings.max_images.filter(|m| *m < unique.len()) {
         unique = subsample(unique, max, settings.seed);
     }
-    let (w, h) = (spec.width as usize, spec.height as usize);
+    (unique, dedup)
+}
+
+/// Each image's subject face, aligned (or the whole crop, per the `auto` rule), decoded in
+/// parallel.
+fn subjects(
+    unique: &[(Sample, String)],
+    spec: &InputSpec,
+    finder: Option<&FaceFinder>,
+) -> Vec<Result<Option<SubjectPixels>>> {
     let limits = DecodeLimits::default();
     let t = Instant::now();
-    // Each image's subject face, aligned (or the whole crop, per the `auto` rule).
     let decoded: Vec<Result<Option<SubjectPixels>>> = unique
         .par_iter()
-        .map(|(s, _)| {
-            let img = load_rgb(&s.path, limits)?;
-            // A crop that is already the model's aligned input (a report's corrections):
-            // used as it is, never detected again.
-            if crate::labelled::is_already_aligned(s) {
-                let px = if img.dimensions() == (w as u32, h as u32) {
-                    img
-                } else {
-                    image::imageops::resize(
-                        &img,
-                        w as u32,
-                        h as u32,
-                        image::imageops::FilterType::Triangle,
-                    )
-                };
-                return Ok(Some((CropKind::Aligned, px.into_raw(), None)));
-            }
-            Ok(match finder {
-                Some(f) => f
-                    .subject(&img)?
-                    .map(|c| (c.kind, c.image.into_raw(), c.coverage.map(|g| g.into_raw()))),
-                None => Some((CropKind::Whole, spec.fit(&img).into_raw(), None)),
-            })
-        })
+        .map(|(s, _)| subject(s, spec, finder, limits))
         .collect();
     let already = unique
         .iter()
@@ -175,51 +190,119 @@ pub(super) fn prepare(
             "faces detected and aligned"
         );
     }
-    let mut unreadable: Vec<String> = dedup.unreadable.clone();
-    let mut removals = dedup.by_source.clone();
-    let mut face_counts: BTreeMap<String, [usize; 3]> = BTreeMap::new();
-    let mut kept = Vec::new();
-    let mut pixels = Vec::with_capacity(unique.len() * w * h * 3);
-    let mut coverage = Vec::with_capacity(unique.len() * w * h);
-    let mut partial = 0usize;
-    for ((s, hash), d) in unique.into_iter().zip(decoded) {
-        let counts = face_counts.entry(s.source.clone()).or_default();
-        match d {
-            Ok(None) => counts[2] += 1,
-            Ok(Some((kind, px, cov))) => {
-                counts[usize::from(kind == CropKind::Whole)] += 1;
-                pixels.extend_from_slice(&px);
-                match cov {
-                    Some(c) => {
-                        partial += usize::from(c.iter().any(|&v| v < 255));
-                        coverage.extend_from_slice(&c);
+    decoded
+}
+
+/// One image's subject face: `None` when the finder finds none.
+fn subject(
+    s: &Sample,
+    spec: &InputSpec,
+    finder: Option<&FaceFinder>,
+    limits: DecodeLimits,
+) -> Result<Option<SubjectPixels>> {
+    let (w, h) = (spec.width, spec.height);
+    let img = load_rgb(&s.path, limits)?;
+    // A crop that is already the model's aligned input (a report's corrections): used as
+    // it is, never detected again.
+    if crate::labelled::is_already_aligned(s) {
+        let px = if img.dimensions() == (w, h) {
+            img
+        } else {
+            image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle)
+        };
+        return Ok(Some((CropKind::Aligned, px.into_raw(), None)));
+    }
+    Ok(match finder {
+        Some(f) => f
+            .subject(&img)?
+            .map(|c| (c.kind, c.image.into_raw(), c.coverage.map(|g| g.into_raw()))),
+        None => Some((CropKind::Whole, spec.fit(&img).into_raw(), None)),
+    })
+}
+
+/// The images that gave a crop, with their pixels, and what became of the others.
+struct Gathered {
+    /// The kept samples with their content hashes, in order.
+    kept: Vec<(Sample, String)>,
+    /// HxWx3 per kept sample.
+    pixels: Vec<u8>,
+    /// HxW per kept sample.
+    coverage: Vec<u8>,
+    /// Aligned crops that reach past their photo.
+    partial: usize,
+    /// Per source: aligned, whole, no face.
+    face_counts: BTreeMap<String, [usize; 3]>,
+    removals: BTreeMap<String, labelled::SourceRemovals>,
+    unreadable: Vec<String>,
+}
+
+impl Gathered {
+    /// Sorts the `decoded` subjects of `unique`: kept with their pixels, counted as no
+    /// face, or counted and listed as unreadable.
+    fn new(
+        unique: Vec<(Sample, String)>,
+        decoded: Vec<Result<Option<SubjectPixels>>>,
+        dedup: labelled::DedupReport,
+        spec: &InputSpec,
+    ) -> Gathered {
+        let (w, h) = (spec.width as usize, spec.height as usize);
+        let mut g = Gathered {
+            kept: Vec::new(),
+            pixels: Vec::with_capacity(unique.len() * w * h * 3),
+            coverage: Vec::with_capacity(unique.len() * w * h),
+            partial: 0,
+            face_counts: BTreeMap::new(),
+            removals: dedup.by_source,
+            unreadable: dedup.unreadable,
+        };
+        for ((s, hash), d) in unique.into_iter().zip(decoded) {
+            let counts = g.face_counts.entry(s.source.clone()).or_default();
+            match d {
+                Ok(None) => counts[2] += 1,
+                Ok(Some((kind, px, cov))) => {
+                    counts[usize::from(kind == CropKind::Whole)] += 1;
+                    g.pixels.extend_from_slice(&px);
+                    match cov {
+                        Some(c) => {
+                            g.partial += usize::from(c.iter().any(|&v| v < 255));
+                            g.coverage.extend_from_slice(&c);
+                        }
+                        None => g.coverage.resize(g.coverage.len() + w * h, 255),
                     }
-                    None => coverage.resize(coverage.len() + w * h, 255),
+                    g.kept.push((s, hash));
                 }
-                kept.push((s, hash));
-            }
-            Err(e) => {
-                removals.entry(s.source.clone()).or_default().unreadable += 1;
-                unreadable.push(e.to_string());
+                Err(e) => {
+                    g.removals.entry(s.source.clone()).or_default().unreadable += 1;
+                    g.unreadable.push(e.to_string());
+                }
             }
         }
+        g
     }
-    if finder.is_some() {
-        let out_of_photo =
-            coverage.iter().filter(|&&v| v < 128).count() as f64 / coverage.len().max(1) as f64;
-        tracing::info!(
-            crops_reaching_past_the_photo = partial,
-            share_of_pixels_outside = format!("{out_of_photo:.3}"),
-            "aligned crops that reach past their source image"
-        );
+
+    /// Logs the crops that reach past their photo (when aligning) and the unreadable files.
+    fn log(&self, aligned: bool) {
+        if aligned {
+            let out_of_photo = self.coverage.iter().filter(|&&v| v < 128).count() as f64
+                / self.coverage.len().max(1) as f64;
+            tracing::info!(
+                crops_reaching_past_the_photo = self.partial,
+                share_of_pixels_outside = format!("{out_of_photo:.3}"),
+                "aligned crops that reach past their source image"
+            );
+        }
+        if !self.unreadable.is_empty() {
+            tracing::warn!(
+                count = self.unreadable.len(),
+                first = %self.unreadable.iter().take(5).cloned().collect::<Vec<_>>().join(" | "),
+                "skipped unreadable images"
+            );
+        }
     }
-    if !unreadable.is_empty() {
-        tracing::warn!(
-            count = unreadable.len(),
-            first = %unreadable.iter().take(5).cloned().collect::<Vec<_>>().join(" | "),
-            "skipped unreadable images"
-        );
-    }
+}
+
+/// The label set of the kept samples, and the samples as items with their label index.
+fn items(kept: Vec<(Sample, String)>) -> Result<(Vec<String>, Vec<Item>)> {
     let all: Vec<Sample> = kept.iter().map(|(s, _)| s.clone()).collect();
     let labels = labelled::label_set(&all)?;
     let items: Vec<Item> = kept
@@ -233,8 +316,17 @@ pub(super) fn prepare(
             }
         })
         .collect();
-    // Stratified by label within each source, so every source is represented in every
-    // split in its own class proportions; images an earlier run placed keep their split.
+    Ok((labels, items))
+}
+
+/// Each item's split, and how many of them kept a split pinned by an earlier run.
+/// Stratified by label within each source, so every source is represented in every split
+/// in its own class proportions; images an earlier run placed keep their split.
+fn assign_splits(
+    settings: &TrainSettings,
+    items: &[Item],
+    pins: &HashMap<String, Split>,
+) -> (Vec<Split>, usize) {
     let keys: Vec<(&str, usize)> = items
         .iter()
         .map(|i| (i.sample.source.as_str(), i.label))
@@ -249,22 +341,7 @@ pub(super) fn prepare(
         );
     }
     let splits = labelled::stratified_split(&labelled::strata(&keys), &pinned, settings.split);
-    let sources = source_infos(
-        settings,
-        &origin,
-        &items,
-        &removals,
-        finder.is_some().then_some(&face_counts),
-    );
-    Ok(Prepared {
-        labels,
-        items,
-        pixels,
-        coverage,
-        splits,
-        sources,
-        pinned: n_pinned,
-    })
+    (splits, n_pinned)
 }
 
 /// Seeded, label-stratified subsample for quick runs.

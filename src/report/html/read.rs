@@ -36,6 +36,9 @@ pub struct FaceRow {
     pub face_index: Option<i32>,
     pub status: String,
     pub error: Option<String>,
+    /// The output's `error_kind` (`decode`, `too_large`, …); absent in outputs written
+    /// before the column existed and in eval predictions.
+    pub error_kind: Option<String>,
     /// The predicted label.
     pub label: Option<String>,
     /// The true label (eval predictions only).
@@ -108,7 +111,7 @@ pub fn open(input: &Path) -> Result<Input> {
     let file = std::fs::File::open(first)
         .map_err(|e| Error::io(format!("opening {}", first.display()), e))?;
     let schema = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| Error::Output(format!("reading {}: {e}", first.display())))?
+        .map_err(|e| Error::parquet(format!("reading {}", first.display()), e))?
         .schema()
         .clone();
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -166,100 +169,152 @@ pub fn for_each_row(input: &Input, base: &Path, mut f: impl FnMut(FaceRow)) -> R
     let mut id = 0u64;
     for file in &input.files {
         output::for_each_batch(file, |b| {
-            let path = col::<StringArray>(b, "path");
-            let root = col::<StringArray>(b, "root");
-            let status = col::<StringArray>(b, "status");
-            let error = col::<StringArray>(b, "error");
-            let (label, truth) = match input.kind {
-                Kind::Classify => (col::<StringArray>(b, "label"), None),
-                Kind::Predictions => (
-                    col::<StringArray>(b, "predicted"),
-                    col::<StringArray>(b, "label"),
-                ),
-            };
-            let confidence = col::<Float32Array>(b, "confidence");
-            let probs: Vec<Option<&Float32Array>> = input
-                .labels
-                .iter()
-                .map(|l| col::<Float32Array>(b, &format!("p_{l}")))
-                .collect();
-            let face_index = col::<Int32Array>(b, "face_index");
-            let crop = col::<StringArray>(b, "crop");
-            let det_score = col::<Float32Array>(b, "det_score");
-            let boxes: Vec<Option<&Float32Array>> = ["box_x1", "box_y1", "box_x2", "box_y2"]
-                .iter()
-                .map(|n| col::<Float32Array>(b, n))
-                .collect();
-            let landmarks = col::<ListArray>(b, "landmarks");
-            let width = col::<UInt32Array>(b, "width");
-            let height = col::<UInt32Array>(b, "height");
-            let bytes = col::<UInt64Array>(b, "bytes");
-            let modified = col::<TimestampMicrosecondArray>(b, "modified");
-            let groups: Vec<(&String, Option<&StringArray>)> = input
-                .group_columns
-                .iter()
-                .map(|g| (g, col::<StringArray>(b, g)))
-                .collect();
+            let columns = Columns::of(b, input);
             for i in 0..b.num_rows() {
-                let rel = text(path, i).unwrap_or_default();
-                let (shown, file) = match (input.kind, text(root, i)) {
-                    (Kind::Classify, Some(r)) => {
-                        let root_path = crate::fsutil::path_from_key(&r);
-                        let file = if root_path.is_file() {
-                            root_path
-                        } else {
-                            root_path.join(crate::fsutil::path_from_key(&rel))
-                        };
-                        (format!("{r}/{rel}"), file)
-                    }
-                    _ => {
-                        let p = PathBuf::from(&rel);
-                        let file = if p.is_absolute() || p.exists() {
-                            p
-                        } else {
-                            base.join(&p)
-                        };
-                        (rel.clone(), file)
-                    }
-                };
-                let bbox = (0..4)
-                    .map(|k| num(boxes[k], i))
-                    .collect::<Option<Vec<f32>>>()
-                    .map(|v| [v[0], v[1], v[2], v[3]]);
-                let lm = landmarks.filter(|l| l.is_valid(i)).and_then(|l| {
-                    l.value(i)
-                        .as_any()
-                        .downcast_ref::<Float32Array>()
-                        .map(|a| a.values().to_vec())
-                });
-                f(FaceRow {
-                    id,
-                    path: shown,
-                    file,
-                    face_index: num(face_index, i),
-                    status: text(status, i).unwrap_or_default(),
-                    error: text(error, i),
-                    label: text(label, i),
-                    truth: text(truth, i),
-                    confidence: num(confidence, i),
-                    probs: probs.iter().filter_map(|p| num(*p, i)).collect(),
-                    crop: text(crop, i),
-                    det_score: num(det_score, i),
-                    bbox,
-                    landmarks: lm,
-                    width: num(width, i),
-                    height: num(height, i),
-                    bytes: num(bytes, i),
-                    modified: num(modified, i),
-                    groups: groups
-                        .iter()
-                        .filter_map(|(g, a)| text(*a, i).map(|v| ((*g).clone(), v)))
-                        .collect(),
-                });
+                f(columns.row(i, id, base));
                 id += 1;
             }
             Ok(())
         })?;
     }
     Ok(())
+}
+
+/// The columns of one record batch that a [`FaceRow`] reads (absent ones are `None`).
+struct Columns<'a> {
+    kind: Kind,
+    path: Option<&'a StringArray>,
+    root: Option<&'a StringArray>,
+    status: Option<&'a StringArray>,
+    error: Option<&'a StringArray>,
+    error_kind: Option<&'a StringArray>,
+    /// The predicted label.
+    label: Option<&'a StringArray>,
+    /// The true label (eval predictions only).
+    truth: Option<&'a StringArray>,
+    confidence: Option<&'a Float32Array>,
+    probs: Vec<Option<&'a Float32Array>>,
+    face_index: Option<&'a Int32Array>,
+    crop: Option<&'a StringArray>,
+    det_score: Option<&'a Float32Array>,
+    boxes: Vec<Option<&'a Float32Array>>,
+    landmarks: Option<&'a ListArray>,
+    width: Option<&'a UInt32Array>,
+    height: Option<&'a UInt32Array>,
+    bytes: Option<&'a UInt64Array>,
+    modified: Option<&'a TimestampMicrosecondArray>,
+    groups: Vec<(&'a String, Option<&'a StringArray>)>,
+}
+
+impl<'a> Columns<'a> {
+    /// Finds the columns of `b`, named as files of `input`'s kind name them.
+    fn of(b: &'a RecordBatch, input: &'a Input) -> Columns<'a> {
+        let (label, truth) = match input.kind {
+            Kind::Classify => (col::<StringArray>(b, "label"), None),
+            Kind::Predictions => (
+                col::<StringArray>(b, "predicted"),
+                col::<StringArray>(b, "label"),
+            ),
+        };
+        Columns {
+            kind: input.kind,
+            path: col(b, "path"),
+            root: col(b, "root"),
+            status: col(b, "status"),
+            error: col(b, "error"),
+            error_kind: col(b, "error_kind"),
+            label,
+            truth,
+            confidence: col(b, "confidence"),
+            probs: input
+                .labels
+                .iter()
+                .map(|l| col::<Float32Array>(b, &format!("p_{l}")))
+                .collect(),
+            face_index: col(b, "face_index"),
+            crop: col(b, "crop"),
+            det_score: col(b, "det_score"),
+            boxes: ["box_x1", "box_y1", "box_x2", "box_y2"]
+                .iter()
+                .map(|n| col::<Float32Array>(b, n))
+                .collect(),
+            landmarks: col(b, "landmarks"),
+            width: col(b, "width"),
+            height: col(b, "height"),
+            bytes: col(b, "bytes"),
+            modified: col(b, "modified"),
+            groups: input
+                .group_columns
+                .iter()
+                .map(|g| (g, col::<StringArray>(b, g)))
+                .collect(),
+        }
+    }
+
+    /// Row `i` as the page's row `id`; relative photo paths resolve against `base`.
+    fn row(&self, i: usize, id: u64, base: &Path) -> FaceRow {
+        let (path, file) = self.photo(i, base);
+        let bbox = (0..4)
+            .map(|k| num(self.boxes[k], i))
+            .collect::<Option<Vec<f32>>>()
+            .map(|v| [v[0], v[1], v[2], v[3]]);
+        let landmarks = self.landmarks.filter(|l| l.is_valid(i)).and_then(|l| {
+            l.value(i)
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .map(|a| a.values().to_vec())
+        });
+        FaceRow {
+            id,
+            path,
+            file,
+            face_index: num(self.face_index, i),
+            status: text(self.status, i).unwrap_or_default(),
+            error: text(self.error, i),
+            error_kind: text(self.error_kind, i),
+            label: text(self.label, i),
+            truth: text(self.truth, i),
+            confidence: num(self.confidence, i),
+            probs: self.probs.iter().filter_map(|p| num(*p, i)).collect(),
+            crop: text(self.crop, i),
+            det_score: num(self.det_score, i),
+            bbox,
+            landmarks,
+            width: num(self.width, i),
+            height: num(self.height, i),
+            bytes: num(self.bytes, i),
+            modified: num(self.modified, i),
+            groups: self
+                .groups
+                .iter()
+                .filter_map(|(g, a)| text(*a, i).map(|v| ((*g).clone(), v)))
+                .collect(),
+        }
+    }
+
+    /// Row `i`'s photo: as the run recorded it (shown on the page), and where it is read
+    /// from now.
+    fn photo(&self, i: usize, base: &Path) -> (String, PathBuf) {
+        let rel = text(self.path, i).unwrap_or_default();
+        match (self.kind, text(self.root, i)) {
+            (Kind::Classify, Some(r)) => {
+                let root_path = crate::fsutil::path_from_key(&r);
+                let file = if root_path.is_file() {
+                    root_path
+                } else {
+                    root_path.join(crate::fsutil::path_from_key(&rel))
+                };
+                (format!("{r}/{rel}"), file)
+            }
+            _ => {
+                let p = PathBuf::from(&rel);
+                let file = if p.is_absolute() || p.exists() {
+                    p
+                } else {
+                    base.join(&p)
+                };
+                (rel, file)
+            }
+        }
+    }
 }

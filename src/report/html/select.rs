@@ -112,7 +112,8 @@ pub struct Summary {
     pub faces_per_photo: BTreeMap<u32, u64>,
     /// Per label, a histogram of the confidence of its faces: 20 bins over [0, 1].
     pub confidence_histogram: BTreeMap<String, Vec<u64>>,
-    /// Error rows by kind (the message with numbers and quoted names blanked).
+    /// Error rows by their `error_kind` (in older outputs: the message with numbers and
+    /// quoted names blanked).
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Eval predictions: `confusion[true][predicted]` counts, in label order.
     pub confusion: Vec<Vec<u64>>,
@@ -139,9 +140,10 @@ pub struct Limits {
     pub seed: u64,
 }
 
-/// The error message as a kind: digits and quoted or path-like parts blanked, so that
-/// "file is 3000000000 bytes" and "file is 2 bytes" are one kind.
-pub fn error_kind(message: &str) -> String {
+/// An error message as a group, for outputs without an `error_kind` column: digits and
+/// quoted or path-like parts blanked, so that "file is 3000000000 bytes" and "file is 2
+/// bytes" are one group.
+pub fn message_pattern(message: &str) -> String {
     let mut out = String::new();
     let mut last_digit = false;
     for word in message.split_whitespace() {
@@ -167,114 +169,155 @@ pub fn error_kind(message: &str) -> String {
     out.chars().take(120).collect()
 }
 
-fn entry(galleries: &mut BTreeMap<String, Gallery>, key: String, limits: Limits) -> &mut Gallery {
-    galleries
-        .entry(key)
-        .or_insert_with(|| Gallery::new(limits.least, limits.random))
-}
-
 /// Counts and selects over all rows, in one pass.
 pub fn select(
     labels: &[String],
     limits: Limits,
     rows: impl FnOnce(&mut dyn FnMut(FaceRow)) -> crate::Result<()>,
 ) -> crate::Result<Selected> {
-    let mut rng = ChaCha8Rng::seed_from_u64(limits.seed);
-    let mut s = Summary {
-        confusion: vec![vec![0; labels.len()]; labels.len()],
-        reliability: vec![(0, 0.0, 0); 15],
-        ..Default::default()
+    let mut selector = Selector {
+        labels,
+        limits,
+        rng: ChaCha8Rng::seed_from_u64(limits.seed),
+        summary: Summary {
+            confusion: vec![vec![0; labels.len()]; labels.len()],
+            reliability: vec![(0, 0.0, 0); 15],
+            ..Default::default()
+        },
+        galleries: BTreeMap::new(),
+        photo: None,
     };
-    let mut galleries: BTreeMap<String, Gallery> = BTreeMap::new();
-    let mut photo: Option<(String, u32)> = None;
-    let index = |l: &str| labels.iter().position(|x| x == l);
-    rows(&mut |row: FaceRow| {
+    rows(&mut |row: FaceRow| selector.take(row))?;
+    Ok(selector.finish())
+}
+
+/// The state of the pass: the counts so far, the galleries, and the photo being read.
+struct Selector<'a> {
+    labels: &'a [String],
+    limits: Limits,
+    rng: ChaCha8Rng,
+    summary: Summary,
+    galleries: BTreeMap<String, Gallery>,
+    /// The current photo's path and how many of its rows are classified faces.
+    photo: Option<(String, u32)>,
+}
+
+impl Selector<'_> {
+    /// Counts one row and offers it to its galleries.
+    fn take(&mut self, row: FaceRow) {
+        let s = &mut self.summary;
         s.rows += 1;
         *s.by_status.entry(row.status.clone()).or_default() += 1;
         // Rows of one photo are consecutive, in face order.
         let ok = row.status == "ok";
-        match &mut photo {
+        match &mut self.photo {
             Some((p, n)) if *p == row.path => *n += u32::from(ok),
             _ => {
-                if let Some((_, n)) = photo.take() {
+                if let Some((_, n)) = self.photo.take() {
                     *s.faces_per_photo.entry(n).or_default() += 1;
                 }
                 s.photos += 1;
-                photo = Some((row.path.clone(), u32::from(ok)));
+                self.photo = Some((row.path.clone(), u32::from(ok)));
             }
         }
         if let Some(truth) = &row.truth {
-            let correct = ok && row.label.as_ref() == Some(truth);
-            for (column, value) in &row.groups {
-                let g = s
-                    .groups
-                    .entry(column.clone())
-                    .or_default()
-                    .entry(value.clone())
-                    .or_default();
-                g.n += 1;
-                g.correct += u64::from(correct);
-            }
-            if let (Some(t), Some(p)) = (index(truth), row.label.as_deref().and_then(index)) {
-                s.confusion[t][p] += 1;
-            }
-            if let Some(c) = row.confidence.filter(|_| ok) {
-                let bin = ((c as f64 * 15.0) as usize).min(14);
-                let b = &mut s.reliability[bin];
-                b.0 += 1;
-                b.1 += c as f64;
-                b.2 += u64::from(correct);
-            }
-            if let (Some(p), true) = (&row.label, ok) {
-                let key = format!("cell:{truth}:{p}");
-                let conf = row.confidence.unwrap_or(0.0);
-                entry(&mut galleries, key, limits).offer(conf, row.clone(), &mut rng);
-            }
+            self.score(&row, truth, ok);
         }
         match row.status.as_str() {
-            "ok" => {
-                let label = row.label.clone().unwrap_or_default();
-                *s.by_label.entry(label.clone()).or_default() += 1;
-                let conf = row.confidence.unwrap_or(0.0);
-                let bin = ((conf * 20.0) as usize).min(19);
-                s.confidence_histogram
-                    .entry(label.clone())
-                    .or_insert_with(|| vec![0; 20])[bin] += 1;
-                // Near the threshold: the two most likely labels within 0.2 of each other.
-                let mut p = row.probs.clone();
-                p.sort_by(|a, b| b.total_cmp(a));
-                let margin = p.first().copied().unwrap_or(1.0) - p.get(1).copied().unwrap_or(0.0);
-                if margin < 0.2 {
-                    entry(&mut galleries, "near".into(), limits).offer(
-                        margin,
-                        row.clone(),
-                        &mut rng,
-                    );
-                }
-                entry(&mut galleries, format!("label:{label}"), limits).offer(conf, row, &mut rng);
-            }
+            "ok" => self.take_face(row),
             "error" => {
-                let kind = error_kind(row.error.as_deref().unwrap_or(""));
-                *s.errors_by_kind.entry(kind).or_default() += 1;
+                let kind = row
+                    .error_kind
+                    .clone()
+                    .unwrap_or_else(|| message_pattern(row.error.as_deref().unwrap_or("")));
+                *self.summary.errors_by_kind.entry(kind).or_default() += 1;
                 let id = row.id as f32;
-                entry(&mut galleries, "error".into(), limits).offer(id, row, &mut rng);
+                self.offer("error".into(), id, row);
             }
             _ => {
                 let id = row.id as f32;
-                entry(&mut galleries, "no_face".into(), limits).offer(id, row, &mut rng);
+                self.offer("no_face".into(), id, row);
             }
         }
-    })?;
-    if let Some((_, n)) = photo {
-        *s.faces_per_photo.entry(n).or_default() += 1;
     }
-    Ok(Selected {
-        summary: s,
-        galleries: galleries
-            .into_iter()
-            .map(|(k, g)| (k, g.finish()))
-            .collect(),
-    })
+
+    /// An eval prediction against its true label: groups, confusion, reliability, and the
+    /// gallery of its confusion cell.
+    fn score(&mut self, row: &FaceRow, truth: &str, ok: bool) {
+        let s = &mut self.summary;
+        let correct = ok && row.label.as_deref() == Some(truth);
+        for (column, value) in &row.groups {
+            let g = s
+                .groups
+                .entry(column.clone())
+                .or_default()
+                .entry(value.clone())
+                .or_default();
+            g.n += 1;
+            g.correct += u64::from(correct);
+        }
+        let index = |l: &str| self.labels.iter().position(|x| x == l);
+        if let (Some(t), Some(p)) = (index(truth), row.label.as_deref().and_then(index)) {
+            s.confusion[t][p] += 1;
+        }
+        if let Some(c) = row.confidence.filter(|_| ok) {
+            let bin = ((c as f64 * 15.0) as usize).min(14);
+            let b = &mut s.reliability[bin];
+            b.0 += 1;
+            b.1 += c as f64;
+            b.2 += u64::from(correct);
+        }
+        if let (Some(p), true) = (&row.label, ok) {
+            let key = format!("cell:{truth}:{p}");
+            let conf = row.confidence.unwrap_or(0.0);
+            self.offer(key, conf, row.clone());
+        }
+    }
+
+    /// A classified face: its label's counts and gallery, and the `near` gallery when its
+    /// two most likely labels are close.
+    fn take_face(&mut self, row: FaceRow) {
+        let s = &mut self.summary;
+        let label = row.label.clone().unwrap_or_default();
+        *s.by_label.entry(label.clone()).or_default() += 1;
+        let conf = row.confidence.unwrap_or(0.0);
+        let bin = ((conf * 20.0) as usize).min(19);
+        s.confidence_histogram
+            .entry(label.clone())
+            .or_insert_with(|| vec![0; 20])[bin] += 1;
+        // Near the threshold: the two most likely labels within 0.2 of each other.
+        let mut p = row.probs.clone();
+        p.sort_by(|a, b| b.total_cmp(a));
+        let margin = p.first().copied().unwrap_or(1.0) - p.get(1).copied().unwrap_or(0.0);
+        if margin < 0.2 {
+            self.offer("near".into(), margin, row.clone());
+        }
+        self.offer(format!("label:{label}"), conf, row);
+    }
+
+    /// Offers `row` to gallery `key` (made on first use), ordered by `order`.
+    fn offer(&mut self, key: String, order: f32, row: FaceRow) {
+        let limits = self.limits;
+        self.galleries
+            .entry(key)
+            .or_insert_with(|| Gallery::new(limits.least, limits.random))
+            .offer(order, row, &mut self.rng);
+    }
+
+    /// The counts with the last photo's, and each gallery's kept rows.
+    fn finish(mut self) -> Selected {
+        if let Some((_, n)) = self.photo {
+            *self.summary.faces_per_photo.entry(n).or_default() += 1;
+        }
+        Selected {
+            summary: self.summary,
+            galleries: self
+                .galleries
+                .into_iter()
+                .map(|(k, g)| (k, g.finish()))
+                .collect(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -311,11 +354,11 @@ mod tests {
     #[test]
     fn errors_of_one_kind_group_together() {
         assert_eq!(
-            error_kind("file is 3000 bytes, over the limit of 100 (--max-file-bytes)"),
-            error_kind("file is 99999 bytes, over the limit of 100 (--max-file-bytes)")
+            message_pattern("file is 3000 bytes, over the limit of 100 (--max-file-bytes)"),
+            message_pattern("file is 99999 bytes, over the limit of 100 (--max-file-bytes)")
         );
         assert_eq!(
-            error_kind("--save-crops: writing /a/b.png: No space left"),
+            message_pattern("--save-crops: writing /a/b.png: No space left"),
             "--save-crops: writing … No space left"
         );
     }
