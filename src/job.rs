@@ -116,38 +116,11 @@ impl Job {
                     .map_err(|e| invalid(format!("shard: {e}")))
             })
             .transpose()?;
-        for key in raw.classify.keys() {
-            if PROCESS_WIDE.contains(&key.replace('_', "-").as_str()) {
-                return Err(invalid(format!(
-                    "[classify] may not set {key:?}: it applies to the whole process; pass \
-                     --{} to `facebatch run` instead",
-                    key.replace('_', "-")
-                )));
-            }
-            if RESERVED.contains(&key.replace('_', "-").as_str()) {
-                return Err(invalid(format!(
-                    "[classify] may not set {key:?}: the job sets it (use the top-level \
-                     inputs, output, model, model_version and shard)"
-                )));
-            }
-        }
-        let version = raw.model_version.as_deref().filter(|v| *v != "latest");
-        let model_dir = match raw.model.as_deref() {
-            Some(m) if m != Path::new(crate::model::builtin::KEYWORD) => {
-                crate::model::card::resolve_version(&at(m), version)?
-            }
-            // No model (or "builtin"): the model built into the binary.
-            _ => {
-                if let Some(v) = version.filter(|v| *v != crate::model::builtin::VERSION) {
-                    return Err(invalid(format!(
-                        "model_version {v:?} needs `model`: the built-in model is {} {}",
-                        crate::model::builtin::NAME,
-                        crate::model::builtin::VERSION
-                    )));
-                }
-                crate::model::builtin::install(&crate::store::Store::current())?
-            }
-        };
+        check_classify_keys(&raw.classify).map_err(invalid)?;
+        let model_dir = model_dir(&raw, at).map_err(|e| match e {
+            Reason::Invalid(reason) => invalid(reason),
+            Reason::Other(e) => e,
+        })?;
         Ok(Job {
             file: file.to_path_buf(),
             name: raw.name,
@@ -194,6 +167,54 @@ impl Job {
             });
         }
         Ok(self.output.join(rel))
+    }
+}
+
+/// Refuses `[classify]` keys that the job sets itself or that apply to the whole process.
+fn check_classify_keys(classify: &toml::Table) -> std::result::Result<(), String> {
+    for key in classify.keys() {
+        let flag = key.replace('_', "-");
+        if PROCESS_WIDE.contains(&flag.as_str()) {
+            return Err(format!(
+                "[classify] may not set {key:?}: it applies to the whole process; pass \
+                 --{flag} to `facebatch run` instead"
+            ));
+        }
+        if RESERVED.contains(&flag.as_str()) {
+            return Err(format!(
+                "[classify] may not set {key:?}: the job sets it (use the top-level \
+                 inputs, output, model, model_version and shard)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Why [`model_dir`] failed: a mistake in the job file, or an error of its own.
+enum Reason {
+    Invalid(String),
+    Other(Error),
+}
+
+/// The model version folder a job uses: its `model` (a name folder, at `model_version` or
+/// the latest), or the model built into the binary.
+fn model_dir(raw: &JobFile, at: impl Fn(&Path) -> PathBuf) -> std::result::Result<PathBuf, Reason> {
+    let version = raw.model_version.as_deref().filter(|v| *v != "latest");
+    match raw.model.as_deref() {
+        Some(m) if m != Path::new(crate::model::builtin::KEYWORD) => {
+            crate::model::card::resolve_version(&at(m), version).map_err(Reason::Other)
+        }
+        // No model (or "builtin"): the model built into the binary.
+        _ => {
+            if let Some(v) = version.filter(|v| *v != crate::model::builtin::VERSION) {
+                return Err(Reason::Invalid(format!(
+                    "model_version {v:?} needs `model`: the built-in model is {} {}",
+                    crate::model::builtin::NAME,
+                    crate::model::builtin::VERSION
+                )));
+            }
+            crate::model::builtin::install(&crate::store::Store::current()).map_err(Reason::Other)
+        }
     }
 }
 

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 
+use facebatch::store::Store;
+
 use super::{EXIT_OK, GlobalArgs, session_options};
 
 #[derive(Args, Debug)]
@@ -16,10 +18,8 @@ pub struct SetupArgs {
     pub bundle: Option<PathBuf>,
 }
 
-/// `facebatch setup`: provisions the store (or a new bundle), loads what it provisioned to
-/// prove it works, and says where everything is.
-pub fn run(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
-    use facebatch::store::Store;
+/// The store (or the new bundle) with ONNX Runtime and the detector in it: their paths.
+fn provision(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<(Store, PathBuf, PathBuf)> {
     let store = match &args.bundle {
         Some(dir) => {
             std::fs::create_dir_all(dir)
@@ -59,6 +59,13 @@ pub fn run(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
             facebatch::vision::detect::locate_in(g.detector.as_deref(), &store)?.0,
         ),
     };
+    Ok((store, ort, detector))
+}
+
+/// `facebatch setup`: provisions the store (or a new bundle), loads what it provisioned to
+/// prove it works, and says where everything is.
+pub fn run(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
+    let (store, ort, detector) = provision(args, g)?;
     facebatch::onnx::runtime::environment(Some(&ort))?;
     // Loading it checks its inputs and outputs, as every run does.
     facebatch::vision::detect::Detector::load(Some(&detector), &session_options(g), 1)?;

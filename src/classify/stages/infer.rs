@@ -40,11 +40,43 @@ fn empty_row(
     }
 }
 
+/// The row of the `k`th face of a batch, from the batch's result.
+fn face_row(
+    result: &Result<Option<BatchOutput>>,
+    k: usize,
+    labels: &[String],
+    features: bool,
+    file: FileRef,
+    (width, height): (Option<u32>, Option<u32>),
+) -> Row {
+    let classes = labels.len();
+    let failed = |message: String| {
+        let error = ImageFailure::new(ImageErrorKind::Inference, message);
+        empty_row(file.clone(), Status::Error, width, height, Some(error))
+    };
+    match result {
+        Ok(Some(out)) => {
+            let probs = out.probs[k * classes..(k + 1) * classes].to_vec();
+            let best = out.argmax(k, classes);
+            let pooled_dim = out.pooled.len() / out.n.max(1);
+            Row {
+                label: Some(labels[best].clone()),
+                confidence: Some(probs[best]),
+                probs,
+                features: features
+                    .then(|| out.pooled[k * pooled_dim..(k + 1) * pooled_dim].to_vec()),
+                ..empty_row(file, Status::Ok, width, height, None)
+            }
+        }
+        Err(e) => failed(format!("inference failed: {e}")),
+        Ok(None) => failed("internal: no model output".into()),
+    }
+}
+
 /// Runs one batch through the model. A failure of the model on a batch becomes error rows
 /// for that batch's faces (the run goes on).
 fn rows_for(classifier: &Classifier, batch: Batch, features: bool) -> Vec<Row> {
     let labels = classifier.card.labels.clone();
-    let classes = labels.len();
     let mut input = Vec::with_capacity(batch.tensors * classifier.card.input.len());
     for e in &batch.entries {
         if let Prepared::Tensor { data, .. } = e {
@@ -84,44 +116,10 @@ fn rows_for(classifier: &Classifier, batch: Batch, features: bool) -> Vec<Row> {
                 face,
                 ..
             } => {
-                let last_of_file = face.index + 1 == face.count;
-                let mut row = match &result {
-                    Ok(Some(out)) => {
-                        let probs = out.probs[k * classes..(k + 1) * classes].to_vec();
-                        let best = out.argmax(k, classes);
-                        let pooled_dim = out.pooled.len() / out.n.max(1);
-                        Row {
-                            label: Some(labels[best].clone()),
-                            confidence: Some(probs[best]),
-                            probs,
-                            features: features
-                                .then(|| out.pooled[k * pooled_dim..(k + 1) * pooled_dim].to_vec()),
-                            ..empty_row(file, Status::Ok, Some(width), Some(height), None)
-                        }
-                    }
-                    Err(e) => empty_row(
-                        file,
-                        Status::Error,
-                        Some(width),
-                        Some(height),
-                        Some(ImageFailure::new(
-                            ImageErrorKind::Inference,
-                            format!("inference failed: {e}"),
-                        )),
-                    ),
-                    Ok(None) => empty_row(
-                        file,
-                        Status::Error,
-                        Some(width),
-                        Some(height),
-                        Some(ImageFailure::new(
-                            ImageErrorKind::Inference,
-                            "internal: no model output",
-                        )),
-                    ),
-                };
+                let size = (Some(width), Some(height));
+                let mut row = face_row(&result, k, &labels, features, file, size);
+                row.last_of_file = face.index + 1 == face.count;
                 row.face = Some(face);
-                row.last_of_file = last_of_file;
                 rows.push(row);
                 k += 1;
             }
