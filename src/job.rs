@@ -117,10 +117,7 @@ impl Job {
             })
             .transpose()?;
         check_classify_keys(&raw.classify).map_err(invalid)?;
-        let model_dir = model_dir(&raw, at).map_err(|e| match e {
-            Reason::Invalid(reason) => invalid(reason),
-            Reason::Other(e) => e,
-        })?;
+        let model_dir = model_dir(&raw, at, &invalid)?;
         Ok(Job {
             file: file.to_path_buf(),
             name: raw.name,
@@ -190,30 +187,28 @@ fn check_classify_keys(classify: &toml::Table) -> std::result::Result<(), String
     Ok(())
 }
 
-/// Why [`model_dir`] failed: a mistake in the job file, or an error of its own.
-enum Reason {
-    Invalid(String),
-    Other(Error),
-}
-
 /// The model version folder a job uses: its `model` (a name folder, at `model_version` or
 /// the latest), or the model built into the binary.
-fn model_dir(raw: &JobFile, at: impl Fn(&Path) -> PathBuf) -> std::result::Result<PathBuf, Reason> {
+fn model_dir(
+    raw: &JobFile,
+    at: impl Fn(&Path) -> PathBuf,
+    invalid: &impl Fn(String) -> Error,
+) -> Result<PathBuf> {
     let version = raw.model_version.as_deref().filter(|v| *v != "latest");
     match raw.model.as_deref() {
         Some(m) if m != Path::new(crate::model::builtin::KEYWORD) => {
-            crate::model::card::resolve_version(&at(m), version).map_err(Reason::Other)
+            crate::model::card::resolve_version(&at(m), version)
         }
         // No model (or "builtin"): the model built into the binary.
         _ => {
             if let Some(v) = version.filter(|v| *v != crate::model::builtin::VERSION) {
-                return Err(Reason::Invalid(format!(
+                return Err(invalid(format!(
                     "model_version {v:?} needs `model`: the built-in model is {} {}",
                     crate::model::builtin::NAME,
                     crate::model::builtin::VERSION
                 )));
             }
-            crate::model::builtin::install(&crate::store::Store::current()).map_err(Reason::Other)
+            crate::model::builtin::install(&crate::store::Store::current())
         }
     }
 }

@@ -19,25 +19,18 @@ use crate::error::{Error, Result};
 pub struct SessionPool {
     idle: async_channel::Sender<Session>,
     take: async_channel::Receiver<Session>,
-    size: usize,
 }
 
 impl SessionPool {
     /// Builds `size` (at least 1) sessions from the model's bytes.
     pub fn build(bytes: &[u8], opts: &SessionOptions, what: &Path, size: usize) -> Result<Self> {
-        let size = size.max(1);
         let (idle, take) = async_channel::unbounded();
-        for _ in 0..size {
+        for _ in 0..size.max(1) {
             let session = build_session(bytes, opts, what)?;
             // The pool holds both ends, so the channel cannot be closed.
             let _ = idle.try_send(session);
         }
-        Ok(SessionPool { idle, take, size })
-    }
-
-    /// How many sessions the pool holds.
-    pub fn size(&self) -> usize {
-        self.size
+        Ok(SessionPool { idle, take })
     }
 
     /// An idle session, waiting while all are busy. The session goes back to the pool when
