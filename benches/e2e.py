@@ -14,6 +14,11 @@ efficiency. Memory growth: facebatch on 10,000 and 100,000 crops (hard links to 
 peak RSS compared. Label agreement: every facebatch run's labels are compared with the first
 one's, and with the peer's.
 
+The inference limit: benches/ort_limit.py, in the same run, gives what ONNX Runtime alone
+sustains for the model (one one-thread session per core, batch 64, no decoding); crops
+report facebatch's rate as a share of it. With --int8, facebatch also runs with
+`--precision int8` (the card's int8 copy) in the same alternation, with its own limit.
+
 Writes OUT.md (a generated page) and OUT.json.
 """
 
@@ -94,11 +99,25 @@ def main() -> None:
     ap.add_argument("--memory-sizes", default="10000,100000")
     ap.add_argument("--out", required=True, help="OUT.md and OUT.json are written")
     ap.add_argument("--command", required=True, help="the command line that reproduces this page")
+    ap.add_argument("--int8", action="store_true", help="also run facebatch --precision int8")
     args = ap.parse_args()
     os.makedirs(args.scratch, exist_ok=True)
     peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer.py")
     cores = os.cpu_count() or 1
-    results: dict = {"corpora": {}, "memory": {}, "agreement": {}}
+    results: dict = {"corpora": {}, "memory": {}, "agreement": {}, "limit": {}}
+    card = json.load(open(os.path.join(args.model, "card.json")))
+    passes = 2 if card.get("test_time_flip") else 1
+    variants = {"float32": os.path.join(args.model, "model.onnx")}
+    if args.int8:
+        variants["int8"] = os.path.join(args.model, card["int8"]["file"])
+    limit_py = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ort_limit.py")
+    for v, onnx in variants.items():
+        print(f"bench-e2e: inference limit ({v})", file=sys.stderr)
+        out = subprocess.run([sys.executable, limit_py, onnx], capture_output=True, text=True,
+                             check=True).stdout
+        lim = json.loads(out[out.index("{"):])
+        results["limit"][v] = {"passes_per_s": lim["ort_sessions_per_core_processes"],
+                               "faces_per_s": lim["ort_sessions_per_core_processes"] / passes}
 
     def fb(corpus: str, faces: str, out: str, extra: list[str] = []) -> dict:
         return run_timed([args.facebatch, "--no-progress", "-q", "classify", corpus, "--out", out,
@@ -112,13 +131,16 @@ def main() -> None:
         n = count_images(corpus)
         fo, po = os.path.join(args.scratch, f"{name}-fb.parquet"), os.path.join(args.scratch, f"{name}-py.parquet")
         print(f"bench-e2e: {name}: {n} images, warm-up", file=sys.stderr)
+        io = os.path.join(args.scratch, f"{name}-fb-int8.parquet")
         fb(corpus, faces, fo)
         py(corpus, faces, po)
         base = labels_of(fo)
-        fb_runs, py_runs = [], []
+        fb_runs, py_runs, int8_runs = [], [], []
         for r in range(args.rounds):
             print(f"bench-e2e: {name}: round {r + 1}/{args.rounds}", file=sys.stderr)
             fb_runs.append(fb(corpus, faces, fo))
+            if args.int8:
+                int8_runs.append(fb(corpus, faces, io, ["--precision", "int8"]))
             py_runs.append(py(corpus, faces, po))
             assert labels_of(fo) == base, "facebatch labels changed between runs"
         py_labels = labels_of(po)
@@ -128,6 +150,9 @@ def main() -> None:
         alt = os.path.join(args.scratch, f"{name}-fb-alt.parquet")
         fb(corpus, faces, alt, ["--threads", "1", "--batch-size", "7"])
         same_alt = labels_of(alt) == base
+        # One decode thread and one inference worker on separate cores: each stage's cost
+        # per item without the other stages' threads competing for its core.
+        solo = stage_busy(fb(corpus, faces, alt, ["--threads", "1", "--infer-workers", "1"])["stdout"])
         fb_wall = statistics.median(r["wall_s"] for r in fb_runs)
         py_wall = statistics.median(r["wall_s"] for r in py_runs)
         busy = stage_busy(min(fb_runs, key=lambda r: r["wall_s"])["stdout"])
@@ -141,6 +166,8 @@ def main() -> None:
             "peer": {"wall_s": [r["wall_s"] for r in py_runs], "images_per_s": n / py_wall,
                      "peak_rss_mb": max(r["peak_rss_mb"] for r in py_runs)},
             "ratio": py_wall / fb_wall,
+            "uncontended_busy_s": solo,
+            "vs_limit": (n / fb_wall) / results["limit"]["float32"]["faces_per_s"],
             "slowest_stage": slowest,
             "slowest_stage_alone_s": alone.get(slowest) if slowest else None,
             "e2e_vs_slowest_stage": (alone[slowest] / fb_wall) if slowest else None,
@@ -148,6 +175,17 @@ def main() -> None:
             "cpu_bound_s": sum(alone.values()) if alone else None,
             "e2e_vs_all_work": (sum(alone.values()) / fb_wall) if alone else None,
         }
+        if int8_runs:
+            i_wall = statistics.median(r["wall_s"] for r in int8_runs)
+            i_labels = labels_of(io)
+            results["corpora"][name]["int8"] = {
+                "wall_s": [r["wall_s"] for r in int8_runs], "images_per_s": n / i_wall,
+                "ratio": py_wall / i_wall, "vs_float32": fb_wall / i_wall,
+                "vs_limit": (n / i_wall) / results["limit"]["int8"]["faces_per_s"],
+                "peak_rss_mb": max(r["peak_rss_mb"] for r in int8_runs),
+                "busy_s": stage_busy(min(int8_runs, key=lambda r: r["wall_s"])["stdout"]),
+                "labels_equal_float32": sum(base[k] == i_labels.get(k) for k in base),
+                "rows": len(i_labels)}
         results["agreement"][name] = {"rows_compared": len(common), "labels_equal": agree,
                                       "facebatch_rows": len(base), "peer_rows": len(py_labels),
                                       "same_labels_threads1_batch7": same_alt}
@@ -204,6 +242,41 @@ def write_md(path: str, r: dict, args) -> None:
             f"{c['peer']['images_per_s']:.1f} | **{c['ratio']:.2f}x** | {c['facebatch']['peak_rss_mb']:.0f} MB | "
             f"{c['slowest_stage']} {c['slowest_stage_alone_s']:.1f} s | {100 * c['e2e_vs_slowest_stage']:.0f}% | "
             f"{c['cpu_bound_s']:.1f} s | {100 * c['e2e_vs_all_work']:.0f}% |")
+    lim = r.get("limit", {})
+    if lim:
+        lines += ["", "## Against the inference limit\n",
+                  "`benches/ort_limit.py` in the same run: what ONNX Runtime alone sustains for the "
+                  "model, one one-thread session per core, batch 64, no decoding. The bound that "
+                  "decoding leaves: the cores shared by decoding and inference at that limit, with "
+                  "each crop's other work (decode, fit, tensor, sink) as measured in a run with one "
+                  "decode thread and one inference worker (so no stage competes for a core).\n",
+                  "| model | ORT alone, faces/s | facebatch on crops, images/s | share of the limit | "
+                  "other work per crop | bound with that work | share of the limit at the bound |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        c = r["corpora"].get("crops")
+        for v, l in lim.items():
+            if not c:
+                break
+            got = c["facebatch"] if v == "float32" else c.get("int8")
+            if not got:
+                continue
+            solo = c.get("uncontended_busy_s", {})
+            other = sum(t for k, t in solo.items() if k != "infer") / c["images"]
+            cores = m["cores"]
+            bound = cores / (other + cores / l["faces_per_s"])
+            lines.append(f"| {v} | {l['faces_per_s']:.0f} | {got['images_per_s']:.0f} | "
+                         f"**{100 * got['images_per_s'] / l['faces_per_s']:.0f}%** | "
+                         f"{1000 * other:.3f} ms | {bound:.0f} | {100 * bound / l['faces_per_s']:.0f}% |")
+    if any("int8" in c for c in r["corpora"].values()):
+        lines += ["", "## `--precision int8`\n",
+                  "| corpus | facebatch float32 images/s | facebatch int8 images/s | int8 / float32 | "
+                  "int8 / peer | labels equal to float32 |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for name, c in r["corpora"].items():
+            i = c.get("int8")
+            if i:
+                lines.append(f"| {name} | {c['facebatch']['images_per_s']:.1f} | {i['images_per_s']:.1f} | "
+                             f"{i['vs_float32']:.2f}x | {i['ratio']:.2f}x | "
+                             f"{i['labels_equal_float32']} of {i['rows']} |")
     lines += ["", "Wall times (s): " + "; ".join(
         f"{n}: facebatch {', '.join(f'{w:.1f}' for w in c['facebatch']['wall_s'])}, "
         f"peer {', '.join(f'{w:.1f}' for w in c['peer']['wall_s'])}" for n, c in r["corpora"].items()), ""]

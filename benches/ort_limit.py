@@ -6,7 +6,8 @@ In one run, on the default model (64x64 input, about 39.5 M multiply-adds per pa
   with one thread per core; one one-thread session per core in separate processes (what
   facebatch's inference workers and the Python peer's processes do).
 
-Usage: python benches/ort_limit.py [MODEL_DIR]   (with .cache/baseline-venv)
+Usage: python benches/ort_limit.py [MODEL_DIR | FILE.onnx]   (with .cache/baseline-venv)
+(a model folder means its model.onnx; name the card's int8 file to measure that copy)
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-MODEL = os.path.join(sys.argv[1] if len(sys.argv) > 1 else "models/facebatch-gender/v3", "model.onnx")
+_ARG = sys.argv[1] if len(sys.argv) > 1 else "models/facebatch-gender/v4"
+MODEL = _ARG if _ARG.endswith(".onnx") else os.path.join(_ARG, "model.onnx")
 # Multiply-adds per pass of the compact network, layer by layer (src/train/net.rs COMPACT_PLAN):
 # 3x3 convs 3->16 @64x64, 16->32 @32x32, 32->64 and 64->64 @16x16, 64->128 and 128->128 @8x8,
 # 128->256 @4x4, then dense 256->128->2.

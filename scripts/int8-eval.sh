@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # int8 evaluation of the default model (issue 18): quantizes it (static QDQ, calibrated on
 # 400 aligned crops of its training split), then compares accuracy per source on its test
-# split and single-thread speed with float32 (benches/int8.py). Needs the shared face
-# collections (the splits name them) and PyPI for the pinned quantizer. Writes
-# docs/int8.md and docs/int8.json. Run by hand; CI never runs it.
+# and validation splits (through `facebatch eval --precision`) and single-thread speed with
+# float32 (benches/int8.py). Needs the shared face collections (the splits name them) and
+# PyPI for the pinned quantizer. Writes docs/int8.md and docs/int8.json. Run by hand; CI
+# never runs it.
+#
+#   scripts/int8-eval.sh                 # measure only
+#   INSTALL=1 scripts/int8-eval.sh       # and, if int8 passes the rule, write model-int8.onnx
+#                                        # and the card's int8 entry into the model folder
+#                                        # (then rebuild: the built-in model embeds both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${MODEL:-models/facebatch-gender/v4}
@@ -13,7 +19,7 @@ venv=$work/venv
 cargo build --release --locked
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check onnxruntime==1.31.1 \
-  onnx==1.23.2 numpy==2.4.6 pillow==13.0.0 protobuf==7.36.2 ml_dtypes==0.7.0
+  onnx==1.23.2 numpy==2.4.6 pillow==13.0.0 protobuf==7.36.2 ml_dtypes==0.7.0 pyarrow==22.0.0
 rm -rf "$work/calib" "$work/crops"
 mkdir -p "$work/calib"
 python3 - "$model" "$work/calib" <<'PY'
@@ -33,4 +39,4 @@ PY
 target/release/facebatch --no-progress -q classify "$work/calib" --out "$work/calib.parquet" \
   --model "$model" --save-crops "$work/crops" --max-error-rate 1 >/dev/null
 exec "$venv/bin/python" benches/int8.py --facebatch target/release/facebatch --model "$model" \
-  --crops "$work/crops" --work "$work" --out "$out"
+  --crops "$work/crops" --work "$work" --out "$out" ${INSTALL:+--install}

@@ -583,3 +583,78 @@ fn error_rows_carry_their_kind() {
     .collect();
     assert_eq!(kinds, want);
 }
+
+/// Issue 18: `--precision int8` runs the card's int8 copy (the built-in model has one),
+/// labels like float32 where the faces are clear, says which network ran, and is refused
+/// for a model without one or with a changed file.
+#[test]
+fn precision_int8_runs_the_cards_int8_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = repo().join("data/samples");
+    let run_with = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        // data/samples holds one truncated JPEG: its error row is expected.
+        let o = run(classify_cmd([&data], &out)
+            .args(["--max-error-rate", "0.1"])
+            .args(extra));
+        assert_code(&o, 0);
+        let (_, md) = read_rows(&out);
+        (predictions(&out), md)
+    };
+    let (f32_rows, f32_md) = run_with("f.parquet", &[]);
+    let (int8_rows, md) = run_with("i.parquet", &["--precision", "int8"]);
+    let card: serde_json::Value = read_json(&default_model().join("card.json"));
+    assert_eq!(f32_md["facebatch.model_precision"], "float32");
+    assert_eq!(md["facebatch.model_precision"], "int8");
+    assert_eq!(
+        md["facebatch.model_sha256"],
+        card["int8"]["sha256"].as_str().unwrap()
+    );
+    assert!(
+        md["facebatch.model_path"].ends_with("model-int8.onnx"),
+        "{md:?}"
+    );
+    // The same faces; a label may change only where float32 was unsure.
+
+    assert_eq!(
+        f32_rows.keys().collect::<Vec<_>>(),
+        int8_rows.keys().collect::<Vec<_>>()
+    );
+    let mut moved = 0;
+    for (k, (label, p)) in &f32_rows {
+        let (l8, p8) = &int8_rows[k];
+        let diff = (p[0] - p8[0]).abs();
+        assert!(diff < 0.15, "{k:?}: {p:?} vs {p8:?}");
+        if p[0].max(p[1]) > 0.65 {
+            assert_eq!(label, l8, "{k:?}: {p:?} vs {p8:?}");
+        }
+        moved += usize::from(diff > 1e-4);
+    }
+    assert!(
+        moved > f32_rows.len() / 2,
+        "int8 ran: probabilities moved on {moved} faces"
+    );
+
+    // A model whose card lists no int8 copy, and one whose int8 file was changed.
+    let model = tmp.path().join("m/v1");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["model.onnx", "card.json", "model-int8.onnx"] {
+        std::fs::copy(default_model().join(f), model.join(f)).unwrap();
+    }
+    let out = tmp.path().join("x.parquet");
+    let int8 = || {
+        let mut c = classify_cmd([&data], &out);
+        c.args(["--precision", "int8", "--model"]).arg(&model);
+        c
+    };
+    let mut bytes = std::fs::read(model.join("model-int8.onnx")).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(model.join("model-int8.onnx"), bytes).unwrap();
+    assert_fatal(&run(&mut int8()), "does not match its card");
+    let mut no_int8 = card.clone();
+    no_int8.as_object_mut().unwrap().remove("int8");
+    std::fs::write(model.join("card.json"), no_int8.to_string()).unwrap();
+    assert_fatal(&run(&mut int8()), "has no int8 copy");
+    assert!(!out.exists());
+}

@@ -46,6 +46,8 @@ pub struct ClassifySettings {
     pub out: PathBuf,
     /// Model directory or its model.onnx.
     pub model: PathBuf,
+    /// Which copy of the network runs (`--precision`).
+    pub precision: crate::model::card::Precision,
     pub batch_size: usize,
     pub session: SessionOptions,
     /// Inference workers, each with its own ONNX Runtime session.

@@ -39,6 +39,8 @@ pub mod meta {
     pub const MODEL_NAME: &str = "facebatch.model_name";
     pub const MODEL_VERSION: &str = "facebatch.model_version";
     pub const MODEL_PATH: &str = "facebatch.model_path";
+    /// `float32` or `int8` (`--precision`): which of the card's networks ran.
+    pub const MODEL_PRECISION: &str = "facebatch.model_precision";
     pub const SHARD: &str = "facebatch.shard";
     pub const INPUTS: &str = "facebatch.inputs";
     pub const STATUS: &str = "facebatch.run_status";

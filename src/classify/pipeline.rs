@@ -55,11 +55,11 @@ struct Opened {
 /// earlier attempt of this output left; records the run in `OUT.parts/run.json` and opens
 /// the part writer.
 fn open(s: &ClassifySettings) -> Result<(Opened, output::PartWriter, FaceFinder)> {
-    let classifier = Classifier::load_pooled(&s.model, &s.session, s.infer_workers)?;
+    let classifier = Classifier::load_pooled(&s.model, s.precision, &s.session, s.infer_workers)?;
     let card = &classifier.card;
     let model_version = crate::model::card::model_version(&classifier.onnx_path);
     let model_path = classifier.onnx_path.display().to_string();
-    tracing::info!(model = %card.name, version = %model_version, path = %model_path, "model");
+    tracing::info!(model = %card.name, version = %model_version, precision = %classifier.precision, path = %model_path, "model");
     let detector_session = crate::onnx::SessionOptions {
         intra_threads: 1,
         ..s.session.clone()
@@ -353,6 +353,7 @@ fn metadata(
         kv(meta::MODEL_NAME, card.name.clone()),
         kv(meta::MODEL_VERSION, o.model_version.clone()),
         kv(meta::MODEL_PATH, o.model_path.clone()),
+        kv(meta::MODEL_PRECISION, o.classifier.precision.to_string()),
         kv(meta::SHARD, shard.to_string()),
         kv(meta::MODEL_CARD, card_json),
         kv(meta::FACES, o.faces_json.clone()),

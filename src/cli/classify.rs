@@ -8,6 +8,7 @@ use clap::Args;
 
 use facebatch::classify::ClassifySettings;
 use facebatch::classify::shard::ShardSpec;
+use facebatch::model::card::Precision;
 use facebatch::onnx::{ExecDevice, SessionOptions};
 use facebatch::vision::decode::DecodeLimits;
 
@@ -87,6 +88,9 @@ pub struct ClassifyOptions {
     /// Where inference runs.
     #[arg(long, value_parser = super::choice::device_parser(), default_value = "cpu", help_heading = "Performance")]
     pub device: ExecDevice,
+    /// Which of the model's networks runs: float32, or the int8 copy its card lists.
+    #[arg(long, value_parser = super::choice::precision_parser(), default_value = "float32", help_heading = "Performance")]
+    pub precision: Precision,
     /// Decode/preprocess threads [default: all cores].
     #[arg(long, help_heading = "Performance")]
     pub threads: Option<usize>,
@@ -159,6 +163,7 @@ impl ClassifyArgs {
             inputs: self.inputs.clone(),
             out: self.out.clone(),
             model: self.model.path()?,
+            precision: o.precision,
             batch_size: o.batch_size,
             session: SessionOptions {
                 ort_lib: g.ort_lib.clone(),

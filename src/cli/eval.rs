@@ -30,6 +30,9 @@ pub struct EvalArgs {
     /// Manifest column holding the image path (relative to the manifest).
     #[arg(long, default_value = "path")]
     pub path_column: String,
+    /// Which of the model's networks runs (as in classify).
+    #[arg(long, value_parser = super::choice::precision_parser(), default_value = "float32")]
+    pub precision: facebatch::model::card::Precision,
     /// Faces per inference batch (as in classify).
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
@@ -48,7 +51,7 @@ pub struct EvalArgs {
 pub fn run(args: &EvalArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let source = Source::from_path(&args.data, &args.label_column, &args.path_column);
     let samples = labelled::read_sources(&[source])?;
-    let classifier = Classifier::load(&args.model.path()?, &session_options(g))?;
+    let classifier = Classifier::load_as(&args.model.path()?, args.precision, &session_options(g))?;
     let finder = FaceFinder::for_model(
         classifier.card.faces(),
         &args.face.options(g),

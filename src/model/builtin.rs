@@ -18,10 +18,14 @@ pub const VERSION: &str = "v4";
 /// What `--model` and `FACEBATCH_MODEL` take to mean the built-in model (their default).
 pub const KEYWORD: &str = "builtin";
 
-const FILES: [(&str, &[u8]); 2] = [
+const FILES: [(&str, &[u8]); 3] = [
     (
         crate::model::card::MODEL_FILE,
         include_bytes!("../../models/facebatch-gender/v4/model.onnx"),
+    ),
+    (
+        "model-int8.onnx",
+        include_bytes!("../../models/facebatch-gender/v4/model-int8.onnx"),
     ),
     (
         crate::model::card::CARD_FILE,

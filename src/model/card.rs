@@ -50,6 +50,45 @@ pub struct OnnxInfo {
     pub bytes: u64,
 }
 
+/// Which copy of the network runs (`--precision`): the float32 export, or the int8 one
+/// quantised from it (the card's [`QuantizedInfo`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Float32,
+    Int8,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Float32 => "float32",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An int8 copy of the network, beside `model.onnx` in the model folder
+/// (`--precision int8`). Same inputs, outputs, calibration temperature and labels; the
+/// evaluation that justified it is in docs/int8.md.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QuantizedInfo {
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+    /// How it was quantised and calibrated.
+    pub method: String,
+    /// Its accuracy against the float32 network's on the same images.
+    pub evaluation: String,
+}
+
 /// One training data source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataSourceInfo {
@@ -116,6 +155,9 @@ pub struct ModelCard {
     pub calibration: Option<crate::model::calibration::Calibration>,
     pub architecture: ArchitectureInfo,
     pub onnx: OnnxInfo,
+    /// The int8 copy, when one was made and passed its evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8: Option<QuantizedInfo>,
     pub training: TrainingInfo,
     /// Test-split metrics of the exported model, run through ONNX Runtime.
     pub metrics: BTreeMap<String, Report>,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use ort::value::TensorRef;
 
 use crate::error::{Error, Result};
-use crate::model::card::{ModelCard, OUTPUT_NAMES, resolve_model_paths};
+use crate::model::card::{ModelCard, OUTPUT_NAMES, Precision, resolve_model_paths};
 use crate::onnx::{SessionOptions, SessionPool};
 
 /// Outputs for one batch, row-major.
@@ -41,6 +41,7 @@ pub struct Classifier {
     pub card: ModelCard,
     pub onnx_path: PathBuf,
     pub onnx_sha256: String,
+    pub precision: Precision,
 }
 
 /// A model's files, read once and checked against each other.
@@ -49,22 +50,52 @@ pub struct CheckedModel {
     pub card: ModelCard,
     pub bytes: Vec<u8>,
     pub sha256: String,
+    pub precision: Precision,
 }
 
 impl CheckedModel {
     /// Reads `model` (a directory or its `model.onnx`) and its card, and refuses an ONNX file
     /// whose sha256 differs from the card's.
     pub fn read(model: &Path) -> Result<CheckedModel> {
+        CheckedModel::read_as(model, Precision::Float32)
+    }
+
+    /// [`read`](Self::read) for one precision: `Int8` reads the card's int8 file from the
+    /// same folder, and is refused when the card has none.
+    pub fn read_as(model: &Path, precision: Precision) -> Result<CheckedModel> {
         let (onnx_path, card_path) = resolve_model_paths(model)?;
         let card = ModelCard::load(&card_path)?;
+        let (onnx_path, expected) = match precision {
+            Precision::Float32 => (onnx_path, card.onnx.sha256.clone()),
+            Precision::Int8 => {
+                let q = card.int8.as_ref().ok_or_else(|| {
+                    Error::InvalidOption(format!(
+                        "--precision int8: the model {} has no int8 copy (its card lists none); \
+                         leave --precision at float32, or quantise it (scripts/int8-eval.sh)",
+                        card_path.parent().unwrap_or(Path::new(".")).display()
+                    ))
+                })?;
+                let mut parts = Path::new(&q.file).components();
+                if !matches!(
+                    (parts.next(), parts.next()),
+                    (Some(std::path::Component::Normal(_)), None)
+                ) {
+                    return Err(Error::InvalidCard {
+                        path: card_path,
+                        reason: format!("int8.file {:?} must be a file name", q.file),
+                    });
+                }
+                let dir = card_path.parent().unwrap_or(Path::new("."));
+                (dir.join(&q.file), q.sha256.clone())
+            }
+        };
         let bytes = fs_err::read(&onnx_path)?;
         let sha256 = crate::fsutil::sha256_hex(&bytes);
-        if sha256 != card.onnx.sha256 {
+        if sha256 != expected {
             return Err(Error::InvalidModel {
                 path: onnx_path,
                 reason: format!(
-                    "sha256 {sha256} does not match its card ({}); the model or the card was changed",
-                    card.onnx.sha256
+                    "sha256 {sha256} does not match its card ({expected}); the model or the card was changed"
                 ),
             });
         }
@@ -73,6 +104,7 @@ impl CheckedModel {
             card,
             bytes,
             sha256,
+            precision,
         })
     }
 }
@@ -83,10 +115,24 @@ impl Classifier {
         Classifier::from_checked(&CheckedModel::read(model)?, opts)
     }
 
-    /// Loads `model` with `sessions` sessions, for as many threads running it at once (the
-    /// inference workers).
-    pub fn load_pooled(model: &Path, opts: &SessionOptions, sessions: usize) -> Result<Classifier> {
-        Classifier::from_checked_pooled(&CheckedModel::read(model)?, opts, sessions)
+    /// Loads `model` at `precision` (see [`CheckedModel::read_as`]).
+    pub fn load_as(
+        model: &Path,
+        precision: Precision,
+        opts: &SessionOptions,
+    ) -> Result<Classifier> {
+        Classifier::from_checked(&CheckedModel::read_as(model, precision)?, opts)
+    }
+
+    /// Loads `model` at `precision` with `sessions` sessions, for as many threads running it
+    /// at once (the inference workers).
+    pub fn load_pooled(
+        model: &Path,
+        precision: Precision,
+        opts: &SessionOptions,
+        sessions: usize,
+    ) -> Result<Classifier> {
+        Classifier::from_checked_pooled(&CheckedModel::read_as(model, precision)?, opts, sessions)
     }
 
     /// A classifier with one session from a model already read and checked.
@@ -143,6 +189,7 @@ impl Classifier {
             card,
             onnx_path,
             onnx_sha256: sha,
+            precision: m.precision,
         })
     }
 

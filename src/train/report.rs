@@ -136,6 +136,8 @@ fn model_card(
             sha256: sha,
             bytes: onnx.len() as u64,
         },
+        // Quantisation is a separate, evaluated step (scripts/int8-eval.sh).
+        int8: None,
         training: training_info(settings, prepared, fitted, split_counts)?,
         metrics: BTreeMap::new(),
         intended_use: "Bulk labeling of perceived binary gender on face crops for research and \
