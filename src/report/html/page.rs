@@ -27,6 +27,7 @@ const SHOWN_METADATA: &[&str] = &[
     "facebatch.model_version",
     "facebatch.model_sha256",
     "facebatch.model_path",
+    "facebatch.model_precision",
     "facebatch.shard",
     "facebatch.inputs",
     "facebatch.faces",
