@@ -87,6 +87,9 @@ pub fn index_path(output: &Path, shard: Shard) -> PathBuf {
 /// An index file, opened: its metadata read and checked.
 pub(super) struct Index {
     pub(super) path: PathBuf,
+    /// The file as opened: every section is read from it, even if a newer index has been
+    /// renamed over `path` since (a run of the same shard for another date).
+    file: File,
     meta: ArrowReaderMetadata,
     pub(super) sections: Vec<Section>,
     pub(super) covers: Vec<Cover>,
@@ -146,6 +149,7 @@ impl Index {
         }
         Ok(Some(Index {
             path: path.to_path_buf(),
+            file,
             meta,
             sections,
             covers,
@@ -224,7 +228,9 @@ impl Columns {
 
 impl IndexCursor {
     pub(super) fn open(index: &Index, section: &Section) -> Result<IndexCursor> {
-        let file = File::open(&index.path)
+        let file = index
+            .file
+            .try_clone()
             .map_err(|e| Error::io(format!("opening {}", index.path.display()), e))?;
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(file, index.meta.clone())
             .with_row_groups((section.first..section.first + section.count).collect())
