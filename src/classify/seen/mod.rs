@@ -241,9 +241,9 @@ impl Seen {
         covers.retain(|c| c.part != part_key);
         tracing::info!(
             index = %index.as_ref().map_or("none".into(), |i| i.path.display().to_string()),
-            covered = covered.len(),
+            parts_indexed = covered.len(),
             parts_read = uncovered.len(),
-            files_read = extra.entries.len(),
+            files_in_memory = extra.entries.len(),
             "what earlier runs classified"
         );
         Ok(Seen {
