@@ -70,27 +70,32 @@ pub fn path_key(path: &Path) -> String {
 #[cfg(unix)]
 pub fn path_from_key(key: &str) -> std::path::PathBuf {
     use std::os::unix::ffi::OsStringExt;
+    std::path::PathBuf::from(std::ffi::OsString::from_vec(key_bytes(key).collect()))
+}
+
+/// The bytes of the path a [`path_key`] was made from, one at a time (no allocation): `\\`
+/// is one backslash, `\xNN` the byte NN, everything else itself.
+pub fn key_bytes(key: &str) -> impl Iterator<Item = u8> + '_ {
     let b = key.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && b.get(i + 1) == Some(&b'\\') {
-            out.push(b'\\');
+    std::iter::from_fn(move || {
+        let c = *b.get(i)?;
+        if c == b'\\' && b.get(i + 1) == Some(&b'\\') {
             i += 2;
-        } else if b[i] == b'\\'
+            return Some(b'\\');
+        }
+        if c == b'\\'
             && b.get(i + 1) == Some(&b'x')
             && let Some(v) = key
                 .get(i + 2..i + 4)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
-            out.push(v);
             i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
+            return Some(v);
         }
-    }
-    std::path::PathBuf::from(std::ffi::OsString::from_vec(out))
+        i += 1;
+        Some(c)
+    })
 }
 
 /// Current UTC time as RFC 3339.

@@ -19,13 +19,14 @@
 //!
 //! Each run classifies only the files that are new, or whose size or modification time
 //! changed, since the runs that completed before it (their part files with a success
-//! marker anywhere under `output`), and writes them in dataset mode into
-//! `output/<partition>/`. Running again with the same date is a no-op once it completed.
+//! marker anywhere under `output`, read through the shard's fingerprint index in
+//! `output/_index/`), and writes them in dataset mode into `output/<partition>/`. Running
+//! again with the same date is a no-op once it completed.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::classify::shard::ShardSpec;
+use crate::classify::seen::Seen;
+use crate::classify::shard::{Shard, ShardSpec};
 use crate::error::{Error, Result};
 
 /// Options the job sets itself; `[classify]` may not set them.
@@ -213,40 +214,13 @@ fn model_dir(
     }
 }
 
-/// Every file that completed runs under `output` classified, with its size and
-/// modification time then: the part files that have their success marker (in any
-/// partition; `_`-prefixed folders such as staging areas are not looked into).
-pub fn seen_files(output: &Path) -> Result<HashMap<(String, String), (u64, i64)>> {
-    let mut seen = HashMap::new();
-    if !output.is_dir() {
-        return Ok(seen);
-    }
-    let walker = walkdir::WalkDir::new(output)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| {
-            e.depth() == 0 || !e.file_name().to_string_lossy().starts_with(['_', '.'])
-        });
-    for entry in walker {
-        let entry = entry.map_err(|e| {
-            Error::io(
-                format!("listing {}", output.display()),
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
-        let name = entry.file_name().to_string_lossy();
-        let Some(tag) = name
-            .strip_prefix("part-")
-            .and_then(|n| n.strip_suffix(".parquet"))
-        else {
-            continue;
-        };
-        let marker = entry.path().with_file_name(format!("_SUCCESS-{tag}.json"));
-        if marker.is_file() {
-            crate::classify::output::fingerprints(entry.path(), &mut seen)?;
-        }
-    }
-    Ok(seen)
+/// What the earlier successful runs of this shard of the job classified, for a run that
+/// writes the partition folder `partition`: the shard's fingerprint index, and the part
+/// files with a success marker that it does not cover ([`crate::classify::seen`]).
+pub fn seen(job: &Job, partition: &Path, shard: Option<Shard>) -> Result<Seen> {
+    let shard = shard.unwrap_or(Shard::ALL);
+    let part = crate::classify::dataset::DatasetPaths::new(partition, shard).part;
+    Seen::open(&job.output, shard, &part)
 }
 
 /// Today's date, UTC, YYYY-MM-DD.

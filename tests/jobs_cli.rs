@@ -18,6 +18,26 @@ fn temp_corpus(n: usize) -> (TempDir, PathBuf, Vec<String>) {
     temp_photos(n, 5, &sample_face())
 }
 
+/// [`temp_corpus`] with one more file, `d0/broken.jpg`, that is not a JPEG.
+fn temp_corpus_with_broken(n: usize) -> (TempDir, PathBuf, Vec<String>) {
+    let (tmp, photos, mut all) = temp_corpus(n);
+    std::fs::write(photos.join("d0/broken.jpg"), b"not a jpeg").unwrap();
+    all.push("d0/broken.jpg".into());
+    all.sort();
+    (tmp, photos, all)
+}
+
+/// Moves a file's modification time `secs` into the future, so that it changes even on
+/// coarse clocks.
+fn touch_later(path: &Path, secs: u64) {
+    std::fs::File::options()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() + Duration::from_secs(secs))
+        .unwrap();
+}
+
 /// `facebatch classify INPUT --out OUT --faces whole --threads 1`.
 fn classify_whole(input: &Path, out: impl AsRef<OsStr>) -> Command {
     let mut c = classify_cmd([input], out);
@@ -36,10 +56,7 @@ fn dir_arg(out: &Path) -> String {
 
 #[test]
 fn shards_split_the_inputs_exactly_and_rerunning_a_finished_shard_does_nothing() {
-    let (tmp, photos, mut all) = temp_corpus(40);
-    std::fs::write(photos.join("d0/broken.jpg"), b"not a jpeg").unwrap();
-    all.push("d0/broken.jpg".into());
-    all.sort();
+    let (tmp, photos, all) = temp_corpus_with_broken(40);
 
     let full = tmp.path().join("full.parquet");
     assert_eq!(classify(&photos, &full, &[]).status.code(), Some(1));
@@ -170,6 +187,12 @@ fn job_file(dir: &Path, photos: &Path, out: &Path, extra: &str) -> PathBuf {
     file
 }
 
+/// Adds a line to a job file's `[classify]` table (its last table).
+fn add_to_classify(job: &Path, line: &str) {
+    let text = std::fs::read_to_string(job).unwrap() + line + "\n";
+    std::fs::write(job, text).unwrap();
+}
+
 /// `facebatch run JOB --date DATE`.
 fn job_cmd(job: &Path, date: &str) -> Command {
     let mut c = facebatch();
@@ -183,8 +206,7 @@ fn run_job(job: &Path, date: &str) -> std::process::Output {
 
 #[test]
 fn a_job_classifies_only_new_or_changed_files_and_reruns_are_idempotent() {
-    let (tmp, photos, _) = temp_corpus(10);
-    std::fs::write(photos.join("d0/broken.jpg"), b"not a jpeg").unwrap();
+    let (tmp, photos, _) = temp_corpus_with_broken(10);
     let out = tmp.path().join("labels");
     let job = job_file(tmp.path(), &photos, &out, "");
     let part = |date: &str| out.join(format!("dt={date}/part-00000-of-00001.parquet"));
@@ -219,13 +241,7 @@ fn a_job_classifies_only_new_or_changed_files_and_reruns_are_idempotent() {
         &photos.join(changed),
         &image::imageops::flip_horizontal(&face),
     );
-    // Make sure the modification time moves even on coarse clocks.
-    let f = std::fs::File::options()
-        .append(true)
-        .open(photos.join(changed))
-        .unwrap();
-    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
-        .unwrap();
+    touch_later(&photos.join(changed), 5);
     let o = run_job(&job, "2026-11-03");
     assert_code(&o, 0);
     let mut day3 = paths(&part("2026-11-03"));
@@ -315,4 +331,128 @@ fn job_files_refuse_escaping_versions_and_process_wide_options() {
     assert_fatal(&o, "missing.toml");
     let err = stderr(&o);
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+}
+
+/// The `unchanged` count in a job run's marker.
+fn unchanged(out: &Path, date: &str, tag: &str) -> u64 {
+    read_json(&out.join(format!("dt={date}/_SUCCESS-{tag}.json")))["unchanged"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Issue 18: an incremental run reads what earlier runs classified through the shard's
+/// fingerprint index (`OUTPUT/_index/`), in step with the walk. Without the index (deleted,
+/// damaged, or not yet covering a part because a run stopped before renaming it) the
+/// parts are read instead, and the result is the same.
+#[test]
+fn a_job_skips_unchanged_files_through_its_index_and_without_it() {
+    let (tmp, photos, all) = temp_corpus_with_broken(12);
+    let out = tmp.path().join("labels");
+    let job = job_file(tmp.path(), &photos, &out, "");
+    add_to_classify(&job, "max_error_rate = 1.0");
+    let tag = "00000-of-00001";
+    let index = out.join(format!("_index/seen-{tag}.parquet"));
+    let part = |date: &str| out.join(format!("dt={date}/part-{tag}.parquet"));
+
+    assert_code(&run_job(&job, "2026-12-01"), 0);
+    assert!(index.is_file(), "the first run writes the index");
+    let (_, meta) = read_parquet(&index);
+    assert!(meta["facebatch.index.covers"].contains("dt=2026-12-01/part-"));
+    let mut indexed = paths(&index);
+    indexed.sort();
+    assert_eq!(indexed, all, "every file, the error row's included");
+
+    let o = run_job(&job, "2026-12-02");
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "13 unchanged");
+    assert!(paths(&part("2026-12-02")).is_empty());
+
+    // A changed and a new file; then the index deleted, then damaged: the parts are read,
+    // nothing else is classified, and each run writes a good index again.
+    let face = image::open(photos.join("d1/img00001.jpg"))
+        .unwrap()
+        .to_rgb8();
+    write_jpeg(&photos.join("d0/new.jpg"), &face);
+    let changed = photos.join("d2/img00002.jpg");
+    write_jpeg(&changed, &image::imageops::flip_horizontal(&face));
+    touch_later(&changed, 5);
+    let o = run_job(&job, "2026-12-03");
+    assert_code(&o, 0);
+    let mut day3 = paths(&part("2026-12-03"));
+    day3.sort();
+    assert_eq!(day3, ["d0/new.jpg", "d2/img00002.jpg"]);
+    assert_eq!(unchanged(&out, "2026-12-03", tag), 12);
+
+    std::fs::remove_file(&index).unwrap();
+    let o = run_job(&job, "2026-12-04");
+    assert_code(&o, 0);
+    assert!(
+        stderr(&o).contains("no fingerprint index"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(paths(&part("2026-12-04")).is_empty());
+    assert_eq!(unchanged(&out, "2026-12-04", tag), 14);
+
+    std::fs::write(&index, b"PAR1 this is not an index").unwrap();
+    let o = run_job(&job, "2026-12-05");
+    assert_code(&o, 0);
+    assert!(stderr(&o).contains("set aside"), "{}", stderr(&o));
+    assert!(paths(&part("2026-12-05")).is_empty());
+    assert_eq!(paths(&index).len(), 14, "a good index again");
+
+    // A run that stops between its marker and its index: the same date again is complete
+    // (and leaves no staging behind); the next date reads that run's part, which the
+    // index does not cover, and skips the file it classified.
+    touch_later(&changed, 10);
+    let o = run(job_cmd(&job, "2026-12-06").env("FACEBATCH_FAILPOINT", "dataset-index=crash"));
+    assert_ne!(o.status.code(), Some(0));
+    assert_eq!(paths(&part("2026-12-06")), ["d2/img00002.jpg"]);
+    let (_, meta) = read_parquet(&index);
+    assert!(!meta["facebatch.index.covers"].contains("2026-12-06"));
+    let o = run_job(&job, "2026-12-06");
+    assert_stdout_has(&o, "already complete");
+    assert!(!out.join("dt=2026-12-06/_staging").exists());
+    let o = run_job(&job, "2026-12-07");
+    assert_code(&o, 0);
+    assert!(paths(&part("2026-12-07")).is_empty());
+    assert_eq!(unchanged(&out, "2026-12-07", tag), 14);
+    let (_, meta) = read_parquet(&index);
+    assert!(meta["facebatch.index.covers"].contains("2026-12-06"));
+}
+
+/// A job run killed mid-way resumes on its next start; the files it had done before the
+/// kill are in its index with the fingerprints their rows record, so the next date skips
+/// every file. Shards keep an index each.
+#[test]
+fn a_resumed_or_sharded_job_run_indexes_every_file_it_classified() {
+    let (tmp, photos, all) = temp_corpus(24);
+    let out = tmp.path().join("labels");
+    let job = job_file(tmp.path(), &photos, &out, "");
+    add_to_classify(&job, "checkpoint_rows = 4");
+    let o = run(job_cmd(&job, "2026-12-01").env("FACEBATCH_FAILPOINT", "part-write@3=crash"));
+    assert_ne!(o.status.code(), Some(0));
+    let o = run_job(&job, "2026-12-01");
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "already done earlier");
+    let o = run_job(&job, "2026-12-02");
+    assert_code(&o, 0);
+    assert_stdout_has(&o, &format!("{} unchanged", all.len()));
+
+    let sharded = tmp.path().join("sharded");
+    let job = job_file(tmp.path(), &photos, &sharded, "");
+    for date in ["2026-12-01", "2026-12-02"] {
+        let mut skipped = 0;
+        for k in 0..2 {
+            let o = run(job_cmd(&job, date).args(["--shard", &format!("{k}/2")]));
+            assert_code(&o, 0);
+            skipped += unchanged(&sharded, date, &format!("{k:05}-of-00002"));
+        }
+        let want = if date == "2026-12-01" { 0 } else { all.len() };
+        assert_eq!(skipped, want as u64, "{date}");
+    }
+    let mut indexed = paths(&sharded.join("_index/seen-00000-of-00002.parquet"));
+    indexed.extend(paths(&sharded.join("_index/seen-00001-of-00002.parquet")));
+    indexed.sort();
+    assert_eq!(indexed, all);
 }

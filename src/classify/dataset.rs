@@ -9,6 +9,10 @@
 //! - `DIR/part-KKKKK-of-NNNNN.parquet`: renamed into place once complete.
 //! - `DIR/_SUCCESS-KKKKK-of-NNNNN.json`: written after that rename; a shard with a marker is
 //!   done, and running it again does nothing.
+//! - In a job run, `OUTPUT/_index/seen-KKKKK-of-NNNNN.parquet`: the shard's fingerprint
+//!   index ([`super::seen`]), written beside the staged part as the run walks and renamed
+//!   into place after the marker. A crash between the two leaves the old index, which does
+//!   not cover the new part: the next run reads that part instead.
 //!
 //! An unfinished staging of the same shard can only be an earlier attempt of this shard
 //! (the name is fixed by the shard), so it is resumed automatically: a retried shard
@@ -156,6 +160,10 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
     let _lock = super::staging::OutputLock::acquire(&paths.part)?;
     if paths.marker.is_file() {
         check_same_settings(s, dir, shard, &paths)?;
+        // An index staged by the attempt that wrote the marker, which stopped before
+        // publishing it: the next run reads this part instead.
+        remove_staged_index(&paths)?;
+        let _ = std::fs::remove_dir(paths.staged.parent().unwrap_or(dir));
         tracing::info!(shard = %shard, marker = %paths.marker.display(), "shard already complete");
         let m: Marker = super::staging::read_json(&paths.marker)?.ok_or_else(|| {
             Error::Output(format!(
@@ -181,7 +189,7 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
         && output::read_metadata(&paths.part)?.get(output::meta::RUN_ID) == Some(&p.run_id)
     {
         tracing::info!(shard = %shard, "an earlier attempt published this shard's part: writing its marker");
-        let counts = finish(&paths, shard, 0)?;
+        let counts = finish(&paths, shard, 0, s.seen.as_deref())?;
         let _ = std::fs::remove_dir(staging);
         return Ok(Outcome::Completed {
             marker: paths.marker,
@@ -208,7 +216,7 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
     super::staging::write_json(&record, &Publish { run_id })?;
     crate::failpoint::hit("dataset-publish")?;
     publish(&paths.staged, &paths.part)?;
-    finish(&paths, shard, summary.unchanged)?;
+    finish(&paths, shard, summary.unchanged, s.seen.as_deref())?;
     // The staging folder is left only when another shard still uses it.
     let _ = std::fs::remove_dir(staging);
     summary.out = paths.part;
@@ -222,8 +230,14 @@ fn publish_record(paths: &DatasetPaths) -> PathBuf {
 }
 
 /// After the part is in place, idempotent: its feature statistics, its marker (counted
-/// from the part itself), then the publish record is dropped.
-fn finish(paths: &DatasetPaths, shard: Shard, unchanged: u64) -> Result<output::StatusCounts> {
+/// from the part itself), the publish record is dropped, then the job's fingerprint index
+/// is renamed into place.
+fn finish(
+    paths: &DatasetPaths,
+    shard: Shard,
+    unchanged: u64,
+    seen: Option<&super::seen::Seen>,
+) -> Result<output::StatusCounts> {
     crate::failpoint::hit("dataset-features")?;
     let stats = output::stats_path(&paths.staged);
     if stats.is_file() {
@@ -259,7 +273,37 @@ fn finish(paths: &DatasetPaths, shard: Shard, unchanged: u64) -> Result<output::
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),
     }
+    match seen {
+        Some(seen) => publish_index(paths, seen),
+        None => remove_staged_index(paths)?,
+    }
     Ok(counts)
+}
+
+/// Renames the index this run staged (if it wrote one) into place. Never fatal: the part
+/// and its marker are published, and without the new index the next run reads this part.
+fn publish_index(paths: &DatasetPaths, seen: &super::seen::Seen) {
+    let staged = super::seen::staged(&paths.staged);
+    if !staged.is_file() {
+        return;
+    }
+    let to = seen.index_path();
+    let published = crate::failpoint::hit("dataset-index")
+        .and_then(|()| {
+            fs_err::create_dir_all(to.parent().unwrap_or(Path::new("."))).map_err(Error::from)
+        })
+        .and_then(|()| publish(&staged, &to));
+    if let Err(e) = published {
+        tracing::warn!(index = %to.display(), error = %e, "the new fingerprint index could not be published: the next run reads this run's part instead");
+        let _ = std::fs::remove_file(&staged);
+    }
+}
+
+fn remove_staged_index(paths: &DatasetPaths) -> Result<()> {
+    match fs_err::remove_file(super::seen::staged(&paths.staged)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Renames a finished file into place and syncs its folder, so the rename survives a crash.

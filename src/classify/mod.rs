@@ -18,6 +18,7 @@ pub mod output;
 pub mod pipeline;
 pub mod preflight;
 pub mod resume;
+pub mod seen;
 pub mod shard;
 pub mod stages;
 pub mod staging;
@@ -54,9 +55,10 @@ pub struct ClassifySettings {
     pub infer_workers: usize,
     /// Only this shard of the inputs (`--shard`).
     pub shard: Option<crate::classify::shard::Shard>,
-    /// Files classified by earlier successful job runs, skipped while unchanged
-    /// ((root, path) -> (bytes, modified)); empty outside `facebatch run`.
-    pub seen: std::sync::Arc<std::collections::HashMap<(String, String), (u64, i64)>>,
+    /// Incremental job runs (`facebatch run`): what earlier successful runs of this shard
+    /// classified. Those files are skipped while unchanged, and the run writes the shard's
+    /// new fingerprint index ([`seen`]). `None` outside jobs.
+    pub seen: Option<Arc<seen::Seen>>,
     /// Add each image's pooled feature vector and write run-level feature statistics.
     pub features: bool,
     /// Continue an interrupted or crashed run into the same output.

@@ -5,7 +5,7 @@
 //! not yet in a part. At the end, or on Ctrl-C, the parts are merged into `OUT` (written
 //! to a temporary name and renamed) and the parts directory is removed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -398,8 +398,28 @@ pub fn for_each_batch(path: &Path, mut f: impl FnMut(&RecordBatch) -> Result<()>
     Ok(())
 }
 
-/// The (root, path) keys already written to a Parquet file, and its ok/error counts.
-pub fn done_keys(path: &Path, keys: &mut HashSet<(String, String)>) -> Result<()> {
+/// A file's size and modification time (µs since the Unix epoch) when it was classified:
+/// what incremental job runs compare.
+pub type Fingerprint = (u64, i64);
+
+/// The files already written to a Parquet file: (root, path) -> their fingerprint when the
+/// rows have one.
+pub fn done_files(
+    path: &Path,
+    files: &mut HashMap<(String, String), Option<Fingerprint>>,
+) -> Result<()> {
+    for_each_file(path, |root, p, fingerprint| {
+        files.insert((root.to_string(), p.to_string()), fingerprint);
+    })
+}
+
+/// Calls `f` with the root, path and fingerprint of every row of an output file. The
+/// fingerprint is `None` where the row has no size or time (an unreadable file), or the
+/// file was written before `modified` existed: such rows are never skipped as unchanged.
+pub fn for_each_file(
+    path: &Path,
+    mut f: impl FnMut(&str, &str, Option<Fingerprint>),
+) -> Result<()> {
     for_each_batch(path, |b| {
         let col = |name: &str| {
             b.column_by_name(name)
@@ -407,54 +427,27 @@ pub fn done_keys(path: &Path, keys: &mut HashSet<(String, String)>) -> Result<()
                 .ok_or_else(|| Error::Output(format!("{} has no {name} column", path.display())))
         };
         let (root, p) = (col("root")?, col("path")?);
-        for i in 0..b.num_rows() {
-            if root.is_valid(i) && p.is_valid(i) {
-                keys.insert((root.value(i).to_string(), p.value(i).to_string()));
-            }
-        }
-        Ok(())
-    })
-}
-
-/// What an earlier output says about each file it classified: (root, path) -> (bytes,
-/// modified), for incremental runs. Files without a size or time (unreadable) are left out,
-/// so they are tried again.
-pub fn fingerprints(
-    path: &Path,
-    into: &mut std::collections::HashMap<(String, String), (u64, i64)>,
-) -> Result<()> {
-    for_each_batch(path, |b| {
-        let missing =
-            |name: &str| Error::Output(format!("{} has no {name} column", path.display()));
-        let col = |name: &str| {
-            b.column_by_name(name)
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
-                .ok_or_else(|| missing(name))
-        };
-        let (root, p) = (col("root")?, col("path")?);
-        let bytes = b
-            .column_by_name("bytes")
-            .and_then(|c| {
-                c.as_any()
-                    .downcast_ref::<arrow::array::UInt64Array>()
-                    .cloned()
-            })
-            .ok_or_else(|| missing("bytes"))?;
-        let Some(modified) = b.column_by_name("modified").and_then(|c| {
+        let bytes = b.column_by_name("bytes").and_then(|c| {
+            c.as_any()
+                .downcast_ref::<arrow::array::UInt64Array>()
+                .cloned()
+        });
+        let modified = b.column_by_name("modified").and_then(|c| {
             c.as_any()
                 .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
                 .cloned()
-        }) else {
-            // Written before `modified` existed: nothing to compare with, so not skipped.
-            return Ok(());
-        };
+        });
         for i in 0..b.num_rows() {
-            if root.is_valid(i) && p.is_valid(i) && bytes.is_valid(i) && modified.is_valid(i) {
-                into.insert(
-                    (root.value(i).to_string(), p.value(i).to_string()),
-                    (bytes.value(i), modified.value(i)),
-                );
+            if !(root.is_valid(i) && p.is_valid(i)) {
+                continue;
             }
+            let fingerprint = match (&bytes, &modified) {
+                (Some(b), Some(m)) if b.is_valid(i) && m.is_valid(i) => {
+                    Some((b.value(i), m.value(i)))
+                }
+                _ => None,
+            };
+            f(root.value(i), p.value(i), fingerprint);
         }
         Ok(())
     })

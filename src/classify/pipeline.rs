@@ -114,7 +114,7 @@ fn stream(
     o: &Opened,
     parts: output::PartWriter,
     finder: FaceFinder,
-    done: std::collections::HashSet<(String, String)>,
+    done: std::collections::HashMap<(String, String), Option<output::Fingerprint>>,
     cancel: Arc<AtomicBool>,
 ) -> Result<Streamed> {
     let threads = s.threads.max(1);
@@ -146,7 +146,15 @@ fn stream(
     let skip = Arc::new(walk::Skip {
         done,
         shard: s.shard,
-        seen: s.seen.clone(),
+    });
+    // An incremental job run: the merge join with what earlier runs classified, which
+    // writes this run's fingerprint index beside its output.
+    let join = s.seen.as_ref().map(|seen| {
+        super::seen::Join::new(
+            seen.clone(),
+            super::seen::staged(&s.out),
+            &o.earlier.info.run_id,
+        )
     });
     let spec = o.classifier.card.input.clone();
     let target = decode_target(s, &finder, &spec);
@@ -171,7 +179,7 @@ fn stream(
         }
         let src = tokio::task::spawn_blocking({
             let (skip, cancel) = (skip.clone(), cancel.clone());
-            move || walk::run(source_config, skip, cancel, file_tx)
+            move || walk::run(source_config, skip, join, cancel, file_tx)
         });
         let dec = tokio::task::spawn_blocking({
             let (pool, limits, cancel) = (pool.clone(), s.limits, cancel.clone());

@@ -2,7 +2,7 @@
 //! identity a run records (model, `--features`, face finding, inputs), the comparison that
 //! `--resume` and a finished shard make, and the parts an interrupted run continues from.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::ClassifySettings;
@@ -91,8 +91,8 @@ pub(crate) fn recorded_identity(
 pub(crate) struct Earlier {
     /// This run's identity: a new one, or the resumed run's.
     pub(crate) info: RunInfo,
-    /// (root, path) of every file already written.
-    pub(crate) done: HashSet<(String, String)>,
+    /// (root, path) of every file already written, with the fingerprint its rows record.
+    pub(crate) done: HashMap<(String, String), Option<output::Fingerprint>>,
     pub(crate) features: FeatureStats,
     /// `OUT` holds rows of this run and is merged into the new `OUT`.
     pub(crate) out: bool,
@@ -121,7 +121,7 @@ pub(crate) fn earlier(s: &ClassifySettings, mut info: RunInfo) -> Result<Earlier
     }
     let mut out = Earlier {
         info: info.clone(),
-        done: HashSet::new(),
+        done: HashMap::new(),
         features: FeatureStats::default(),
         out: false,
     };
@@ -149,7 +149,7 @@ pub(crate) fn earlier(s: &ClassifySettings, mut info: RunInfo) -> Result<Earlier
         }
     }
     if out.out {
-        output::done_keys(&s.out, &mut out.done)?;
+        output::done_files(&s.out, &mut out.done)?;
         let stats = out_md
             .and_then(|md| md.get(meta::FEATURE_STATS).cloned())
             .or_else(|| std::fs::read_to_string(output::stats_path(&s.out)).ok());
@@ -159,7 +159,7 @@ pub(crate) fn earlier(s: &ClassifySettings, mut info: RunInfo) -> Result<Earlier
     }
     if found.run.is_some() {
         for part in output::list_parts(&parts_dir)? {
-            output::done_keys(&part, &mut out.done)?;
+            output::done_files(&part, &mut out.done)?;
             if let Some(st) = output::read_metadata(&part)?
                 .get("facebatch.part_feature_stats")
                 .and_then(|t| serde_json::from_str::<FeatureStats>(t).ok())

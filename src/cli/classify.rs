@@ -175,7 +175,7 @@ impl ClassifyArgs {
                 .shard
                 .map(|spec| spec.resolve(|k| std::env::var(k).ok()))
                 .transpose()?,
-            seen: Default::default(),
+            seen: None,
             features: o.features,
             resume: self.resume,
             limits: DecodeLimits {

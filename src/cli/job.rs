@@ -132,14 +132,14 @@ pub fn run(args: &RunArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         options,
     };
     let mut settings = cargs.settings(&jg)?;
-    settings.seen = std::sync::Arc::new(facebatch::job::seen_files(&job.output)?);
     tracing::info!(
         job = %job.name,
         partition = %dir.display(),
         model = %job.model_dir.display(),
-        earlier_files = settings.seen.len(),
         "job"
     );
+    let seen = facebatch::job::seen(&job, &dir, settings.shard)?;
+    settings.seen = Some(std::sync::Arc::new(seen));
     if !g.json {
         println!(
             "job {}: {} -> {} (model {})",

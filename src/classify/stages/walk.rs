@@ -1,7 +1,7 @@
 //! Source stage: walks the inputs in a deterministic order and emits every file that looks
 //! like an image (by extension), including ones that will fail later, so each gets a row.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::Sender;
 
+use crate::classify::output::Fingerprint;
+use crate::classify::seen::Join;
 use crate::classify::{FileRef, StageStats};
 use crate::error::ImageErrorKind::{Io, NotAFile};
 use crate::error::ImageFailure;
@@ -31,13 +33,11 @@ pub fn is_candidate(path: &Path) -> bool {
 /// Which walked files this run leaves out.
 #[derive(Debug, Default)]
 pub struct Skip {
-    /// (root, path) already written by the run being resumed.
-    pub done: HashSet<(String, String)>,
+    /// (root, path) already written by the run being resumed, with the fingerprint its
+    /// rows record.
+    pub done: HashMap<(String, String), Option<Fingerprint>>,
     /// Only this shard's files are taken.
     pub shard: Option<crate::classify::shard::Shard>,
-    /// (root, path) -> (bytes, modified) classified by earlier successful job runs: such a
-    /// file is skipped while its size and modification time are unchanged.
-    pub seen: Arc<HashMap<(String, String), (u64, i64)>>,
 }
 
 /// A file's modification time in microseconds since the Unix epoch.
@@ -193,10 +193,14 @@ pub struct Skipped {
 }
 
 /// Runs the stage: emits this shard's files that `skip` does not leave out, until the walk
-/// ends or `cancel` is set. Returns its stats and what it skipped.
+/// ends or `cancel` is set. In an incremental job run, `join` holds what earlier runs
+/// classified: a file whose fingerprint they recorded is skipped while unchanged, and the
+/// new fingerprint index is written as the walk goes (finished only when the walk is).
+/// Returns its stats and what it skipped.
 pub fn run(
     config: SourceConfig,
     skip: Arc<Skip>,
+    mut join: Option<Join>,
     cancel: Arc<AtomicBool>,
     tx: Sender<FileRef>,
 ) -> (StageStats, Skipped) {
@@ -208,8 +212,10 @@ pub fn run(
     let mut seq = 0;
     let mut busy = Duration::ZERO;
     let mut t = Instant::now();
+    let mut walked_all = true;
     for w in walk(&config) {
         if cancel.load(Ordering::Relaxed) {
+            walked_all = false;
             break;
         }
         if w.link {
@@ -221,25 +227,38 @@ pub fn run(
         if skip.shard.is_some_and(|s| !s.takes(&key.1)) {
             continue;
         }
-        if skip.done.contains(&key) {
+        // What earlier job runs recorded; then what the new index keeps: the fingerprint
+        // of the row this run has (or gives) the file, else the earlier one.
+        let earlier = join.as_mut().and_then(|j| j.find(w.input, &w.root, &key.1));
+        let mut keep = |fingerprint: Option<Fingerprint>| {
+            if let Some(j) = join.as_mut() {
+                j.keep(fingerprint.or(earlier));
+            }
+        };
+        if let Some(done) = skip.done.get(&key) {
+            keep(*done);
             skipped.done += 1;
             continue;
         }
         let file = inspect(seq, w, key.1.clone());
-        if let (Some(seen), Some(bytes), Some(modified)) =
-            (skip.seen.get(&key), file.bytes, file.modified)
-            && *seen == (bytes, modified)
-        {
+        let fingerprint = file.bytes.zip(file.modified);
+        if earlier.is_some() && fingerprint == earlier {
+            keep(fingerprint);
             skipped.unchanged += 1;
             continue;
         }
+        keep(fingerprint);
         seq += 1;
         stats.items += 1;
         busy += t.elapsed();
         if tx.blocking_send(file).is_err() {
+            walked_all = false;
             break; // downstream stopped
         }
         t = Instant::now();
+    }
+    if walked_all && let Some(Err(e)) = join.map(Join::finish) {
+        tracing::warn!(error = %e, "the new fingerprint index could not be written: the next run reads this run's part instead");
     }
     busy += t.elapsed();
     stats.busy = busy;
