@@ -26,7 +26,8 @@ that is needed? (issue 18). And what would make one detection pass cheaper?
    found faces from the coarse pass), and regions for the faces too (landmarks at 960 px).
 
 Usage (scripts/bench-det-passes.sh): python benches/det_passes.py --facebatch BIN
-    --detector FILE.onnx --bench DIR --loose DIR --samples DIR --work DIR --out docs/det-passes
+    --detector FILE.onnx --bench DIR --loose DIR --loose-labels CSV --samples DIR --work DIR
+    --out docs/det-passes
 """
 
 import argparse
@@ -135,8 +136,10 @@ def regional(ref: dict, probe: dict, labelled: dict, size_of: dict, size: int, c
             continue
         cands = [f for f in probe[p] if f[0] < THRESHOLD and side(f[1]) * coarse <= CANDIDATE_PX]
         r["candidates"] += len(cands)
-        regions = lambda faces: sum(region_ms(cost, max(128.0, REGION * side(f[1]) * scale))  # noqa: E731
-                                    for f in faces)
+
+        def regions(faces: list) -> float:
+            return sum(region_ms(cost, max(128.0, REGION * side(f[1]) * scale)) for f in faces)
+
         # Regions that would cost more than a whole pass are replaced by one.
         r["capped"] += regions(cands + found) > full
         r["ms_candidates"] += coarse_ms + min(full, regions(cands))
@@ -305,7 +308,7 @@ def write_md(path: str, r: dict) -> None:
         lines.append(f"- `--det-size {size}`: accuracy on the {e['n']} faces found {100 * e['accuracy']:.2f}%, "
                      f"{e['no_face']} photos without a face, end to end {100 * e['end_to_end']:.2f}%.")
     sq = ", ".join(f"{n}x{n}: {v:.2f} ms" for n, v in c["squares"].items())
-    lines += ["", f"Detector calls on one thread: 720x960 {full:.1f} ms, 480x640 {coarse:.1f} ms; squares {sq} "
+    lines += ["", f"Detector calls on one thread, random input (the model's costs): 720x960 {full:.1f} ms, 480x640 {coarse:.1f} ms; squares {sq} "
               f"(fitted: {c['a']:.2f} ms + {1000 * c['b']:.4f} ms per 1,000 pixels).", "",
               "Modelled detector time per photo (ms, one thread): today one pass at 960 px; a cascade is the "
               "640 px pass, a whole 960 px pass for photos without a coarse face, and one region per candidate "

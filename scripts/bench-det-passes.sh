@@ -3,7 +3,8 @@
 # --det-size only where the coarse pass gives a reason, keep every face? And what does one
 # pass cost in float32, int8 and batches? And would re-detecting only regions around the
 # coarse pass's low-score candidates keep faces and labels? (benches/det_passes.py). Run
-# by hand on a quiet machine (about 5 minutes); CI never runs it. Writes docs/det-passes.md and .json.
+# by hand on a quiet machine (about 5 minutes); CI never runs it. Writes docs/det-passes.md
+# and .json.
 #
 #   scripts/bench-det-passes.sh [OUT]      # OUT defaults to docs/det-passes
 #
@@ -24,5 +25,6 @@ cargo build --release --locked
   onnx==1.23.2 numpy==2.4.6 pillow==13.0.0 protobuf==7.36.2 ml_dtypes==0.7.0 pyarrow==22.0.0
 detector=$(target/release/facebatch setup --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["detector"])')
 exec "$venv/bin/python" benches/det_passes.py --facebatch target/release/facebatch \
-  --detector "$detector" --bench .cache/bench/photos --loose .cache/loose/photos --loose-labels .cache/loose/labels.csv \
+  --detector "$detector" --bench .cache/bench/photos --loose .cache/loose/photos \
+  --loose-labels .cache/loose/labels.csv \
   --samples data/samples/photos --work "$work" --out "$out"
