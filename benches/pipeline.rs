@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use facebatch::classify::output::{PartWriter, schema};
+use facebatch::classify::output::{Columns, PartWriter};
 use facebatch::classify::{FaceMeta, Row, Status};
 use facebatch::model::classifier::Classifier;
 use facebatch::onnx::SessionOptions;
@@ -117,7 +117,7 @@ fn infer(c: &mut Criterion) {
         &SessionOptions::default(),
     )
     .expect("default model");
-    let per = classifier.card.input.len();
+    let per = classifier.input_len();
     let mut group = c.benchmark_group("infer");
     group.sample_size(10);
     for n in [1usize, 8, 32, 128] {
@@ -157,21 +157,15 @@ fn parquet(c: &mut Criterion) {
             bytes: Some(8_000 + i as u64),
             modified: Some(1_764_300_000_000_000),
             features: None,
+            member_probs: Vec::new(),
         })
         .collect();
-    let schema = schema(&labels, None);
     let dir = tempfile::tempdir().unwrap();
     let mut group = c.benchmark_group("parquet");
     group.sample_size(10);
     group.throughput(Throughput::Elements(rows.len() as u64));
     group.bench_function("write_10000_rows", |b| {
-        let mut w = PartWriter::open(
-            dir.path().join("parts"),
-            schema.clone(),
-            labels.clone(),
-            None,
-        )
-        .unwrap();
+        let mut w = PartWriter::open(dir.path().join("parts"), Columns::plain(&labels)).unwrap();
         b.iter(|| w.write(&rows, None).unwrap())
     });
     group.finish();

@@ -128,21 +128,21 @@ pub fn feature_maps(
 ) -> Result<FeatureMaps> {
     let checked = CheckedModel::read(model)?;
     let (onnx_path, card) = (&checked.onnx_path, &checked.card);
-    let (rewritten, layers) = expose_activations(&checked.bytes, onnx_path)?;
+    let (rewritten, layers) = expose_activations(&checked.files[0].bytes, onnx_path)?;
     let mut session = build_session(&rewritten, opts, onnx_path)?;
     // The probabilities come from the model as the card runs it (test-time flip,
     // calibration), exactly as classify and eval report them; the rewritten graph only
     // shows the activations of one plain pass.
     let classifier = Classifier::from_checked(&checked, opts)?;
 
-    let spec = &card.input;
+    let spec = &card.primary().input;
     let rgb = load_rgb(image_path, DecodeLimits::default())?;
     // The subject face exactly as classify would crop it (aligned models), else the fit.
     let finder = FaceFinder::for_model(card.faces(), faces, opts, 1)?;
-    let fitted = finder
+    let subject = finder
         .subject(&rgb)?
-        .map(|c| c.image)
         .ok_or_else(|| Error::Dataset(format!("no face found in {}", image_path.display())))?;
+    let fitted = subject.image().clone();
     let mut input = vec![0f32; spec.len()];
     spec.write_tensor(&fitted, &mut input);
     std::fs::create_dir_all(out_dir)
@@ -168,7 +168,7 @@ pub fn feature_maps(
         ),
         &out_dir.join("00_input.png"),
     )?;
-    let probs = classifier.classify_images(&[&fitted])?.probs;
+    let probs = classifier.classify_crops(&[&subject.images])?.probs;
     let written = write_layers(&outputs, &layers, out_dir)?;
     let probabilities: Vec<(String, f32)> = card.labels.iter().cloned().zip(probs).collect();
     tracing::info!(image = %image_path.display(), layers = written.len(), "feature maps written");
@@ -285,8 +285,8 @@ fn classify_faces(classifier: &Classifier, crops: &[Crop]) -> Result<Vec<(Face, 
     if crops.is_empty() {
         return Ok(drawn);
     }
-    let images: Vec<&image::RgbImage> = crops.iter().map(|c| &c.image).collect();
-    let out = classifier.classify_images(&images)?;
+    let faces: Vec<&[image::RgbImage]> = crops.iter().map(|c| c.images.as_slice()).collect();
+    let out = classifier.classify_crops(&faces)?;
     for (i, c) in crops.iter().enumerate() {
         let Some(f) = &c.face else { continue };
         let best = out.argmax(i, labels.len());

@@ -60,7 +60,7 @@ fn csv_paths(p: &Path) -> Vec<String> {
 fn train_exports_model_card_and_reports() {
     let t = trained();
     let card = read_json(&t.out.join("card.json"));
-    assert_eq!(card["format"], "facebatch-model-card/1");
+    assert_eq!(card["format"], "facebatch-model-card/2");
     assert_eq!(card["labels"], serde_json::json!(["female", "male"]));
     assert_eq!(card["input"]["layout"], "NCHW");
     assert_eq!(card["input"]["channel_order"], "RGB");

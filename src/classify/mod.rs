@@ -61,6 +61,8 @@ pub struct ClassifySettings {
     pub seen: Option<Arc<seen::Seen>>,
     /// Add each image's pooled feature vector and write run-level feature statistics.
     pub features: bool,
+    /// Add each ensemble member's calibrated probabilities (`member_<name>_p_<label>`).
+    pub member_probs: bool,
     /// Continue an interrupted or crashed run into the same output.
     pub resume: bool,
     pub limits: DecodeLimits,
@@ -203,6 +205,8 @@ pub struct Row {
     pub bytes: Option<u64>,
     pub modified: Option<i64>,
     pub features: Option<Vec<f32>>,
+    /// Each member's calibrated probabilities, with `--member-probs` (empty otherwise).
+    pub member_probs: Vec<Vec<f32>>,
 }
 
 /// What a stage did.

@@ -45,6 +45,8 @@ pub mod meta {
     pub const INPUTS: &str = "facebatch.inputs";
     pub const STATUS: &str = "facebatch.run_status";
     pub const FEATURE_DIM: &str = "facebatch.feature_dim";
+    /// With `--member-probs`: the members whose columns the file holds (a JSON list).
+    pub const MEMBERS: &str = "facebatch.members";
     pub const FACES: &str = "facebatch.faces";
     /// Names the merge that wrote the file: the commit point of a run (see `staging`).
     pub const MERGE_ID: &str = "facebatch.merge_id";
@@ -52,8 +54,30 @@ pub mod meta {
     pub const FEATURE_STATS: &str = "facebatch.feature_stats";
 }
 
-/// The Arrow schema for a model's labels (and, with features, the pooled dimension).
-pub fn schema(labels: &[String], feature_dim: Option<usize>) -> SchemaRef {
+/// What the output's columns depend on: the model's labels, the pooled feature size
+/// (`--features`) and the ensemble members whose probabilities are written
+/// (`--member-probs`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Columns {
+    pub labels: Vec<String>,
+    pub feature_dim: Option<usize>,
+    /// Member names, in card order (empty: no member columns).
+    pub members: Vec<String>,
+}
+
+impl Columns {
+    /// Columns for `labels` with neither features nor member probabilities.
+    pub fn plain(labels: &[String]) -> Columns {
+        Columns {
+            labels: labels.to_vec(),
+            ..Columns::default()
+        }
+    }
+}
+
+/// The Arrow schema of the output's columns.
+pub fn schema(c: &Columns) -> SchemaRef {
+    let (labels, feature_dim) = (&c.labels, c.feature_dim);
     let mut fields = vec![
         Field::new("root", DataType::Utf8, false),
         Field::new("path", DataType::Utf8, false),
@@ -99,19 +123,23 @@ pub fn schema(labels: &[String], feature_dim: Option<usize>) -> SchemaRef {
             true,
         ));
     }
+    for m in &c.members {
+        for l in labels {
+            fields.push(Field::new(
+                crate::model::card::member_column(m, l),
+                DataType::Float32,
+                true,
+            ));
+        }
+    }
     Arc::new(Schema::new(fields))
 }
 
 /// Builds one record batch from rows.
-pub fn record_batch(
-    schema: &SchemaRef,
-    labels: &[String],
-    feature_dim: Option<usize>,
-    rows: &[Row],
-) -> Result<RecordBatch> {
-    let mut columns = RowColumns::new(rows.len(), labels.len(), feature_dim);
+pub fn record_batch(schema: &SchemaRef, c: &Columns, rows: &[Row]) -> Result<RecordBatch> {
+    let mut columns = RowColumns::new(rows.len(), c);
     for r in rows {
-        columns.push(r, feature_dim);
+        columns.push(r, c.feature_dim);
     }
     RecordBatch::try_new(schema.clone(), columns.finish())
         .map_err(|e| Error::arrow("building a record batch", e))
@@ -141,11 +169,14 @@ struct RowColumns {
     modified: TimestampMicrosecondBuilder,
     /// With `--features`: the pooled features of each row.
     features: Option<ListBuilder<Float32Builder>>,
+    /// With `--member-probs`: one per member and label, in member then label order.
+    members: Vec<Float32Builder>,
 }
 
 impl RowColumns {
     /// Empty builders for `n` rows.
-    fn new(n: usize, labels: usize, feature_dim: Option<usize>) -> RowColumns {
+    fn new(n: usize, c: &Columns) -> RowColumns {
+        let (labels, feature_dim) = (c.labels.len(), c.feature_dim);
         let floats = |capacity: usize| {
             ListBuilder::new(Float32Builder::with_capacity(capacity))
                 .with_field(Arc::new(Field::new("item", DataType::Float32, false)))
@@ -172,6 +203,9 @@ impl RowColumns {
             bytes: UInt64Builder::with_capacity(n),
             modified: TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"),
             features: feature_dim.map(|d| floats(n * d)),
+            members: (0..c.members.len() * labels)
+                .map(|_| Float32Builder::with_capacity(n))
+                .collect(),
         }
     }
 
@@ -208,6 +242,11 @@ impl RowColumns {
                 }
                 _ => fb.append(false),
             }
+        }
+        let classes = self.probs.len().max(1);
+        for (i, b) in self.members.iter_mut().enumerate() {
+            let (m, l) = (i / classes, i % classes);
+            b.append_option(r.member_probs.get(m).and_then(|p| p.get(l)).copied());
         }
     }
 
@@ -253,6 +292,7 @@ impl RowColumns {
         if let Some(mut fb) = self.features {
             columns.push(Arc::new(fb.finish()));
         }
+        columns.extend(self.members.iter_mut().map(ArrayBuilder::finish));
         columns
     }
 }
@@ -289,18 +329,13 @@ pub struct PartWriter {
     dir: PathBuf,
     next: usize,
     schema: SchemaRef,
-    labels: Vec<String>,
-    feature_dim: Option<usize>,
+    columns: Columns,
 }
 
 impl PartWriter {
     /// Opens the parts directory (creating it), numbering after any existing parts.
-    pub fn open(
-        dir: PathBuf,
-        schema: SchemaRef,
-        labels: Vec<String>,
-        feature_dim: Option<usize>,
-    ) -> Result<Self> {
+    pub fn open(dir: PathBuf, columns: Columns) -> Result<Self> {
+        let schema = schema(&columns);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         let next = list_parts(&dir)?.len() + 1;
@@ -308,8 +343,7 @@ impl PartWriter {
             dir,
             next,
             schema,
-            labels,
-            feature_dim,
+            columns,
         })
     }
 
@@ -318,7 +352,7 @@ impl PartWriter {
         if rows.is_empty() {
             return Ok(());
         }
-        let batch = record_batch(&self.schema, &self.labels, self.feature_dim, rows)?;
+        let batch = record_batch(&self.schema, &self.columns, rows)?;
         let final_path = self.dir.join(format!("part-{:06}.parquet", self.next));
         let tmp = self.dir.join(format!(".part-{:06}.parquet.tmp", self.next));
         let mut metadata = Vec::new();

@@ -11,7 +11,9 @@ use tokio::sync::mpsc::channel;
 use super::budget::MemoryBudget;
 use super::output::{self, meta};
 use super::preflight::preflight;
-use super::resume::{Earlier, earlier, faces_identity, feature_dim, input_keys, normalised};
+use super::resume::{
+    Earlier, earlier, faces_identity, feature_dim, input_keys, member_columns, normalised,
+};
 use super::stages::walk::SourceConfig;
 use super::stages::{batch, decode, infer, locate, sink, tensorize, walk};
 use super::staging::{self, OutputLock, RunInfo};
@@ -46,6 +48,7 @@ struct Opened {
     model_path: String,
     faces_json: String,
     feature_dim: Option<usize>,
+    columns: output::Columns,
     schema: arrow::datatypes::SchemaRef,
     parts_dir: PathBuf,
     earlier: Earlier,
@@ -70,7 +73,12 @@ fn open(s: &ClassifySettings) -> Result<(Opened, output::PartWriter, FaceFinder)
     tracing::info!(mode = %finder.mode, detector = finder.detector.as_ref().map(|d| d.info.name.as_str()).unwrap_or("none"), "faces");
     let labels = card.labels.clone();
     let feature_dim = feature_dim(s, card)?;
-    let schema = output::schema(&labels, feature_dim);
+    let columns = output::Columns {
+        labels: labels.clone(),
+        feature_dim,
+        members: member_columns(s, card)?,
+    };
+    let schema = output::schema(&columns);
     let parts_dir = output::parts_dir(&s.out);
     let info = RunInfo {
         run_id: uuid::Uuid::new_v4().to_string(),
@@ -78,19 +86,21 @@ fn open(s: &ClassifySettings) -> Result<(Opened, output::PartWriter, FaceFinder)
         model_sha256: classifier.onnx_sha256.clone(),
         labels: labels.clone(),
         feature_dim,
+        members: columns.members.clone(),
         faces: faces_json.clone(),
         inputs: input_keys(&s.inputs),
     };
     let earlier = earlier(s, info)?;
     fs_err::create_dir_all(&parts_dir)?;
     staging::write_json(&staging::run_json(&parts_dir), &earlier.info)?;
-    let parts = output::PartWriter::open(parts_dir.clone(), schema.clone(), labels, feature_dim)?;
+    let parts = output::PartWriter::open(parts_dir.clone(), columns.clone())?;
     let opened = Opened {
         classifier: Arc::new(classifier),
         model_version,
         model_path,
         faces_json,
         feature_dim,
+        columns,
         schema,
         parts_dir,
         earlier,
@@ -156,8 +166,8 @@ fn stream(
             &o.earlier.info.run_id,
         )
     });
-    let spec = o.classifier.card.input.clone();
-    let target = decode_target(s, &finder, &spec);
+    let specs = o.classifier.card.inputs();
+    let target = decode_target(s, &finder, &specs);
     let chunk = threads * 2;
     let result = runtime.block_on(async {
         // Bounded channels: memory is set by these capacities, not by the number of images.
@@ -196,16 +206,19 @@ fn stream(
         });
         let pre = tokio::task::spawn_blocking({
             let pool = pool.clone();
-            move || tensorize::run(located_rx, prepared_tx, spec, chunk, &pool)
+            move || tensorize::run(located_rx, prepared_tx, specs, chunk, &pool)
         });
         let bat = tokio::task::spawn_blocking({
             let n = s.batch_size;
             move || batch::run(prepared_rx, batch_tx, n)
         });
         let inf = tokio::task::spawn_blocking({
-            let (classifier, workers, features) =
-                (o.classifier.clone(), s.infer_workers, s.features);
-            move || infer::run(batch_rx, rows_tx, &classifier, workers, features)
+            let (classifier, workers) = (o.classifier.clone(), s.infer_workers);
+            let want = infer::Extras {
+                features: s.features,
+                member_probs: !o.columns.members.is_empty(),
+            };
+            move || infer::run(batch_rx, rows_tx, &classifier, workers, want)
         });
         let snk = tokio::task::spawn_blocking({
             let (rows, bar) = (s.checkpoint_rows, progress.clone());
@@ -248,12 +261,15 @@ fn stream(
 fn decode_target(
     s: &ClassifySettings,
     finder: &FaceFinder,
-    spec: &crate::vision::decode::InputSpec,
+    specs: &[crate::vision::decode::InputSpec],
 ) -> DecodeTarget {
     let target = if s.full_decode {
         DecodeTarget::Full
     } else if finder.mode == FaceMode::Whole {
-        DecodeTarget::Cover((spec.width, spec.height))
+        // Enough pixels for the largest member input.
+        let w = specs.iter().map(|s| s.width).max().unwrap_or(1);
+        let h = specs.iter().map(|s| s.height).max().unwrap_or(1);
+        DecodeTarget::Cover((w, h))
     } else {
         DecodeTarget::LongSide(finder.settings.max_side)
     };
@@ -370,6 +386,15 @@ fn metadata(
         kv(meta::MERGE_ID, merge_id.to_string()),
     ];
     let mut feature_stats = None;
+    if !o.columns.members.is_empty() {
+        metadata.push(kv(
+            meta::MEMBERS,
+            json(
+                "encoding the member names",
+                serde_json::to_string(&o.columns.members),
+            )?,
+        ));
+    }
     if let Some(dim) = o.feature_dim {
         metadata.push(kv(meta::FEATURE_DIM, dim.to_string()));
         let mut all = o.earlier.features.clone();

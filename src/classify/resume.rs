@@ -19,7 +19,11 @@ pub(crate) fn faces_identity(finder: &FaceFinder) -> String {
         "mode": finder.mode,
         "detector": finder.detector.as_ref().map(|d| &d.info),
         "detection": finder.detector.as_ref().map(|_| &finder.settings),
-        "alignment": finder.detector.as_ref().map(|_| &finder.align),
+        // One view as earlier versions wrote it; an ensemble's views as a list.
+        "alignment": finder.detector.as_ref().map(|_| match finder.views.as_slice() {
+            [one] => serde_json::json!(one.align),
+            views => serde_json::json!(views.iter().map(|v| &v.align).collect::<Vec<_>>()),
+        }),
     })
     .to_string()
 }
@@ -33,16 +37,33 @@ pub(crate) fn feature_dim(
         return Ok(None);
     }
     let dim = card
-        .outputs
-        .iter()
-        .find(|o| o.name == "pooled")
+        .primary()
+        .output(crate::model::card::OutputRole::Pooled)
         .and_then(|o| o.shape.get(1))
         .and_then(|d| d.as_u64())
         .ok_or_else(|| Error::InvalidCard {
             path: s.model.clone(),
-            reason: "the card does not give the pooled feature size".into(),
+            reason: "--features: the card's (primary) network has no pooled output, or its size is not given".into(),
         })?;
     Ok(Some(dim as usize))
+}
+
+/// The members whose probability columns `--member-probs` adds; empty without it.
+/// Refused for a single-network model, which has no members to tell apart.
+pub(crate) fn member_columns(
+    s: &ClassifySettings,
+    card: &crate::model::card::ModelCard,
+) -> Result<Vec<String>> {
+    if !s.member_probs {
+        return Ok(Vec::new());
+    }
+    if !card.is_ensemble() {
+        return Err(Error::InvalidOption(format!(
+            "--member-probs: model {:?} is a single network; its probabilities are the p_ columns",
+            card.name
+        )));
+    }
+    Ok(card.members.iter().map(|m| m.name.clone()).collect())
 }
 
 /// What makes a run the same run: the model, `--features`, face finding and the inputs,
@@ -62,6 +83,7 @@ pub(crate) fn identity(s: &ClassifySettings) -> Result<RunInfo> {
         model_sha256: model.sha256.clone(),
         labels: model.card.labels.clone(),
         feature_dim: feature_dim(s, &model.card)?,
+        members: member_columns(s, &model.card)?,
         faces: faces_identity(&finder),
         inputs: input_keys(&s.inputs),
     })
@@ -78,6 +100,10 @@ pub(crate) fn recorded_identity(
         model_sha256: md.get(meta::MODEL_SHA256).cloned().unwrap_or_default(),
         labels: labels.to_vec(),
         feature_dim: md.get(meta::FEATURE_DIM).and_then(|d| d.parse().ok()),
+        members: md
+            .get(meta::MEMBERS)
+            .and_then(|t| serde_json::from_str::<Vec<String>>(t).ok())
+            .unwrap_or_default(),
         faces: md.get(meta::FACES).cloned().unwrap_or_default(),
         inputs: md
             .get(meta::INPUTS)
@@ -202,6 +228,14 @@ pub(crate) fn differing_setting(saved: &RunInfo, now: &RunInfo) -> Option<String
             "had a different --features setting ({}, this run {})",
             on(saved.feature_dim),
             on(now.feature_dim)
+        ));
+    }
+    if saved.members != now.members {
+        let on = |m: &[String]| if m.is_empty() { "off" } else { "on" };
+        return Some(format!(
+            "had a different --member-probs setting ({}, this run {})",
+            on(&saved.members),
+            on(&now.members)
         ));
     }
     if !saved.faces.is_empty() && saved.faces != now.faces {

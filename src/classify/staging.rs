@@ -135,6 +135,9 @@ pub struct RunInfo {
     pub model_sha256: String,
     pub labels: Vec<String>,
     pub feature_dim: Option<usize>,
+    /// The members whose probabilities the rows carry (`--member-probs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
     /// The face settings (mode, detector, thresholds): a resumed run must use the same.
     #[serde(default)]
     pub faces: String,

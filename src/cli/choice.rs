@@ -96,6 +96,9 @@ pub enum ArchArg {
     /// Depthwise-separable (MobileNet-style): a stem conv, six depthwise 3x3 + pointwise
     /// 1x1 blocks, global pooling; cheap enough for 96x96 input.
     Separable,
+    /// dlib's gender network (CC0), 32x32: fine-tune it from its published weights with
+    /// `--init models/dlib-gender/v1` (its input and alignment come with it).
+    Dlib,
 }
 
 #[cfg(feature = "train")]
@@ -107,6 +110,7 @@ impl From<ArchArg> for facebatch::train::net::Arch {
             ArchArg::Compact => Arch::Compact,
             ArchArg::Residual => Arch::Residual,
             ArchArg::Separable => Arch::Separable,
+            ArchArg::Dlib => Arch::Dlib,
         }
     }
 }
@@ -147,4 +151,27 @@ mod tests {
             assert_eq!(lib, serde_json::Value::String(name));
         }
     }
+}
+
+/// How an ensemble combines its members (`ensemble --rule`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RuleArg {
+    /// The plain mean of the members' calibrated probabilities.
+    Mean,
+    /// A weighted mean, the weights with the lowest log-loss on the fitting split.
+    Weighted,
+}
+
+impl From<RuleArg> for facebatch::model::card::CombineRule {
+    fn from(r: RuleArg) -> Self {
+        match r {
+            RuleArg::Mean => facebatch::model::card::CombineRule::Mean,
+            RuleArg::Weighted => facebatch::model::card::CombineRule::Weighted,
+        }
+    }
+}
+
+/// `--rule`, parsed into the library's [`CombineRule`](facebatch::model::card::CombineRule).
+pub fn rule_parser() -> impl TypedValueParser<Value = facebatch::model::card::CombineRule> {
+    EnumValueParser::<RuleArg>::new().map(facebatch::model::card::CombineRule::from)
 }

@@ -53,6 +53,10 @@ pub struct ClassifyOptions {
     /// OUT.features.json.
     #[arg(long, help_heading = "Output")]
     pub features: bool,
+    /// With an ensemble model: add each member's calibrated probabilities as
+    /// member_<name>_p_<label> columns, to see where the members disagree.
+    #[arg(long, help_heading = "Output")]
+    pub member_probs: bool,
     /// Write every classified crop (the model's exact input) as DIR/<path>.face<k>.png.
     #[arg(long, value_name = "DIR", help_heading = "Output")]
     pub save_crops: Option<PathBuf>,
@@ -177,6 +181,7 @@ impl ClassifyArgs {
                 .transpose()?,
             seen: None,
             features: o.features,
+            member_probs: o.member_probs,
             resume: self.resume,
             limits: DecodeLimits {
                 max_pixels: o.max_pixels,

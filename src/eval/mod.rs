@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::labelled::Sample;
 use crate::model::classifier::{BatchOutput, Classifier};
 use crate::model::metrics::{FaceCoverage, Report};
-use crate::vision::decode::{DecodeLimits, load_rgb};
+use crate::vision::decode::{DecodeLimits, load_rgb, views_tensor};
 use crate::vision::detect::Face;
 use crate::vision::faces::{CropKind, FaceFinder, FaceMode};
 
@@ -153,6 +153,9 @@ pub enum Outcome {
         predicted: usize,
         /// The reported (calibrated) probabilities, in label order.
         probs: Vec<f32>,
+        /// An ensemble's members' calibrated probabilities, in member then label order
+        /// (empty for a single network).
+        member_probs: Vec<Vec<f32>>,
         crop: CropKind,
         face: Option<Face>,
     },
@@ -173,7 +176,8 @@ pub fn evaluate(
     check_group_columns(group_by, samples)?;
     let labels = classifier.card.labels.clone();
     check_labels(samples, &labels)?;
-    let spec = classifier.card.input.clone();
+    let specs = classifier.card.inputs();
+    let per = classifier.input_len();
     let mut tally = Tally::new(samples.len(), faces);
     for (c, chunk) in samples.chunks(batch_size.max(1)).enumerate() {
         let first = c * batch_size.max(1);
@@ -185,12 +189,15 @@ pub fn evaluate(
                 Ok(match faces {
                     Some(f) => f
                         .subject(&img)?
-                        .map(|c| (c.kind, c.face, spec.tensor_from_rgb(&c.image))),
-                    None => Some((CropKind::Whole, None, spec.tensor_from_rgb(&img))),
+                        .map(|c| (c.kind, c.face, views_tensor(&specs, &c.images))),
+                    None => {
+                        let whole = vec![img; specs.len()];
+                        Some((CropKind::Whole, None, views_tensor(&specs, &whole)))
+                    }
                 })
             })
             .collect();
-        let (batch, members) = tally.record_decoded(chunk, first, decoded, &labels, spec.len());
+        let (batch, members) = tally.record_decoded(chunk, first, decoded, &labels, per);
         progress.inc(chunk.len() as u64);
         if members.is_empty() {
             continue;
@@ -305,6 +312,11 @@ impl<'a> Tally<'a> {
                 outcome: Outcome::Classified {
                     predicted: p,
                     probs,
+                    member_probs: out
+                        .members
+                        .iter()
+                        .map(|m| m[i * classes..(i + 1) * classes].to_vec())
+                        .collect(),
                     crop: kind,
                     face,
                 },
@@ -388,6 +400,30 @@ pub fn write_report(dir: &Path, stem: &str, report: &Report) -> Result<()> {
         &dir.join(format!("{stem}.json")),
         report_json(report)?.as_bytes(),
     )
+}
+
+/// A test report as pictures: `confusion.png`, and `groups-<column>.png` (accuracy per
+/// group with its 95% interval) for every group column.
+pub fn write_figures(reports: &Path, report: &Report) -> Result<()> {
+    crate::report::plot::confusion_matrix(
+        &reports.join("confusion.png"),
+        &report.labels,
+        &report.confusion,
+        &format!("test split: confusion matrix ({} images)", report.n),
+    )?;
+    for (column, groups) in &report.groups {
+        let name: String = column
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        crate::report::plot::group_bars(
+            &reports.join(format!("groups-{}.png", name.trim_matches('-'))),
+            column,
+            groups,
+            &format!("test split: accuracy by {column}"),
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! Columns: `path`, `label` (true), `predicted`, `correct`, `status` (`ok`, `no_face`,
 //! `error`), `error`, `confidence`, `p_<label>` (the reported, calibrated probabilities),
 //! the face fields of classify's output (`crop`, `det_score`, `box_*`, `landmarks`), then
-//! every manifest column as text (`source`, `age`, ...).
+//! every manifest column as text (`source`, `age`, ...). An ensemble adds each member's
+//! calibrated probabilities, `member_<name>_p_<label>`, after the `p_<label>` columns.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -53,17 +54,28 @@ pub fn write(
     classifier: &Classifier,
 ) -> Result<()> {
     let labels = &classifier.card.labels;
+    let members = member_names(classifier);
     let extra = extra_columns(samples);
-    let mut columns = Columns::new(predictions.len(), labels.len(), extra.len());
+    let mut columns = Columns::new(predictions.len(), labels.len(), members.len(), extra.len());
     for p in predictions {
         columns.push(&samples[p.sample], p, labels, &extra);
     }
-    let (fields, arrays) = columns.finish(labels, &extra);
+    let (fields, arrays) = columns.finish(labels, &members, &extra);
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), arrays)
         .map_err(|e| Error::arrow("building the predictions table", e))?;
     let bytes = encode(path, schema, &batch, metadata(classifier))?;
     crate::fsutil::write_atomic(path, &bytes)
+}
+
+/// The members whose probabilities get columns of their own: an ensemble's, none for a
+/// single network.
+fn member_names(classifier: &Classifier) -> Vec<String> {
+    let card = &classifier.card;
+    match card.is_ensemble() {
+        true => card.members.iter().map(|m| m.name.clone()).collect(),
+        false => Vec::new(),
+    }
 }
 
 /// The manifest's own columns, in name order: those not already among the fixed ones nor
@@ -72,7 +84,7 @@ fn extra_columns(samples: &[Sample]) -> BTreeSet<&str> {
     samples
         .iter()
         .flat_map(|s| s.extra.keys().map(String::as_str))
-        .filter(|k| !FIXED.contains(k) && !k.starts_with("p_"))
+        .filter(|k| !FIXED.contains(k) && !k.starts_with("p_") && !k.starts_with("member_"))
         .collect()
 }
 
@@ -87,6 +99,8 @@ struct Columns {
     confidence: Float32Builder,
     /// One per label, in label order.
     probs: Vec<Float32Builder>,
+    /// Per member, one per label.
+    members: Vec<Vec<Float32Builder>>,
     crop: StringBuilder,
     det_score: Float32Builder,
     /// x1, y1, x2, y2.
@@ -99,7 +113,7 @@ struct Columns {
 
 impl Columns {
     /// Empty builders for `n` rows.
-    fn new(n: usize, labels: usize, extra: usize) -> Columns {
+    fn new(n: usize, labels: usize, members: usize, extra: usize) -> Columns {
         let text = || StringBuilder::with_capacity(n, n * 16);
         let floats = |k: usize| (0..k).map(|_| Float32Builder::with_capacity(n)).collect();
         Columns {
@@ -111,6 +125,7 @@ impl Columns {
             error: text(),
             confidence: Float32Builder::with_capacity(n),
             probs: floats(labels),
+            members: (0..members).map(|_| floats(labels)).collect(),
             crop: text(),
             det_score: Float32Builder::with_capacity(n),
             boxes: floats(4),
@@ -136,9 +151,15 @@ impl Columns {
             Outcome::Classified {
                 predicted,
                 probs,
+                member_probs,
                 crop,
                 face,
             } => {
+                for (cols, mp) in self.members.iter_mut().zip(member_probs) {
+                    for (b, v) in cols.iter_mut().zip(mp) {
+                        b.append_value(*v);
+                    }
+                }
                 self.predicted.append_value(&labels[*predicted]);
                 self.correct.append_value(*predicted == p.truth);
                 self.status.append_value("ok");
@@ -164,6 +185,10 @@ impl Columns {
         self.error.append_option(error);
         self.confidence.append_null();
         self.probs.iter_mut().for_each(|b| b.append_null());
+        self.members
+            .iter_mut()
+            .flatten()
+            .for_each(|b| b.append_null());
         self.crop.append_null();
         self.push_face(None);
     }
@@ -190,7 +215,12 @@ impl Columns {
     }
 
     /// The schema's fields and the finished arrays, in column order.
-    fn finish(mut self, labels: &[String], extra: &BTreeSet<&str>) -> (Vec<Field>, Vec<ArrayRef>) {
+    fn finish(
+        mut self,
+        labels: &[String],
+        members: &[String],
+        extra: &BTreeSet<&str>,
+    ) -> (Vec<Field>, Vec<ArrayRef>) {
         let utf8 = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
         let f32f = |name: String| Field::new(name, DataType::Float32, true);
         let mut table: Vec<(Field, ArrayRef)> = vec![
@@ -210,6 +240,14 @@ impl Columns {
         ];
         for (l, mut b) in labels.iter().zip(self.probs) {
             table.push((f32f(format!("p_{l}")), Arc::new(b.finish())));
+        }
+        for (m, cols) in members.iter().zip(self.members) {
+            for (l, mut b) in labels.iter().zip(cols) {
+                table.push((
+                    f32f(crate::model::card::member_column(m, l)),
+                    Arc::new(b.finish()),
+                ));
+            }
         }
         table.push((utf8("crop", true), Arc::new(self.crop.finish())));
         table.push((f32f("det_score".into()), Arc::new(self.det_score.finish())));
@@ -250,7 +288,9 @@ fn metadata(classifier: &Classifier) -> Vec<KeyValue> {
             classifier.onnx_path.display().to_string(),
         ),
     ];
-    if let Some(c) = &card.calibration {
+    if let Some(c) = &card.primary().calibration
+        && !card.is_ensemble()
+    {
         meta.push(KeyValue::new(
             "facebatch.temperature".into(),
             c.temperature.to_string(),

@@ -48,6 +48,30 @@ pub fn apply_temperature(probs: &mut [f32], classes: usize, t: f64) {
     }
 }
 
+/// Moves the decision boundary of class `k` to probability `t`: each row's odds of `k` are
+/// multiplied by `(1 - t) / t` and the row renormalised, so that with two classes `k` is the
+/// most probable class exactly when its probability was at least `t`.
+pub fn shift_threshold(probs: &mut [f32], classes: usize, k: usize, t: f64) {
+    if classes == 0 || k >= classes || !(t > 0.0 && t < 1.0) {
+        return;
+    }
+    let factor = (1.0 - t) / t;
+    for row in probs.chunks_mut(classes) {
+        let pk = row[k] as f64 * factor;
+        let rest: f64 = row
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != k)
+            .map(|(_, p)| *p as f64)
+            .sum();
+        let sum = (pk + rest).max(1e-30);
+        for (j, p) in row.iter_mut().enumerate() {
+            let v = if j == k { pk } else { *p as f64 };
+            *p = (v / sum) as f32;
+        }
+    }
+}
+
 /// Mean negative log-likelihood of the true classes under temperature `t`.
 pub fn nll(probs: &[f32], truth: &[usize], classes: usize, t: f64) -> f64 {
     let mut scaled = probs.to_vec();
@@ -194,6 +218,15 @@ pub fn wilson(k: usize, n: usize) -> [f64; 2] {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn a_shifted_threshold_decides_at_its_value() {
+        // Threshold 0.6 on class 1: 0.59 now loses, 0.61 wins, rows still sum to one.
+        let mut p = vec![0.41f32, 0.59, 0.39, 0.61];
+        shift_threshold(&mut p, 2, 1, 0.6);
+        assert!(p[1] < 0.5 && p[3] > 0.5, "{p:?}");
+        assert!((p[0] + p[1] - 1.0).abs() < 1e-6 && (p[2] + p[3] - 1.0).abs() < 1e-6);
+    }
 
     #[test]
     fn temperature_keeps_the_argmax_and_sums_to_one() {

@@ -10,14 +10,29 @@ use crate::error::{Error, Result};
 use crate::model::metrics::Report;
 use crate::vision::decode::InputSpec;
 
-/// Card format identifier; bump on incompatible changes.
-pub const CARD_FORMAT: &str = "facebatch-model-card/1";
+/// Card format identifier written by this version; bump on incompatible changes. Format 2
+/// added ensembles (`members`, `combine`); a format-1 card (one network) still loads.
+pub const CARD_FORMAT: &str = "facebatch-model-card/2";
+/// The card formats this version reads.
+pub const CARD_FORMATS_READ: [&str; 2] = ["facebatch-model-card/1", CARD_FORMAT];
 /// File name of the card inside a model directory.
 pub const CARD_FILE: &str = "card.json";
-/// File name of the ONNX model inside a model directory.
+/// File name of the ONNX model inside a model directory (an ensemble's first member).
 pub const MODEL_FILE: &str = "model.onnx";
-/// Output names, in graph order.
+/// Output names of the networks facebatch trains, in graph order.
 pub const OUTPUT_NAMES: [&str; 3] = ["probs", "embedding", "pooled"];
+
+/// What a graph output holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputRole {
+    /// Class probabilities (softmax), `[batch, classes]` in the member's label order.
+    Probs,
+    /// The penultimate layer.
+    Embedding,
+    /// Global average pool of the last convolution (`classify --features`).
+    Pooled,
+}
 
 /// One graph output.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -26,6 +41,21 @@ pub struct OutputSpec {
     /// Shape, with `"batch"` for the dynamic axis.
     pub shape: Vec<serde_json::Value>,
     pub description: String,
+    /// What it holds; absent, it is read from the name (`probs`, `embedding`, `pooled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<OutputRole>,
+}
+
+impl OutputSpec {
+    /// The output's role: as recorded, or by its name.
+    pub fn role(&self) -> Option<OutputRole> {
+        self.role.or(match self.name.as_str() {
+            "probs" => Some(OutputRole::Probs),
+            "embedding" => Some(OutputRole::Embedding),
+            "pooled" => Some(OutputRole::Pooled),
+            _ => None,
+        })
+    }
 }
 
 /// The network.
@@ -89,6 +119,145 @@ pub struct QuantizedInfo {
     pub evaluation: String,
 }
 
+/// One network of a model: its file, the crop it sees (alignment and input), its label
+/// order and its calibration. A single-network card is one member; an ensemble card lists
+/// several, each run on its own crop of the same detected face.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    /// Unique within the card; names the member's columns (`classify --member-probs`).
+    pub name: String,
+    /// The network's output order (may differ from the card's `labels`; mapped by name).
+    pub labels: Vec<String>,
+    pub input: InputSpec,
+    /// Face detection and alignment the network expects (absent: the crop fitted by
+    /// `input.fit` alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alignment: Option<crate::vision::align::AlignSpec>,
+    pub outputs: Vec<OutputSpec>,
+    /// Classify each input and its mirror image and average the probabilities (twice the
+    /// inference cost).
+    #[serde(default)]
+    pub test_time_flip: bool,
+    /// Temperature scaling of this network's probabilities. Absent: as the network gives them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::model::calibration::Calibration>,
+    pub architecture: ArchitectureInfo,
+    pub onnx: OnnxInfo,
+    /// The int8 copy, when one was made and passed its evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8: Option<QuantizedInfo>,
+    /// Where the network comes from and its licence (ensemble members made elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<MemberOrigin>,
+    /// What trained this member, when it sits in an ensemble (a single network's card keeps
+    /// this at its top level, as format 1 did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingInfo>,
+}
+
+impl Member {
+    /// Floating-point operations per face, in millions, flip averaging included.
+    pub fn mflops_per_face(&self) -> Option<f64> {
+        let flips = if self.test_time_flip { 2.0 } else { 1.0 };
+        self.architecture.mflops_per_pass.map(|m| m * flips)
+    }
+
+    /// The output that holds `role`, if the network has one.
+    pub fn output(&self, role: OutputRole) -> Option<&OutputSpec> {
+        self.outputs.iter().find(|o| o.role() == Some(role))
+    }
+}
+
+/// Provenance of a member facebatch did not train.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberOrigin {
+    /// Where the file was taken from (a package and its pinned sha256).
+    pub source: String,
+    /// SPDX identifier of the weights' licence.
+    pub licence: String,
+    /// The licence notice, in full.
+    pub notice: String,
+}
+
+/// How an ensemble's member probabilities become the model's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CombineRule {
+    /// The plain mean of the members' calibrated probabilities.
+    #[default]
+    Mean,
+    /// A weighted mean, weights fitted on the validation split.
+    Weighted,
+}
+
+/// A decision threshold for a two-label model: `label` is predicted when its combined
+/// probability is at least `value` (chosen on the validation split so that the two
+/// labels' recalls are balanced). Applied as a shift of the log-odds, so the reported
+/// probabilities and the predicted label agree (the prediction is the most probable label).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Threshold {
+    pub label: String,
+    pub value: f64,
+    pub fitted_on: String,
+    /// How it was chosen.
+    pub rule: String,
+    /// The recall of each label on `fitted_on` at this threshold.
+    #[serde(default)]
+    pub recall: BTreeMap<String, f64>,
+}
+
+/// The combining step after the members.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Combine {
+    pub rule: CombineRule,
+    /// One weight per member, in member order (`weighted`); they sum to 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<f64>,
+    /// The decision threshold, applied to the combined probabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<Threshold>,
+    /// Temperature scaling of the combined (and thresholded) probabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::model::calibration::Calibration>,
+    /// How the weights, threshold and temperature were fitted, in words.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+impl Combine {
+    /// True when combining is nothing but passing one member's probabilities on.
+    fn is_identity(&self) -> bool {
+        self.weights.is_empty() && self.threshold.is_none() && self.calibration.is_none()
+    }
+
+    /// The weight of each of `n` members.
+    pub fn weights(&self, n: usize) -> Vec<f64> {
+        match self.rule {
+            CombineRule::Weighted if self.weights.len() == n => self.weights.clone(),
+            _ => vec![1.0 / n.max(1) as f64; n],
+        }
+    }
+}
+
+/// What the model was trained on and how.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingInfo {
+    pub sources: Vec<DataSourceInfo>,
+    /// Licence terms of the data; the model inherits them.
+    pub licence_notes: Vec<String>,
+    /// Images per split and class.
+    pub split_counts: BTreeMap<String, BTreeMap<String, usize>>,
+    pub split_seed: u64,
+    pub val_fraction: f64,
+    pub test_fraction: f64,
+    pub seed: u64,
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    pub best_val_accuracy: f64,
+    pub hyperparameters: serde_json::Value,
+    pub augmentation: serde_json::Value,
+}
+
 /// One training data source.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataSourceInfo {
@@ -111,54 +280,24 @@ pub struct DataSourceInfo {
     pub no_face_skipped: Option<usize>,
 }
 
-/// What the model was trained on and how.
+/// The model card, as facebatch works with it: always a list of members (one for a
+/// single-network card) and the rule that combines them. On disk a single network is
+/// written in the flat form of format 1 ([`CardFile`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainingInfo {
-    pub sources: Vec<DataSourceInfo>,
-    /// Licence terms of the data; the model inherits them.
-    pub licence_notes: Vec<String>,
-    /// Images per split and class.
-    pub split_counts: BTreeMap<String, BTreeMap<String, usize>>,
-    pub split_seed: u64,
-    pub val_fraction: f64,
-    pub test_fraction: f64,
-    pub seed: u64,
-    pub epochs_run: usize,
-    pub best_epoch: usize,
-    pub best_val_accuracy: f64,
-    pub hyperparameters: serde_json::Value,
-    pub augmentation: serde_json::Value,
-}
-
-/// The model card.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "CardFile", into = "CardFile")]
 pub struct ModelCard {
     pub format: String,
     pub name: String,
     pub task: String,
     /// Class labels in output order.
     pub labels: Vec<String>,
-    pub input: InputSpec,
-    /// Face detection and alignment the model was trained with (absent: trained on crops
-    /// fitted by `input.fit` alone).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alignment: Option<crate::vision::align::AlignSpec>,
-    pub outputs: Vec<OutputSpec>,
-    /// Classify each input and its mirror image and average the probabilities (test-time
-    /// augmentation; twice the inference cost). facebatch applies it wherever it runs the
-    /// model (classify, eval, the card's test metrics).
-    #[serde(default)]
-    pub test_time_flip: bool,
-    /// Temperature scaling fitted after training; facebatch applies it to every probability
-    /// it reports (classify, eval, visualize). Absent: probabilities as the network gives them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub calibration: Option<crate::model::calibration::Calibration>,
-    pub architecture: ArchitectureInfo,
-    pub onnx: OnnxInfo,
-    /// The int8 copy, when one was made and passed its evaluation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub int8: Option<QuantizedInfo>,
-    pub training: TrainingInfo,
+    /// The networks, at least one; the first is the primary (its crop is the one
+    /// `--save-crops` writes, its pooled features the ones `--features` reports).
+    pub members: Vec<Member>,
+    pub combine: Combine,
+    /// The data and run that trained (or fine-tuned) the model; absent for a network
+    /// imported as it was published (its `origin` says where it came from).
+    pub training: Option<TrainingInfo>,
     /// Test-split metrics of the exported model, run through ONNX Runtime.
     pub metrics: BTreeMap<String, Report>,
     pub intended_use: String,
@@ -167,13 +306,196 @@ pub struct ModelCard {
     pub created: String,
 }
 
+/// The card as stored: either the flat fields of one network, or `members`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CardFile {
+    format: String,
+    name: String,
+    task: String,
+    labels: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input: Option<InputSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    alignment: Option<crate::vision::align::AlignSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    outputs: Option<Vec<OutputSpec>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    test_time_flip: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    calibration: Option<crate::model::calibration::Calibration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    architecture: Option<ArchitectureInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    onnx: Option<OnnxInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    int8: Option<QuantizedInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    members: Vec<Member>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    combine: Option<Combine>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    training: Option<TrainingInfo>,
+    metrics: BTreeMap<String, Report>,
+    intended_use: String,
+    limitations: Vec<String>,
+    facebatch_version: String,
+    created: String,
+}
+
+impl TryFrom<CardFile> for ModelCard {
+    type Error = String;
+    fn try_from(f: CardFile) -> std::result::Result<Self, String> {
+        let flat = f.input.is_some() || f.onnx.is_some() || f.architecture.is_some();
+        let members = match (flat, f.members.is_empty()) {
+            (true, false) => {
+                return Err(
+                    "a card lists either one network (input, onnx, ...) or members, not both"
+                        .into(),
+                );
+            }
+            (false, true) => {
+                return Err(
+                    "a card needs a network (input, outputs, architecture, onnx) or members".into(),
+                );
+            }
+            (false, false) => f.members,
+            (true, true) => {
+                let missing = |what: &str| format!("missing field `{what}`");
+                vec![Member {
+                    name: f.name.clone(),
+                    labels: f.labels.clone(),
+                    input: f.input.ok_or_else(|| missing("input"))?,
+                    alignment: f.alignment,
+                    outputs: f.outputs.ok_or_else(|| missing("outputs"))?,
+                    test_time_flip: f.test_time_flip.unwrap_or(false),
+                    calibration: f.calibration,
+                    architecture: f.architecture.ok_or_else(|| missing("architecture"))?,
+                    onnx: f.onnx.ok_or_else(|| missing("onnx"))?,
+                    int8: f.int8,
+                    origin: None,
+                    training: None,
+                }]
+            }
+        };
+        Ok(ModelCard {
+            format: f.format,
+            name: f.name,
+            task: f.task,
+            labels: f.labels,
+            members,
+            combine: f.combine.unwrap_or_default(),
+            training: f.training,
+            metrics: f.metrics,
+            intended_use: f.intended_use,
+            limitations: f.limitations,
+            facebatch_version: f.facebatch_version,
+            created: f.created,
+        })
+    }
+}
+
+impl From<ModelCard> for CardFile {
+    fn from(c: ModelCard) -> CardFile {
+        let mut f = CardFile {
+            format: c.format,
+            name: c.name,
+            task: c.task,
+            labels: c.labels,
+            input: None,
+            alignment: None,
+            outputs: None,
+            test_time_flip: None,
+            calibration: None,
+            architecture: None,
+            onnx: None,
+            int8: None,
+            members: Vec::new(),
+            combine: None,
+            training: c.training,
+            metrics: c.metrics,
+            intended_use: c.intended_use,
+            limitations: c.limitations,
+            facebatch_version: c.facebatch_version,
+            created: c.created,
+        };
+        let flat = c.members.len() == 1
+            && c.combine.is_identity()
+            && c.members[0].origin.is_none()
+            && c.members[0].labels == f.labels;
+        if flat {
+            let m = c.members.into_iter().next().expect("one member");
+            f.input = Some(m.input);
+            f.alignment = m.alignment;
+            f.outputs = Some(m.outputs);
+            f.test_time_flip = Some(m.test_time_flip);
+            f.calibration = m.calibration;
+            f.architecture = Some(m.architecture);
+            f.onnx = Some(m.onnx);
+            f.int8 = m.int8;
+            f.training = f.training.or(m.training);
+        } else {
+            f.members = c.members;
+            f.combine = Some(c.combine);
+        }
+        f
+    }
+}
+
+/// The output column of ensemble member `member`'s probability of `label` (`eval
+/// --predictions`, `classify --member-probs`).
+pub fn member_column(member: &str, label: &str) -> String {
+    format!("member_{member}_p_{label}")
+}
+
+/// A file name with no folder part (a member's or an int8 copy's file in the model folder).
+pub fn is_plain_file_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    )
+}
+
 impl ModelCard {
+    /// The first member: the one whose crop `--save-crops` writes and whose pooled features
+    /// `--features` reports; for a single-network card, the network.
+    pub fn primary(&self) -> &Member {
+        &self.members[0]
+    }
+
+    /// Mutable [`primary`](Self::primary).
+    pub fn primary_mut(&mut self) -> &mut Member {
+        &mut self.members[0]
+    }
+
+    /// Each member's input, in member order.
+    pub fn inputs(&self) -> Vec<InputSpec> {
+        self.members.iter().map(|m| m.input.clone()).collect()
+    }
+
+    /// True when the card combines several networks.
+    pub fn is_ensemble(&self) -> bool {
+        self.members.len() > 1
+    }
+
+    /// Floating-point operations per face of the whole model, in millions (flip averaging
+    /// included), when every member records its cost.
+    pub fn mflops_per_face(&self) -> Option<f64> {
+        self.members.iter().map(Member::mflops_per_face).sum()
+    }
+
     /// What the face finder needs of this card (`vision::faces::FaceFinder::for_model`).
     pub fn faces(&self) -> crate::vision::faces::ModelFaces<'_> {
         crate::vision::faces::ModelFaces {
             name: &self.name,
-            input: &self.input,
-            alignment: self.alignment.as_ref(),
+            views: self
+                .members
+                .iter()
+                .map(|m| crate::vision::faces::View {
+                    input: &m.input,
+                    alignment: m.alignment.as_ref(),
+                })
+                .collect(),
         }
     }
 
@@ -184,28 +506,93 @@ impl ModelCard {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-        let card: ModelCard = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        if card.format != CARD_FORMAT {
+        // The format first: a newer card gets that message, not a missing field's.
+        let format = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("format").and_then(|f| f.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        if !CARD_FORMATS_READ.contains(&format.as_str()) {
             return Err(bad(format!(
-                "format {:?} is not {CARD_FORMAT:?}",
-                card.format
+                "format {format:?} is not one this facebatch reads ({CARD_FORMATS_READ:?}); \
+                 a newer facebatch may read it"
             )));
         }
-        if card.labels.len() < 2 {
-            return Err(bad("a card needs at least two labels".into()));
-        }
-        // Each label names an output column (`p_<label>`): they must be distinct.
-        let mut seen = std::collections::HashSet::new();
-        for l in &card.labels {
-            if l.is_empty() {
-                return Err(bad("a label is empty".into()));
-            }
-            if !seen.insert(l.as_str()) {
-                return Err(bad(format!("label {l:?} is listed twice")));
-            }
-        }
-        card.input.validate().map_err(bad)?;
+        let card: ModelCard = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        card.validate().map_err(bad)?;
         Ok(card)
+    }
+
+    /// The checks every card must pass beyond its JSON shape.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.format == CARD_FORMATS_READ[0] && self.is_ensemble() {
+            return Err(format!("members need format {CARD_FORMAT:?}"));
+        }
+        distinct_labels(&self.labels)?;
+        let mut names = std::collections::HashSet::new();
+        for m in &self.members {
+            let at = |e: String| format!("member {:?}: {e}", m.name);
+            if m.name.is_empty() || !names.insert(m.name.as_str()) {
+                return Err(format!("member name {:?} is empty or listed twice", m.name));
+            }
+            let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+            if self.is_ensemble() && !m.name.chars().all(plain) {
+                return Err(at(
+                    "a member name holds only letters, digits, - and _".into()
+                ));
+            }
+            distinct_labels(&m.labels).map_err(at)?;
+            let mut mine = m.labels.clone();
+            let mut ours = self.labels.clone();
+            mine.sort();
+            ours.sort();
+            if mine != ours {
+                return Err(at(format!(
+                    "labels {:?} are not the card's {:?}",
+                    m.labels, self.labels
+                )));
+            }
+            m.input.validate().map_err(at)?;
+            if let Some(a) = &m.alignment
+                && (a.width != m.input.width || a.height != m.input.height)
+            {
+                return Err(at("alignment size differs from the input size".into()));
+            }
+            if m.output(OutputRole::Probs).is_none() {
+                return Err(at("no output holds the probabilities (role probs)".into()));
+            }
+            if self.is_ensemble() && !is_plain_file_name(&m.onnx.file) {
+                return Err(at(format!(
+                    "onnx.file {:?} must be a file name",
+                    m.onnx.file
+                )));
+            }
+        }
+        let c = &self.combine;
+        if c.rule == CombineRule::Weighted {
+            let ok = c.weights.len() == self.members.len()
+                && c.weights.iter().all(|w| w.is_finite() && *w >= 0.0)
+                && (c.weights.iter().sum::<f64>() - 1.0).abs() < 1e-6;
+            if !ok {
+                return Err(format!(
+                    "combine.weights must be {} non-negative numbers summing to 1",
+                    self.members.len()
+                ));
+            }
+        }
+        if let Some(t) = &c.threshold {
+            if self.labels.len() != 2 || !self.labels.contains(&t.label) {
+                return Err(
+                    "combine.threshold needs a two-label card and one of its labels".into(),
+                );
+            }
+            if !(t.value > 0.0 && t.value < 1.0) {
+                return Err(format!(
+                    "combine.threshold.value {} is not in (0, 1)",
+                    t.value
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Writes the card as pretty JSON, atomically.
@@ -216,6 +603,23 @@ impl ModelCard {
         })?;
         crate::fsutil::write_atomic(path, text.as_bytes())
     }
+}
+
+/// Labels name output columns (`p_<label>`): they must be at least two, non-empty, distinct.
+fn distinct_labels(labels: &[String]) -> std::result::Result<(), String> {
+    if labels.len() < 2 {
+        return Err("a card needs at least two labels".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for l in labels {
+        if l.is_empty() {
+            return Err("a label is empty".into());
+        }
+        if !seen.insert(l.as_str()) {
+            return Err(format!("label {l:?} is listed twice"));
+        }
+    }
+    Ok(())
 }
 
 /// Orders version names naturally: `v2` < `v10`, `1.9.0` < `1.10.0`. (Kept by hand: 20
@@ -261,7 +665,7 @@ pub fn resolve_version(model: &Path, version: Option<&str>) -> Result<PathBuf> {
             });
         }
         let dir = model.join(v);
-        if !dir.join(MODEL_FILE).is_file() {
+        if !is_version_dir(&dir) {
             return Err(Error::InvalidModel {
                 path: dir,
                 reason: format!("model version {v:?} not found (no {MODEL_FILE} there)"),
@@ -269,13 +673,13 @@ pub fn resolve_version(model: &Path, version: Option<&str>) -> Result<PathBuf> {
         }
         return Ok(dir);
     }
-    if model.join(MODEL_FILE).is_file() {
+    if is_version_dir(model) {
         return Ok(model.to_path_buf());
     }
     let versions = std::fs::read_dir(model)
         .map_err(|e| Error::io(format!("listing model versions in {}", model.display()), e))?
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().join(MODEL_FILE).is_file())
+        .filter(|e| is_version_dir(&e.path()))
         .filter_map(|e| e.file_name().to_str().map(str::to_string));
     versions
         .max_by_key(|v| version_key(v))
@@ -288,6 +692,12 @@ pub fn resolve_version(model: &Path, version: Option<&str>) -> Result<PathBuf> {
         })
 }
 
+/// A model version folder: one holding a `model.onnx` (a single network) or a `card.json`
+/// (every model has one; an ensemble's networks have their members' names).
+fn is_version_dir(dir: &Path) -> bool {
+    dir.join(MODEL_FILE).is_file() || dir.join(CARD_FILE).is_file()
+}
+
 /// The version of a resolved model: the name of the folder holding its `model.onnx`.
 pub fn model_version(onnx: &Path) -> String {
     onnx.parent()
@@ -297,7 +707,8 @@ pub fn model_version(onnx: &Path) -> String {
 }
 
 /// Resolves `--model`: a model directory, or the `.onnx` file inside one. Returns
-/// (onnx path, card path).
+/// (onnx path, card path); for a directory the onnx path is its `model.onnx`, which an
+/// ensemble's folder does not have (the card names its members' files).
 pub fn resolve_model_paths(model: &Path) -> Result<(PathBuf, PathBuf)> {
     let (onnx, dir) = if model.is_dir() {
         let dir = resolve_version(model, None)?;
@@ -308,7 +719,7 @@ pub fn resolve_model_paths(model: &Path) -> Result<(PathBuf, PathBuf)> {
             model.parent().unwrap_or(Path::new(".")).to_path_buf(),
         )
     };
-    if !onnx.is_file() {
+    if !model.is_dir() && !onnx.is_file() {
         return Err(Error::InvalidModel {
             path: onnx,
             reason: "no such file (pass a model directory or its model.onnx)".into(),

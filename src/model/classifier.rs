@@ -1,24 +1,33 @@
 //! The classifier: an exported facebatch model, checked against its card, run through ONNX
-//! Runtime the way the card says (test-time flip, calibration).
+//! Runtime the way the card says. A card lists one network or several (an ensemble); each
+//! member runs on its own crop of the face (its own alignment and input), with its own
+//! test-time flip and calibration, and the card's combining rule (mean or fitted weights,
+//! then an optional decision threshold and temperature) makes the model's probabilities.
+//! Every command that reports a probability goes through [`Classifier::run`].
 
 use std::path::{Path, PathBuf};
 
 use ort::value::TensorRef;
 
 use crate::error::{Error, Result};
-use crate::model::card::{ModelCard, OUTPUT_NAMES, Precision, resolve_model_paths};
+use crate::model::card::{
+    Member, ModelCard, OutputRole, Precision, is_plain_file_name, resolve_model_paths,
+};
 use crate::onnx::{SessionOptions, SessionPool};
 
 /// Outputs for one batch, row-major.
 #[derive(Clone, Debug, Default)]
 pub struct BatchOutput {
     pub n: usize,
-    /// `[n, classes]`
+    /// `[n, classes]`, the model's probabilities in the card's label order.
     pub probs: Vec<f32>,
-    /// `[n, embedding_dim]`
+    /// `[n, embedding_dim]`, the primary member's (empty when it has none).
     pub embedding: Vec<f32>,
-    /// `[n, pooled_dim]`
+    /// `[n, pooled_dim]`, the primary member's (empty when it has none).
     pub pooled: Vec<f32>,
+    /// For an ensemble, each member's calibrated probabilities (`[n, classes]`, card label
+    /// order), in member order; empty for a single network.
+    pub members: Vec<Vec<f32>>,
 }
 
 impl BatchOutput {
@@ -35,20 +44,22 @@ impl BatchOutput {
     }
 }
 
-/// A loaded, card-checked classifier.
-pub struct Classifier {
-    sessions: SessionPool,
-    pub card: ModelCard,
-    pub onnx_path: PathBuf,
-    pub onnx_sha256: String,
-    pub precision: Precision,
+/// One member's file, read and checked against the card.
+pub struct CheckedFile {
+    pub path: PathBuf,
+    pub bytes: Vec<u8>,
+    pub sha256: String,
 }
 
 /// A model's files, read once and checked against each other.
 pub struct CheckedModel {
+    /// The primary member's file (for a single network, the `model.onnx` given).
     pub onnx_path: PathBuf,
     pub card: ModelCard,
-    pub bytes: Vec<u8>,
+    /// One per member, in member order.
+    pub files: Vec<CheckedFile>,
+    /// The model's identity in outputs (`facebatch.model_sha256`): a single network's
+    /// file sha256; for an ensemble, the sha256 of its members' sha256s and combining rule.
     pub sha256: String,
     pub precision: Precision,
 }
@@ -60,53 +71,125 @@ impl CheckedModel {
         CheckedModel::read_as(model, Precision::Float32)
     }
 
-    /// [`read`](Self::read) for one precision: `Int8` reads the card's int8 file from the
-    /// same folder, and is refused when the card has none.
+    /// [`read`](Self::read) for one precision: `Int8` reads each member's int8 file from the
+    /// same folder, and is refused when a member has none.
     pub fn read_as(model: &Path, precision: Precision) -> Result<CheckedModel> {
         let (onnx_path, card_path) = resolve_model_paths(model)?;
         let card = ModelCard::load(&card_path)?;
-        let (onnx_path, expected) = match precision {
-            Precision::Float32 => (onnx_path, card.onnx.sha256.clone()),
-            Precision::Int8 => {
-                let q = card.int8.as_ref().ok_or_else(|| {
-                    Error::InvalidOption(format!(
-                        "--precision int8: the model {} has no int8 copy (its card lists none); \
-                         leave --precision at float32, or quantise it (scripts/int8-eval.sh)",
-                        card_path.parent().unwrap_or(Path::new(".")).display()
-                    ))
-                })?;
-                let mut parts = Path::new(&q.file).components();
-                if !matches!(
-                    (parts.next(), parts.next()),
-                    (Some(std::path::Component::Normal(_)), None)
-                ) {
-                    return Err(Error::InvalidCard {
-                        path: card_path,
-                        reason: format!("int8.file {:?} must be a file name", q.file),
-                    });
-                }
-                let dir = card_path.parent().unwrap_or(Path::new("."));
-                (dir.join(&q.file), q.sha256.clone())
-            }
-        };
-        let bytes = fs_err::read(&onnx_path)?;
-        let sha256 = crate::fsutil::sha256_hex(&bytes);
-        if sha256 != expected {
+        if !card.is_ensemble() && !onnx_path.is_file() {
             return Err(Error::InvalidModel {
                 path: onnx_path,
-                reason: format!(
-                    "sha256 {sha256} does not match its card ({expected}); the model or the card was changed"
-                ),
+                reason: "no such file (pass a model directory or its model.onnx)".into(),
             });
         }
+        let dir = card_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut files = Vec::with_capacity(card.members.len());
+        for (i, m) in card.members.iter().enumerate() {
+            let (path, expected) = member_file(m, i, &card, &dir, &onnx_path, precision)?;
+            let bytes = fs_err::read(&path)?;
+            let sha256 = crate::fsutil::sha256_hex(&bytes);
+            if sha256 != expected {
+                return Err(Error::InvalidModel {
+                    path,
+                    reason: format!(
+                        "sha256 {sha256} does not match its card ({expected}); the model or the card was changed"
+                    ),
+                });
+            }
+            files.push(CheckedFile {
+                path,
+                bytes,
+                sha256,
+            });
+        }
+        let sha256 = identity(&card, &files);
         Ok(CheckedModel {
-            onnx_path,
+            onnx_path: files[0].path.clone(),
             card,
-            bytes,
+            files,
             sha256,
             precision,
         })
     }
+}
+
+/// The file member `i` runs at `precision`, and the sha256 its card gives for it.
+fn member_file(
+    m: &Member,
+    i: usize,
+    card: &ModelCard,
+    dir: &Path,
+    given: &Path,
+    precision: Precision,
+) -> Result<(PathBuf, String)> {
+    let card_path = dir.join(crate::model::card::CARD_FILE);
+    match precision {
+        // A single network runs the `.onnx` named on the command line (its card beside it).
+        Precision::Float32 if !card.is_ensemble() => {
+            Ok((given.to_path_buf(), m.onnx.sha256.clone()))
+        }
+        Precision::Float32 => Ok((dir.join(&m.onnx.file), m.onnx.sha256.clone())),
+        Precision::Int8 => {
+            let q = m.int8.as_ref().ok_or_else(|| {
+                let what = if card.is_ensemble() {
+                    format!(
+                        "its member {:?} (member {} of {})",
+                        m.name,
+                        i + 1,
+                        card.members.len()
+                    )
+                } else {
+                    "its card".to_string()
+                };
+                Error::InvalidOption(format!(
+                    "--precision int8: the model {} has no int8 copy ({what} lists none); \
+                     leave --precision at float32, or quantise it (scripts/int8-eval.sh)",
+                    dir.display()
+                ))
+            })?;
+            if !is_plain_file_name(&q.file) {
+                return Err(Error::InvalidCard {
+                    path: card_path,
+                    reason: format!("int8.file {:?} must be a file name", q.file),
+                });
+            }
+            Ok((dir.join(&q.file), q.sha256.clone()))
+        }
+    }
+}
+
+/// See [`CheckedModel::sha256`].
+fn identity(card: &ModelCard, files: &[CheckedFile]) -> String {
+    if !card.is_ensemble() {
+        return files[0].sha256.clone();
+    }
+    let mut text = String::from("facebatch-ensemble\n");
+    for (m, f) in card.members.iter().zip(files) {
+        text.push_str(&format!("{} {}\n", m.name, f.sha256));
+    }
+    text.push_str(&serde_json::to_string(&card.combine).unwrap_or_default());
+    crate::fsutil::sha256_hex(text.as_bytes())
+}
+
+/// One member, loaded: its sessions and how its outputs map onto the card's labels.
+struct MemberSession {
+    sessions: SessionPool,
+    /// `order[k]`: the member's output column of the card's label `k`.
+    order: Vec<usize>,
+    probs: String,
+    embedding: Option<String>,
+    pooled: Option<String>,
+}
+
+/// A loaded, card-checked classifier.
+pub struct Classifier {
+    members: Vec<MemberSession>,
+    pub card: ModelCard,
+    /// The primary member's file.
+    pub onnx_path: PathBuf,
+    /// See [`CheckedModel::sha256`].
+    pub onnx_sha256: String,
+    pub precision: Precision,
 }
 
 impl Classifier {
@@ -140,55 +223,25 @@ impl Classifier {
         Classifier::from_checked_pooled(m, opts, 1)
     }
 
-    /// A classifier with `sessions` sessions; the first one's inputs and outputs are
-    /// checked against the card.
+    /// A classifier with `sessions` sessions of each member; each member's inputs and
+    /// outputs are checked against the card.
     pub fn from_checked_pooled(
         m: &CheckedModel,
         opts: &SessionOptions,
         sessions: usize,
     ) -> Result<Classifier> {
-        let (onnx_path, card, sha) = (m.onnx_path.clone(), m.card.clone(), m.sha256.clone());
-        let invalid = |reason: String| Error::InvalidModel {
-            path: onnx_path.clone(),
-            reason,
-        };
-        let pool = SessionPool::build(&m.bytes, opts, &onnx_path, sessions)?;
-        let session = pool.get()?;
-        let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-        if inputs != [card.input.name.as_str()] {
-            return Err(invalid(format!(
-                "inputs {inputs:?} do not match the card's {:?}",
-                card.input.name
-            )));
-        }
-        let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
-        for name in OUTPUT_NAMES {
-            if !outputs.contains(&name) {
-                return Err(invalid(format!(
-                    "missing output {name:?}; outputs are {outputs:?}"
-                )));
-            }
-        }
-        if let Some(shape) = session
-            .outputs()
+        let members = m
+            .card
+            .members
             .iter()
-            .find(|o| o.name() == "probs")
-            .and_then(|o| o.dtype().tensor_shape())
-        {
-            let classes = shape.last().copied().unwrap_or(-1);
-            if classes >= 0 && classes as usize != card.labels.len() {
-                return Err(invalid(format!(
-                    "it outputs {classes} classes but the card lists {} labels",
-                    card.labels.len()
-                )));
-            }
-        }
-        drop(session);
+            .zip(&m.files)
+            .map(|(member, file)| load_member(&m.card, member, file, opts, sessions))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Classifier {
-            sessions: pool,
-            card,
-            onnx_path,
-            onnx_sha256: sha,
+            members,
+            card: m.card.clone(),
+            onnx_path: m.onnx_path.clone(),
+            onnx_sha256: m.sha256.clone(),
             precision: m.precision,
         })
     }
@@ -198,55 +251,145 @@ impl Classifier {
         self.card.labels.len()
     }
 
-    /// Runs a batch of `n` preprocessed images laid out as the card's input says, and
-    /// returns the probabilities the card defines: with its `test_time_flip`, each image is
-    /// also run mirrored and the two probability vectors averaged (embedding and pooled
-    /// features stay those of the image itself); with its `calibration`, the temperature is
-    /// applied.
+    /// Floats in one face's input: the members' tensors one after the other.
+    pub fn input_len(&self) -> usize {
+        self.card.members.iter().map(|m| m.input.len()).sum()
+    }
+
+    /// One face's input from its crops (one per member, as the face finder cuts them for
+    /// this card's views): each fitted and normalised to its member's input, concatenated.
+    pub fn tensor(&self, crops: &[image::RgbImage]) -> Vec<f32> {
+        crate::vision::decode::views_tensor(&self.card.inputs(), crops)
+    }
+
+    /// Runs a batch of `n` faces, each laid out as [`input_len`](Self::input_len) floats
+    /// (see [`tensor`](Self::tensor)), and returns the probabilities the card defines: each
+    /// member with its test-time flip and calibration, combined by the card's rule, then the
+    /// card's threshold and temperature.
     pub fn run(&self, input: &[f32], n: usize) -> Result<BatchOutput> {
         let mut out = self.run_uncalibrated(input, n)?;
-        if let Some(c) = &self.card.calibration {
-            let classes = self.card.labels.len();
+        let classes = self.classes();
+        if self.combines() {
+            if let Some(c) = &self.card.combine.calibration {
+                crate::model::calibration::apply_temperature(
+                    &mut out.probs,
+                    classes,
+                    c.temperature,
+                );
+            }
+        } else if let Some(c) = &self.card.primary().calibration {
             crate::model::calibration::apply_temperature(&mut out.probs, classes, c.temperature);
         }
         Ok(out)
     }
 
-    /// Classifies face crops as the card says: each crop fitted and normalised to the
-    /// card's input (`InputSpec::tensor_from_rgb`),
-    /// then [`run`](Self::run) (test-time flip, calibration). Every command that reports a
-    /// probability for an image goes through `run`; this is the shortcut for callers that
-    /// hold images rather than a batch tensor (classify builds its tensors in a stage of
-    /// their own, in parallel).
-    pub fn classify_images(&self, images: &[&image::RgbImage]) -> Result<BatchOutput> {
-        let spec = &self.card.input;
-        let mut input = Vec::with_capacity(images.len() * spec.len());
-        for img in images {
-            input.extend_from_slice(&spec.tensor_from_rgb(img));
+    /// Classifies faces given as crops, one list per face (a crop per member): the shortcut
+    /// for callers that hold images rather than a batch tensor (classify builds its tensors
+    /// in a stage of their own, in parallel).
+    pub fn classify_crops(&self, faces: &[&[image::RgbImage]]) -> Result<BatchOutput> {
+        let mut input = Vec::with_capacity(faces.len() * self.input_len());
+        for crops in faces {
+            input.extend_from_slice(&self.tensor(crops));
         }
-        self.run(&input, images.len())
+        self.run(&input, faces.len())
     }
 
-    /// [`run`](Self::run) without the card's calibration: what a temperature is fitted to.
+    /// Classifies images that are already face crops, each fitted to every member's input
+    /// (`InputSpec::fit`).
+    pub fn classify_images(&self, images: &[&image::RgbImage]) -> Result<BatchOutput> {
+        let views = self.card.members.len();
+        let faces: Vec<Vec<image::RgbImage>> = images
+            .iter()
+            .map(|img| vec![(*img).clone(); views])
+            .collect();
+        let refs: Vec<&[image::RgbImage]> = faces.iter().map(Vec::as_slice).collect();
+        self.classify_crops(&refs)
+    }
+
+    /// [`run`](Self::run) without the last calibration step: a single network's
+    /// temperature, or an ensemble's combined temperature (what each is fitted to). The
+    /// members of an ensemble are calibrated, and its threshold is applied.
     pub fn run_uncalibrated(&self, input: &[f32], n: usize) -> Result<BatchOutput> {
-        if !self.card.test_time_flip || n == 0 {
-            return self.run_raw(input, n);
+        let per = self.input_len();
+        if input.len() != n * per {
+            return Err(Error::Internal(format!(
+                "batch holds {} floats, expected {n} faces of {per}",
+                input.len()
+            )));
         }
-        let (h, w) = (
-            self.card.input.height as usize,
-            self.card.input.width as usize,
-        );
+        let classes = self.classes();
+        if !self.combines() {
+            return self.run_member(0, input, n);
+        }
+        let weights = self.card.combine.weights(self.members.len());
+        let mut combined = BatchOutput {
+            n,
+            probs: vec![0.0; n * classes],
+            ..Default::default()
+        };
+        let mut offset = 0;
+        for (i, m) in self.card.members.iter().enumerate() {
+            let len = m.input.len();
+            let mine: Vec<f32> = input
+                .chunks(per)
+                .flat_map(|face| face[offset..offset + len].iter().copied())
+                .collect();
+            offset += len;
+            let mut out = self.run_member(i, &mine, n)?;
+            if let Some(c) = &m.calibration {
+                crate::model::calibration::apply_temperature(
+                    &mut out.probs,
+                    classes,
+                    c.temperature,
+                );
+            }
+            for (acc, p) in combined.probs.iter_mut().zip(&out.probs) {
+                *acc += (weights[i] * *p as f64) as f32;
+            }
+            if i == 0 {
+                combined.embedding = std::mem::take(&mut out.embedding);
+                combined.pooled = std::mem::take(&mut out.pooled);
+            }
+            combined.members.push(out.probs);
+        }
+        if let Some(t) = &self.card.combine.threshold {
+            let k = self
+                .card
+                .labels
+                .iter()
+                .position(|l| *l == t.label)
+                .unwrap_or(0);
+            crate::model::calibration::shift_threshold(&mut combined.probs, classes, k, t.value);
+        }
+        Ok(combined)
+    }
+
+    /// True when the card's combining step does anything: several members, or a
+    /// threshold or temperature after them. Otherwise the one network's own calibration is
+    /// the last step.
+    fn combines(&self) -> bool {
+        let c = &self.card.combine;
+        self.card.is_ensemble() || c.threshold.is_some() || c.calibration.is_some()
+    }
+
+    /// Member `i` on its own input (`n` faces of its input size), with its test-time flip,
+    /// without its calibration; probabilities in the card's label order.
+    fn run_member(&self, i: usize, input: &[f32], n: usize) -> Result<BatchOutput> {
+        let spec = &self.card.members[i];
+        if !spec.test_time_flip || n == 0 {
+            return self.run_raw(i, input, n);
+        }
+        let w = spec.input.width as usize;
         let mut both = Vec::with_capacity(input.len() * 2);
         both.extend_from_slice(input);
         for row in input.chunks(w) {
             both.extend(row.iter().rev());
         }
-        debug_assert_eq!(both.len(), 2 * n * 3 * h * w);
-        let mut out = self.run_raw(&both, 2 * n)?;
-        let classes = out.probs.len() / (2 * n);
+        let mut out = self.run_raw(i, &both, 2 * n)?;
+        let classes = self.classes();
         let half = n * classes;
         let probs: Vec<f32> = (0..half)
-            .map(|i| (out.probs[i] + out.probs[half + i]) / 2.0)
+            .map(|k| (out.probs[k] + out.probs[half + k]) / 2.0)
             .collect();
         let emb = out.embedding.len() / 2;
         let pooled = out.pooled.len() / 2;
@@ -257,8 +400,8 @@ impl Classifier {
         Ok(out)
     }
 
-    fn run_raw(&self, input: &[f32], n: usize) -> Result<BatchOutput> {
-        let spec = &self.card.input;
+    fn run_raw(&self, i: usize, input: &[f32], n: usize) -> Result<BatchOutput> {
+        let (spec, loaded) = (&self.card.members[i].input, &self.members[i]);
         let (c, h, w) = (
             spec.channels as usize,
             spec.height as usize,
@@ -272,25 +415,100 @@ impl Classifier {
         }
         let tensor = TensorRef::from_array_view(([n, c, h, w], input))
             .map_err(|e| Error::ort("wrapping the input batch", e))?;
-        let name = spec.name.clone();
-        let mut session = self.sessions.get()?;
+        let mut session = loaded.sessions.get()?;
         let outputs = session
-            .run(ort::inputs![name => tensor])
+            .run(ort::inputs![spec.name.as_str() => tensor])
             .map_err(|e| Error::ort("running the model", e))?;
-        let mut out = BatchOutput {
-            n,
-            ..Default::default()
-        };
-        for (slot, key) in [
-            (&mut out.probs, "probs"),
-            (&mut out.embedding, "embedding"),
-            (&mut out.pooled, "pooled"),
-        ] {
+        let read = |key: &str| -> Result<Vec<f32>> {
             let (_, data) = outputs[key]
                 .try_extract_tensor::<f32>()
                 .map_err(|e| Error::ort(format!("reading output {key}"), e))?;
-            *slot = data.to_vec();
+            Ok(data.to_vec())
+        };
+        let raw = read(&loaded.probs)?;
+        let classes = loaded.order.len();
+        let mut probs = Vec::with_capacity(raw.len());
+        for row in raw.chunks(classes) {
+            probs.extend(loaded.order.iter().map(|&j| row[j]));
         }
-        Ok(out)
+        Ok(BatchOutput {
+            n,
+            probs,
+            embedding: loaded
+                .embedding
+                .as_deref()
+                .map(read)
+                .transpose()?
+                .unwrap_or_default(),
+            pooled: loaded
+                .pooled
+                .as_deref()
+                .map(read)
+                .transpose()?
+                .unwrap_or_default(),
+            members: Vec::new(),
+        })
     }
+}
+
+/// Builds a member's sessions and checks its graph against its card.
+fn load_member(
+    card: &ModelCard,
+    member: &Member,
+    file: &CheckedFile,
+    opts: &SessionOptions,
+    sessions: usize,
+) -> Result<MemberSession> {
+    let invalid = |reason: String| Error::InvalidModel {
+        path: file.path.clone(),
+        reason,
+    };
+    let pool = SessionPool::build(&file.bytes, opts, &file.path, sessions)?;
+    let session = pool.get()?;
+    let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+    if inputs != [member.input.name.as_str()] {
+        return Err(invalid(format!(
+            "inputs {inputs:?} do not match the card's {:?}",
+            member.input.name
+        )));
+    }
+    let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
+    for o in &member.outputs {
+        if !outputs.contains(&o.name.as_str()) {
+            return Err(invalid(format!(
+                "missing output {:?}; outputs are {outputs:?}",
+                o.name
+            )));
+        }
+    }
+    let name = |role| member.output(role).map(|o| o.name.clone());
+    let probs = name(OutputRole::Probs).ok_or_else(|| invalid("no probs output".into()))?;
+    if let Some(shape) = session
+        .outputs()
+        .iter()
+        .find(|o| o.name() == probs)
+        .and_then(|o| o.dtype().tensor_shape())
+    {
+        let classes = shape.last().copied().unwrap_or(-1);
+        if classes >= 0 && classes as usize != member.labels.len() {
+            return Err(invalid(format!(
+                "it outputs {classes} classes but the card lists {} labels",
+                member.labels.len()
+            )));
+        }
+    }
+    drop(session);
+    let order = card
+        .labels
+        .iter()
+        .map(|l| member.labels.iter().position(|m| m == l))
+        .collect::<Option<Vec<usize>>>()
+        .ok_or_else(|| invalid("its labels are not the card's".into()))?;
+    Ok(MemberSession {
+        sessions: pool,
+        order,
+        probs,
+        embedding: name(OutputRole::Embedding),
+        pooled: name(OutputRole::Pooled),
+    })
 }

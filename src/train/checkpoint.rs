@@ -56,6 +56,19 @@ pub(super) fn fingerprint(s: &TrainSettings, labels: &[String], n: usize) -> Str
     fp
 }
 
+/// The input and alignment of the `--init` model's (primary) network, which a fine-tune
+/// keeps; the input is renamed `input`, as the export names it.
+pub(super) fn init_geometry(
+    dir: Option<&Path>,
+) -> Result<Option<(InputSpec, Option<crate::vision::align::AlignSpec>)>> {
+    let Some(dir) = dir else { return Ok(None) };
+    let card = ModelCard::load(&dir.join(CARD_FILE))?;
+    let m = card.primary();
+    let mut input = m.input.clone();
+    input.name = "input".into();
+    Ok(Some((input, m.alignment.clone())))
+}
+
 /// Loads the best weights of the earlier model in `dir` into `net`, after checking that its
 /// card matches this run. Returns the network and what to record about its origin.
 pub(super) fn init_weights(
@@ -65,6 +78,7 @@ pub(super) fn init_weights(
     labels: &[String],
     spec: &InputSpec,
     load: bool,
+    device: &burn::tensor::Device,
 ) -> Result<(Net, serde_json::Value)> {
     let card = ModelCard::load(&dir.join(CARD_FILE))?;
     let mismatch = |what: &str, theirs: String, ours: String| {
@@ -73,10 +87,10 @@ pub(super) fn init_weights(
             dir.display()
         ))
     };
-    if card.architecture.name != arch.name() {
+    if card.primary().architecture.name != arch.name() {
         return Err(mismatch(
             "architecture",
-            card.architecture.name,
+            card.primary().architecture.name.clone(),
             arch.name().into(),
         ));
     }
@@ -87,26 +101,34 @@ pub(super) fn init_weights(
             format!("{labels:?}"),
         ));
     }
-    if card.input.width != spec.width || card.input.height != spec.height {
+    if card.primary().input.width != spec.width || card.primary().input.height != spec.height {
         return Err(mismatch(
             "input size",
-            format!("{}x{}", card.input.width, card.input.height),
+            format!(
+                "{}x{}",
+                card.primary().input.width,
+                card.primary().input.height
+            ),
             format!("{}x{}", spec.width, spec.height),
         ));
     }
     let weights = dir.join("checkpoints").join("best.bpk");
-    let net = if load {
+    let net = if !load {
+        net
+    } else if arch == Arch::Dlib && !weights.exists() {
+        // dlib's network as published: its weights come from its ONNX file.
+        let checked = crate::model::classifier::CheckedModel::read(dir)?;
+        crate::train::import::dlib_from_onnx(&checked.files[0].bytes, labels.len(), device)?
+    } else {
         net.try_load_file(&weights)
             .map_err(|e| Error::Training(format!("--init: loading {}: {e:?}", weights.display())))?
-    } else {
-        net
     };
-    tracing::info!(model = %card.name, onnx_sha256 = %card.onnx.sha256, "fine-tuning from an earlier model");
+    tracing::info!(model = %card.name, onnx_sha256 = %card.primary().onnx.sha256, "fine-tuning from an earlier model");
     Ok((
         net,
         serde_json::json!({
             "name": card.name,
-            "onnx_sha256": card.onnx.sha256,
+            "onnx_sha256": card.primary().onnx.sha256,
             "created": card.created,
         }),
     ))

@@ -10,6 +10,7 @@
 pub mod augment;
 mod checkpoint;
 pub mod export;
+pub mod import;
 pub mod net;
 mod prepare;
 mod report;
@@ -148,13 +149,19 @@ struct Fitted {
 pub fn train(settings: &TrainSettings) -> Result<TrainOutcome> {
     settings.split.validate()?;
     let (h, w) = settings.input.unwrap_or(settings.arch.input_size());
-    let spec = InputSpec::standard(h, w);
+    // A fine-tune keeps the input and alignment its network was trained with (dlib's
+    // network its own normalisation and chip frame; a facebatch model the standard ones).
+    let init = checkpoint::init_geometry(settings.init.as_deref())?;
+    let spec = match &init {
+        Some((input, _)) => input.clone(),
+        None => InputSpec::standard(h, w),
+    };
     // The labels and --group-by columns are checked before anything is created, fetched
     // or decoded: a one-class folder is refused at once, not after the detector ran.
     let (samples, origin) = prepare::read(settings)?;
     let dirs = Dirs::create(&settings.out_dir)?;
     let t0 = Instant::now();
-    let finder = prepare::face_finder(settings, &spec)?;
+    let finder = prepare::face_finder(settings, &spec, init.and_then(|(_, a)| a))?;
     let prepared = prepare::prepare(settings, &spec, finder.as_ref(), samples, origin)?;
     let split = write_splits(&prepared, &dirs)?;
     tracing::info!(
@@ -395,6 +402,7 @@ fn start(
                 &prepared.labels,
                 spec,
                 !resumed,
+                device,
             )?;
             net = loaded;
             Some(from)

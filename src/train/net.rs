@@ -6,7 +6,10 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
+use burn::nn::pool::{
+    AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, MaxPool2d,
+    MaxPool2dConfig,
+};
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d,
 };
@@ -28,6 +31,10 @@ pub enum Arch {
     /// Depthwise-separable (MobileNet-style): a stem conv, six depthwise 3x3 + pointwise
     /// 1x1 blocks, global pooling; cheap enough for 96x96 input.
     Separable,
+    /// dlib's gender network (`dnn_gender_classifier_v1`, CC0): 32x32 RGB, conv 32, 32 /
+    /// avg-pool / 64, 64 / avg-pool / dense 4096-16-C. Fine-tuned from its published
+    /// weights (`train --init models/dlib-gender/v1`), with its own input and alignment.
+    Dlib,
 }
 
 impl Arch {
@@ -37,6 +44,7 @@ impl Arch {
             Arch::Seed => (112, 92),
             Arch::Compact | Arch::Residual => (64, 64),
             Arch::Separable => (96, 96),
+            Arch::Dlib => (32, 32),
         }
     }
 
@@ -44,7 +52,7 @@ impl Arch {
     /// take any size from 32 up (four 2x2 pools); the blog network's dense layer fixes it.
     pub fn accepts_size(self, height: u32, width: u32) -> bool {
         match self {
-            Arch::Seed => (height, width) == Arch::Seed.input_size(),
+            Arch::Seed | Arch::Dlib => (height, width) == self.input_size(),
             _ => (32..=256).contains(&height) && (32..=256).contains(&width),
         }
     }
@@ -55,6 +63,7 @@ impl Arch {
             Arch::Seed => 64,
             Arch::Compact | Arch::Residual => 256,
             Arch::Separable => 384,
+            Arch::Dlib => 64,
         }
     }
 
@@ -101,6 +110,14 @@ impl Arch {
                 }
                 total + conv(4, c_in, 256, 9) + 256 * 128
             }
+            Arch::Dlib => {
+                conv(0, 3, 32, 9)
+                    + conv(0, 32, 32, 9)
+                    + conv(1, 32, 64, 9)
+                    + conv(1, 64, 64, 9)
+                    + at(2) * 64 * DLIB_HIDDEN as u64
+                    + DLIB_HIDDEN as u64 * 2
+            }
             Arch::Separable => {
                 let mut total = conv(0, 3, SEPARABLE_STEM as u64, 9);
                 let mut c_in = SEPARABLE_STEM as u64;
@@ -122,6 +139,7 @@ impl Arch {
             Arch::Compact => "compact",
             Arch::Residual => "residual",
             Arch::Separable => "separable",
+            Arch::Dlib => "dlib",
         }
     }
 
@@ -149,6 +167,11 @@ impl Arch {
                  [dw 192, dw 192] / pool / [dw 384] / global-avg-pool 384 (pooled features) / \
                  dropout0.3 / dense 128-relu (embedding) / dropout0.3 / dense C-softmax; \
                  dw = depthwise conv3x3-bn-relu, pointwise conv1x1-bn-relu"
+            }
+            Arch::Dlib => {
+                "dlib (dnn_gender_classifier_v1, CC0): [conv3x3-relu] 32, 32 / avg-pool / 64, 64 / \
+                 avg-pool / flatten 4096 / dense 16-relu (embedding) / dense C-softmax; 32x32 input; \
+                 pooled features: global average of the last convolution (64)"
             }
         }
     }
@@ -455,6 +478,54 @@ impl SeparableNet {
 }
 
 /// Global average pool, dropout, dense 128 (the embedding), dropout, dense C.
+/// Width of dlib's hidden dense layer.
+pub const DLIB_HIDDEN: usize = 16;
+
+/// dlib's gender network. Its published graph has a per-channel affine after each
+/// convolution and a constant factor before each dense layer; the import folds them into
+/// the convolutions' and dense layers' weights (`train::import`), so this is the same
+/// function with fewer operations.
+#[derive(Module, Debug)]
+pub struct DlibNet {
+    pub convs: Vec<Conv2d>,
+    pool: AvgPool2d,
+    gap: AdaptiveAvgPool2d,
+    pub fc: Linear,
+    pub out: Linear,
+}
+
+impl DlibNet {
+    fn new(classes: usize, device: &Device) -> Self {
+        let conv = |c_in: usize, c_out: usize| {
+            Conv2dConfig::new([c_in, c_out], [3, 3])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device)
+        };
+        DlibNet {
+            convs: vec![conv(3, 32), conv(32, 32), conv(32, 64), conv(64, 64)],
+            pool: AvgPool2dConfig::new([2, 2]).init(),
+            gap: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            fc: LinearConfig::new(64 * 8 * 8, DLIB_HIDDEN).init(device),
+            out: LinearConfig::new(DLIB_HIDDEN, classes).init(device),
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Outputs {
+        let mut x = x;
+        for (i, conv) in self.convs.iter().enumerate() {
+            x = relu(conv.forward(x));
+            if i % 2 == 1 {
+                x = self.pool.forward(x);
+            }
+        }
+        let [n, c, _, _] = x.dims();
+        let pooled = self.gap.forward(x.clone()).reshape([n, c]);
+        let embedding = relu(self.fc.forward(x.flatten::<2>(1, 3)));
+        let logits = self.out.forward(embedding.clone());
+        finish(logits, embedding, pooled)
+    }
+}
+
 fn head(
     x: Tensor<4>,
     gap: &AdaptiveAvgPool2d,
@@ -490,6 +561,7 @@ pub enum Net {
     Compact(CompactNet),
     Residual(ResidualNet),
     Separable(SeparableNet),
+    Dlib(DlibNet),
 }
 
 impl Net {
@@ -500,6 +572,7 @@ impl Net {
             Arch::Compact => Net::Compact(CompactNet::new(classes, device)),
             Arch::Residual => Net::Residual(ResidualNet::new(classes, device)),
             Arch::Separable => Net::Separable(SeparableNet::new(classes, device)),
+            Arch::Dlib => Net::Dlib(DlibNet::new(classes, device)),
         }
     }
 
@@ -510,6 +583,7 @@ impl Net {
             Net::Compact(n) => n.forward(x),
             Net::Residual(n) => n.forward(x),
             Net::Separable(n) => n.forward(x),
+            Net::Dlib(n) => n.forward(x),
         }
     }
 
@@ -527,7 +601,13 @@ mod tests {
     #[test]
     fn shapes_match_the_card() {
         let device = Device::default();
-        for arch in [Arch::Seed, Arch::Compact, Arch::Residual, Arch::Separable] {
+        for arch in [
+            Arch::Seed,
+            Arch::Compact,
+            Arch::Residual,
+            Arch::Separable,
+            Arch::Dlib,
+        ] {
             let (h, w) = arch.input_size();
             let net = Net::new(arch, 2, &device).valid();
             let x = Tensor::<4>::zeros([3, 3, h as usize, w as usize], &device);
@@ -535,7 +615,9 @@ mod tests {
             assert_eq!(o.probs.dims(), [3, 2]);
             let sums = o.probs.sum_dim(1).into_data().try_to_vec::<f32>().unwrap();
             assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5));
-            assert_eq!(o.embedding.dims(), [3, 128]);
+            // dlib's network has a 16-wide dense layer where facebatch's have 128.
+            let embedding = if arch == Arch::Dlib { 16 } else { 128 };
+            assert_eq!(o.embedding.dims(), [3, embedding]);
             assert_eq!(o.pooled.dims()[1], arch.pooled_dim());
         }
         // The fully convolutional networks take other sizes.
@@ -543,6 +625,12 @@ mod tests {
         let o = net.forward(Tensor::<4>::zeros([1, 3, 88, 88], &device));
         assert_eq!(o.probs.dims(), [1, 2]);
         assert!(Arch::Compact.accepts_size(88, 88) && !Arch::Seed.accepts_size(88, 88));
+    }
+
+    #[test]
+    fn cost_of_dlibs_network() {
+        // 24.5 M multiply-accumulates: 49 MFLOP a pass, as the issue and card state.
+        assert_eq!(Arch::Dlib.macs(32, 32), 24_543_264);
     }
 
     #[test]

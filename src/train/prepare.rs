@@ -16,7 +16,7 @@ use crate::model::card::DataSourceInfo;
 use crate::vision::align::AlignSpec;
 use crate::vision::decode::{DecodeLimits, InputSpec, load_rgb};
 use crate::vision::detect::Detector;
-use crate::vision::faces::{CropKind, FaceFinder, FaceMode};
+use crate::vision::faces::{CropKind, FaceFinder, FaceMode, ViewGeometry};
 
 /// A decoded, fitted image held in memory for training.
 pub(super) struct Item {
@@ -58,6 +58,7 @@ impl Prepared {
 pub(super) fn face_finder(
     settings: &TrainSettings,
     spec: &InputSpec,
+    like: Option<AlignSpec>,
 ) -> Result<Option<FaceFinder>> {
     if settings.align == AlignChoice::Off {
         return Ok(None);
@@ -71,20 +72,31 @@ pub(super) fn face_finder(
         }
         Err(e) => return Err(e),
     };
-    let align = AlignSpec::standard(
-        spec.height,
-        spec.width,
-        settings.align_zoom,
-        detector.info.clone(),
-        settings.detect.threshold,
-        settings.detect.max_side,
-    );
+    let align = match like {
+        // The init model's template and border, with this run's detector and settings.
+        Some(a) => AlignSpec {
+            detector: detector.info.clone(),
+            det_threshold: settings.detect.threshold,
+            det_max_side: settings.detect.max_side,
+            ..a
+        },
+        None => AlignSpec::standard(
+            spec.height,
+            spec.width,
+            settings.align_zoom,
+            detector.info.clone(),
+            settings.detect.threshold,
+            settings.detect.max_side,
+        ),
+    };
     Ok(Some(FaceFinder {
         mode: FaceMode::Auto,
         detector: Some(detector),
         settings: settings.detect.clone(),
-        align,
-        input: spec.clone(),
+        views: vec![ViewGeometry {
+            align,
+            input: spec.clone(),
+        }],
     }))
 }
 
@@ -213,9 +225,14 @@ fn subject(
         return Ok(Some((CropKind::Aligned, px.into_raw(), None)));
     }
     Ok(match finder {
-        Some(f) => f
-            .subject(&img)?
-            .map(|c| (c.kind, c.image.into_raw(), c.coverage.map(|g| g.into_raw()))),
+        Some(f) => f.subject(&img)?.map(|c| {
+            let (kind, coverage) = (c.kind, c.coverage.clone());
+            (
+                kind,
+                c.into_image().into_raw(),
+                coverage.map(|g| g.into_raw()),
+            )
+        }),
         None => Some((CropKind::Whole, spec.fit(&img).into_raw(), None)),
     })
 }

@@ -17,8 +17,8 @@ use crate::fsutil::{now_rfc3339, write_atomic};
 use crate::labelled::{Sample, Split};
 use crate::model::calibration::{Calibration, calibrate};
 use crate::model::card::{
-    ArchitectureInfo, CARD_FILE, CARD_FORMAT, MODEL_FILE, ModelCard, OnnxInfo, OutputSpec,
-    TrainingInfo,
+    ArchitectureInfo, CARD_FILE, CARD_FORMAT, Combine, MODEL_FILE, Member, ModelCard, OnnxInfo,
+    OutputSpec, TrainingInfo,
 };
 use crate::model::classifier::Classifier;
 use crate::report::plot::training_curves;
@@ -49,8 +49,8 @@ pub(super) fn export(
             ece_after = format!("{:.4}", c.ece_after),
             "temperature fitted on the validation split"
         );
-        card.calibration = Some(c);
-        classifier.card.calibration = card.calibration.clone();
+        card.primary_mut().calibration = Some(c);
+        classifier.card.primary_mut().calibration = card.primary().calibration.clone();
         card.save(&dirs.out.join(CARD_FILE))?;
     }
     test_report(
@@ -119,26 +119,35 @@ fn model_card(
         name: settings.name.clone(),
         task: "face gender classification from a face crop".into(),
         labels: prepared.labels.clone(),
-        input: spec.clone(),
-        alignment: finder.map(|f| f.align.clone()),
-        calibration: None,
-        test_time_flip: settings.test_time_flip,
-        outputs: outputs(settings, classes),
-        architecture: ArchitectureInfo {
-            name: settings.arch.name().into(),
-            description: settings.arch.describe().into(),
-            parameters: fitted.params,
-            mflops_per_pass: Some(2.0 * settings.arch.macs(spec.height, spec.width) as f64 / 1e6),
-            onnx_opset: crate::train::export::OPSET,
-        },
-        onnx: OnnxInfo {
-            file: MODEL_FILE.into(),
-            sha256: sha,
-            bytes: onnx.len() as u64,
-        },
-        // Quantisation is a separate, evaluated step (scripts/int8-eval.sh).
-        int8: None,
-        training: training_info(settings, prepared, fitted, split_counts)?,
+        members: vec![Member {
+            name: settings.name.clone(),
+            labels: prepared.labels.clone(),
+            input: spec.clone(),
+            alignment: finder.map(|f| f.align().clone()),
+            calibration: None,
+            test_time_flip: settings.test_time_flip,
+            outputs: outputs(settings, classes),
+            architecture: ArchitectureInfo {
+                name: settings.arch.name().into(),
+                description: settings.arch.describe().into(),
+                parameters: fitted.params,
+                mflops_per_pass: Some(
+                    2.0 * settings.arch.macs(spec.height, spec.width) as f64 / 1e6,
+                ),
+                onnx_opset: crate::train::export::OPSET,
+            },
+            onnx: OnnxInfo {
+                file: MODEL_FILE.into(),
+                sha256: sha,
+                bytes: onnx.len() as u64,
+            },
+            // Quantisation is a separate, evaluated step (scripts/int8-eval.sh).
+            int8: None,
+            origin: None,
+            training: None,
+        }],
+        combine: Combine::default(),
+        training: Some(training_info(settings, prepared, fitted, split_counts)?),
         metrics: BTreeMap::new(),
         intended_use: "Bulk labeling of perceived binary gender on face crops for research and \
                        analytics; not for decisions about individuals."
@@ -156,16 +165,19 @@ fn outputs(settings: &TrainSettings, classes: usize) -> Vec<OutputSpec> {
             name: "probs".into(),
             shape: vec!["batch".into(), classes.into()],
             description: "class probabilities (softmax), in label order".into(),
+            role: None,
         },
         OutputSpec {
             name: "embedding".into(),
             shape: vec!["batch".into(), 128.into()],
             description: "penultimate dense layer (ReLU), the face embedding".into(),
+            role: None,
         },
         OutputSpec {
             name: "pooled".into(),
             shape: vec!["batch".into(), settings.arch.pooled_dim().into()],
             description: "global average pool of the last convolution's activations".into(),
+            role: None,
         },
     ]
 }
@@ -260,7 +272,7 @@ fn test_report(
         &crate::progress::Progress::new(settings.progress, test_samples.len() as u64, "images"),
     )?;
     write_report(&dirs.reports, "test_report", &eval.report)?;
-    report_figures(&dirs.reports, &eval.report)?;
+    crate::eval::write_figures(&dirs.reports, &eval.report)?;
     if let Some(r) = &eval.report.calibration {
         crate::report::plot::reliability_diagram(
             &dirs.reports.join("reliability.png"),
@@ -276,30 +288,6 @@ fn test_report(
     )?;
     card.metrics.insert("test".into(), eval.report);
     card.save(&dirs.out.join(CARD_FILE))
-}
-
-/// The test report as pictures: `confusion.png`, and `groups-<column>.png` (accuracy per
-/// group with its 95% interval) for every group column.
-fn report_figures(reports: &Path, report: &crate::model::metrics::Report) -> Result<()> {
-    crate::report::plot::confusion_matrix(
-        &reports.join("confusion.png"),
-        &report.labels,
-        &report.confusion,
-        &format!("test split: confusion matrix ({} images)", report.n),
-    )?;
-    for (column, groups) in &report.groups {
-        let name: String = column
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
-        crate::report::plot::group_bars(
-            &reports.join(format!("groups-{}.png", name.trim_matches('-'))),
-            column,
-            groups,
-            &format!("test split: accuracy by {column}"),
-        )?;
-    }
-    Ok(())
 }
 
 /// The test report's groups: those asked for, plus `source` whenever the data holds more

@@ -29,6 +29,17 @@ pub const ARCFACE_112: [[f32; 2]; 5] = [
 /// `Augment::fill` in `train/augment.rs`).
 pub const DEFAULT_ZOOM: f32 = 1.25;
 
+/// What an aligned crop holds where it reaches beyond the photo.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Border {
+    /// The nearest edge pixel (facebatch's own networks).
+    #[default]
+    Replicate,
+    /// Black, as dlib's `extract_image_chip` leaves it.
+    Black,
+}
+
 /// How faces are aligned, as recorded in the model card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AlignSpec {
@@ -39,10 +50,12 @@ pub struct AlignSpec {
     pub height: u32,
     /// The five target points in output pixels.
     pub template: [[f32; 2]; 5],
-    /// Zoom applied to the ArcFace 112x112 template about its centre.
-    pub zoom: f32,
-    /// Pixels outside the photo: `replicate` (the nearest edge pixel).
-    pub border: String,
+    /// Zoom applied to the ArcFace 112x112 template about its centre (absent for a
+    /// template given point by point, such as dlib's chip frame).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zoom: Option<f32>,
+    /// Pixels outside the photo.
+    pub border: Border,
     /// The detector whose landmarks drive the warp.
     pub detector: DetectorInfo,
     /// Detection settings used in training (score threshold, NMS, detection size).
@@ -68,8 +81,8 @@ impl AlignSpec {
             width,
             height,
             template,
-            zoom,
-            border: "replicate".into(),
+            zoom: Some(zoom),
+            border: Border::Replicate,
             description: format!(
                 "detect faces ({}, score >= {det_threshold}, photo downscaled to long side {det_max_side}); \
                  fit a similarity transform (rotation, uniform scale, translation; least squares) \
@@ -93,12 +106,12 @@ impl AlignSpec {
     /// (255: all of it; 0: none, the pixel is replicated edge). Training uses it to put
     /// varied content where a tight crop has no pixels, as a photo would.
     pub fn align_with_coverage(&self, img: &RgbImage, face: &Face) -> (RgbImage, GrayImage) {
-        warp_with_coverage(
+        warp_with_border(
             img,
             &face.landmarks,
             &self.template,
-            self.width,
-            self.height,
+            (self.width, self.height),
+            self.border,
         )
     }
 }
@@ -163,6 +176,18 @@ pub fn warp_with_coverage(
     width: u32,
     height: u32,
 ) -> (RgbImage, GrayImage) {
+    warp_with_border(img, landmarks, template, (width, height), Border::Replicate)
+}
+
+/// [`warp_with_coverage`] with a choice of what lies beyond the photo: with
+/// [`Border::Black`] a sample outside it counts as black.
+pub fn warp_with_border(
+    img: &RgbImage,
+    landmarks: &[[f32; 2]; 5],
+    template: &[[f32; 2]; 5],
+    (width, height): (u32, u32),
+    border: Border,
+) -> (RgbImage, GrayImage) {
     let [a, b, tx, ty] = similarity(landmarks, template);
     let scale = (a * a + b * b).sqrt().max(1e-9);
     // Source pixels per output pixel; supersample by that much (at most 8x8 per pixel).
@@ -187,11 +212,14 @@ pub fn warp_with_coverage(
                     // Pixel centres at +0.5: sample at continuous coordinates.
                     let x = ia * u - ib * v - 0.5;
                     let y = ib * u + ia * v - 0.5;
-                    let px = super::sample::bilinear(raw, w as usize, h as usize, x, y);
-                    for c in 0..3 {
-                        acc[c] += px[c];
+                    let within = (-0.5..=xmax).contains(&x) && (-0.5..=ymax).contains(&y);
+                    inside += u32::from(within);
+                    if within || border == Border::Replicate {
+                        let px = super::sample::bilinear(raw, w as usize, h as usize, x, y);
+                        for c in 0..3 {
+                            acc[c] += px[c];
+                        }
                     }
-                    inside += u32::from((-0.5..=xmax).contains(&x) && (-0.5..=ymax).contains(&y));
                 }
             }
             out.put_pixel(
@@ -267,9 +295,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn coverage_marks_pixels_outside_the_photo() {
-        // Landmarks near the top edge of a small photo: the crop's top rows lie above it.
+    /// A small red photo with landmarks near its top edge: an aligned crop's top rows lie
+    /// above it.
+    fn near_the_top_edge() -> (RgbImage, [[f32; 2]; 5]) {
         let img = RgbImage::from_pixel(80, 80, Rgb([200, 10, 10]));
         let lms = [
             [28.0, 6.0],
@@ -278,6 +306,12 @@ mod tests {
             [30.0, 34.0],
             [50.0, 34.0],
         ];
+        (img, lms)
+    }
+
+    #[test]
+    fn coverage_marks_pixels_outside_the_photo() {
+        let (img, lms) = near_the_top_edge();
         let t = template(64, 64, DEFAULT_ZOOM);
         let (crop, cov) = warp_with_coverage(&img, &lms, &t, 64, 64);
         assert_eq!(cov.get_pixel(32, 0)[0], 0, "the top row is above the photo");
@@ -285,6 +319,16 @@ mod tests {
         // Replicated edge pixels still carry the photo's colour.
         assert_eq!(crop.get_pixel(32, 0)[0], 200);
         assert_eq!(warp(&img, &lms, &t, 64, 64), crop);
+    }
+
+    #[test]
+    fn a_black_border_leaves_what_lies_beyond_the_photo_black() {
+        let (img, lms) = near_the_top_edge();
+        let t = template(64, 64, DEFAULT_ZOOM);
+        let (crop, cov) = warp_with_border(&img, &lms, &t, (64, 64), Border::Black);
+        assert_eq!(cov.get_pixel(32, 0)[0], 0);
+        assert_eq!(crop.get_pixel(32, 0).0, [0, 0, 0], "above the photo: black");
+        assert_eq!(crop.get_pixel(32, 40).0, [200, 10, 10], "inside: the photo");
     }
 
     #[test]

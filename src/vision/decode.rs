@@ -214,6 +214,16 @@ impl InputSpec {
     }
 }
 
+/// One face's input for a model of several networks: each view's crop fitted and normalised
+/// by its own spec ([`InputSpec::tensor_from_rgb`]), concatenated in view order.
+pub fn views_tensor(specs: &[InputSpec], crops: &[RgbImage]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(specs.iter().map(InputSpec::len).sum());
+    for (spec, img) in specs.iter().zip(crops) {
+        out.extend_from_slice(&spec.tensor_from_rgb(img));
+    }
+    out
+}
+
 /// Largest `cw x ch` inside `w x h` with aspect `tw:th`.
 fn center_crop_size(w: u32, h: u32, tw: u32, th: u32) -> (u32, u32) {
     // Compare w/h with tw/th without floating point.

@@ -67,26 +67,47 @@ impl CropKind {
     }
 }
 
-/// One classifier-ready crop.
+/// One classifier-ready face: a crop for each of the model's views (its members), cut from
+/// the same detection.
 #[derive(Clone, Debug)]
 pub struct Crop {
     pub kind: CropKind,
     /// The detection (absent for whole-image crops).
     pub face: Option<Face>,
-    /// Exactly the model's input size.
-    pub image: RgbImage,
-    /// For aligned crops, how much of each pixel lies inside the photo (see
+    /// One crop per view, in view order, each exactly its view's input size.
+    pub images: Vec<RgbImage>,
+    /// For aligned crops, how much of each pixel of the first view's crop lies inside the
+    /// photo (see
     /// [`AlignSpec::align_with_coverage`](crate::vision::align::AlignSpec::align_with_coverage)).
     pub coverage: Option<GrayImage>,
 }
 
-/// Finds and aligns faces.
+impl Crop {
+    /// The first view's crop: the primary network's (`--save-crops`, training, thumbnails).
+    pub fn image(&self) -> &RgbImage {
+        &self.images[0]
+    }
+
+    /// Takes the first view's crop.
+    pub fn into_image(self) -> RgbImage {
+        self.images.into_iter().next().unwrap_or_default()
+    }
+}
+
+/// How one network sees a face: its alignment and its input.
+#[derive(Clone, Debug)]
+pub struct ViewGeometry {
+    pub align: AlignSpec,
+    pub input: InputSpec,
+}
+
+/// Finds and aligns faces, once per view.
 pub struct FaceFinder {
     pub mode: FaceMode,
     pub detector: Option<Detector>,
     pub settings: DetectSettings,
-    pub align: AlignSpec,
-    pub input: InputSpec,
+    /// At least one; the first is the primary network's.
+    pub views: Vec<ViewGeometry>,
 }
 
 impl FaceFinder {
@@ -167,13 +188,27 @@ impl FaceFinder {
         self.mode == FaceMode::Auto && width.max(height) <= CROP_MAX_SIDE
     }
 
+    /// The primary view's alignment.
+    pub fn align(&self) -> &AlignSpec {
+        &self.views[0].align
+    }
+
     fn aligned(&self, img: &RgbImage, face: Face) -> Crop {
-        let (image, coverage) = self.align.align_with_coverage(img, &face);
+        let mut coverage = None;
+        let images = self
+            .views
+            .iter()
+            .map(|v| {
+                let (image, cov) = v.align.align_with_coverage(img, &face);
+                coverage.get_or_insert(cov);
+                image
+            })
+            .collect();
         Crop {
             kind: CropKind::Aligned,
             face: Some(face),
-            image,
-            coverage: Some(coverage),
+            images,
+            coverage,
         }
     }
 
@@ -181,7 +216,7 @@ impl FaceFinder {
         Crop {
             kind: CropKind::Whole,
             face: None,
-            image: self.input.fit(img),
+            images: self.views.iter().map(|v| v.input.fit(img)).collect(),
             coverage: None,
         }
     }
@@ -199,11 +234,18 @@ pub struct FaceOptions {
     pub max_faces: Option<usize>,
 }
 
-/// What the face finder needs to know of a model: what its card says of its name, input
-/// and alignment (`ModelCard::faces`).
-#[derive(Clone, Copy, Debug)]
+/// What the face finder needs to know of a model: what its card says of its name and, for
+/// each of its networks, its input and alignment (`ModelCard::faces`).
+#[derive(Clone, Debug)]
 pub struct ModelFaces<'a> {
     pub name: &'a str,
+    /// At least one.
+    pub views: Vec<View<'a>>,
+}
+
+/// One network's input and alignment, as its card states them.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
     pub input: &'a InputSpec,
     pub alignment: Option<&'a AlignSpec>,
 }
@@ -218,7 +260,8 @@ impl FaceFinder {
         session: &crate::onnx::SessionOptions,
         workers: usize,
     ) -> Result<FaceFinder> {
-        let mode = opts.mode.unwrap_or(if card.alignment.is_some() {
+        let aligned = card.views.iter().any(|v| v.alignment.is_some());
+        let mode = opts.mode.unwrap_or(if aligned {
             FaceMode::Auto
         } else {
             FaceMode::Whole
@@ -246,37 +289,49 @@ impl FaceFinder {
                 licence: String::new(),
             },
         );
-        if let (Some(a), Some(d)) = (&card.alignment, &detector)
-            && a.detector.sha256 != d.info.sha256
-        {
-            tracing::warn!(
-                trained_with = %a.detector.sha256,
-                using = %d.info.sha256,
-                "the detector differs from the one the model was trained with"
-            );
+        let mut views = Vec::with_capacity(card.views.len());
+        for v in &card.views {
+            if let (Some(a), Some(d)) = (v.alignment, &detector)
+                && a.detector.sha256 != d.info.sha256
+            {
+                tracing::warn!(
+                    trained_with = %a.detector.sha256,
+                    using = %d.info.sha256,
+                    "the detector differs from the one the model was trained with"
+                );
+            }
+            let align = v.alignment.cloned().unwrap_or_else(|| {
+                AlignSpec::standard(
+                    v.input.height,
+                    v.input.width,
+                    crate::vision::align::DEFAULT_ZOOM,
+                    info.clone(),
+                    settings.threshold,
+                    settings.max_side,
+                )
+            });
+            if align.width != v.input.width || align.height != v.input.height {
+                return Err(crate::Error::InvalidCard {
+                    path: card.name.into(),
+                    reason: "alignment size differs from the input size".into(),
+                });
+            }
+            views.push(ViewGeometry {
+                align,
+                input: v.input.clone(),
+            });
         }
-        let align = card.alignment.cloned().unwrap_or_else(|| {
-            AlignSpec::standard(
-                card.input.height,
-                card.input.width,
-                crate::vision::align::DEFAULT_ZOOM,
-                info,
-                settings.threshold,
-                settings.max_side,
-            )
-        });
-        if align.width != card.input.width || align.height != card.input.height {
+        if views.is_empty() {
             return Err(crate::Error::InvalidCard {
                 path: card.name.into(),
-                reason: "alignment size differs from the input size".into(),
+                reason: "no network to find faces for".into(),
             });
         }
         Ok(FaceFinder {
             mode,
             detector,
             settings,
-            align,
-            input: card.input.clone(),
+            views,
         })
     }
 }

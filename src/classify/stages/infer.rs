@@ -13,6 +13,15 @@ use crate::error::Result;
 use crate::error::{ImageErrorKind, ImageFailure};
 use crate::model::classifier::{BatchOutput, Classifier};
 
+/// What a row carries beyond the prediction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// The pooled features (`--features`).
+    pub features: bool,
+    /// Each member's probabilities (`--member-probs`).
+    pub member_probs: bool,
+}
+
 /// A row without a classification: an error, or an image without a face.
 fn empty_row(
     file: FileRef,
@@ -37,6 +46,7 @@ fn empty_row(
         bytes: file.bytes,
         modified: file.modified,
         features: None,
+        member_probs: Vec::new(),
     }
 }
 
@@ -45,7 +55,7 @@ fn face_row(
     result: &Result<Option<BatchOutput>>,
     k: usize,
     labels: &[String],
-    features: bool,
+    want: Extras,
     file: FileRef,
     (width, height): (Option<u32>, Option<u32>),
 ) -> Row {
@@ -63,8 +73,17 @@ fn face_row(
                 label: Some(labels[best].clone()),
                 confidence: Some(probs[best]),
                 probs,
-                features: features
+                features: want
+                    .features
                     .then(|| out.pooled[k * pooled_dim..(k + 1) * pooled_dim].to_vec()),
+                member_probs: if want.member_probs {
+                    out.members
+                        .iter()
+                        .map(|m| m[k * classes..(k + 1) * classes].to_vec())
+                        .collect()
+                } else {
+                    Vec::new()
+                },
                 ..empty_row(file, Status::Ok, width, height, None)
             }
         }
@@ -75,9 +94,9 @@ fn face_row(
 
 /// Runs one batch through the model. A failure of the model on a batch becomes error rows
 /// for that batch's faces (the run goes on).
-fn rows_for(classifier: &Classifier, batch: Batch, features: bool) -> Vec<Row> {
+fn rows_for(classifier: &Classifier, batch: Batch, want: Extras) -> Vec<Row> {
     let labels = classifier.card.labels.clone();
-    let mut input = Vec::with_capacity(batch.tensors * classifier.card.input.len());
+    let mut input = Vec::with_capacity(batch.tensors * classifier.input_len());
     for e in &batch.entries {
         if let Prepared::Tensor { data, .. } = e {
             input.extend_from_slice(data);
@@ -117,7 +136,7 @@ fn rows_for(classifier: &Classifier, batch: Batch, features: bool) -> Vec<Row> {
                 ..
             } => {
                 let size = (Some(width), Some(height));
-                let mut row = face_row(&result, k, &labels, features, file, size);
+                let mut row = face_row(&result, k, &labels, want, file, size);
                 row.last_of_file = face.index + 1 == face.count;
                 row.face = Some(face);
                 rows.push(row);
@@ -141,14 +160,14 @@ pub fn run(
     tx: Sender<Vec<Row>>,
     classifier: &Classifier,
     workers: usize,
-    features: bool,
+    want: Extras,
 ) -> StageStats {
     let (items, busy) = in_order(
         rx,
         tx,
         workers,
         |b: &Batch| (b.seq, b.entries.len() as u64),
-        |batch| rows_for(classifier, batch, features),
+        |batch| rows_for(classifier, batch, want),
     );
     StageStats {
         name: "infer",

@@ -108,7 +108,7 @@ impl CropDir {
                 ));
             }
             let mut png = Vec::new();
-            c.image
+            c.image()
                 .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
                 .map_err(|e| format!("--save-crops: encoding {}: {e}", path.display()))?;
             write_new(parent, &path, &png)

@@ -129,6 +129,7 @@ mod tests {
             bytes: None,
             modified: None,
             features: None,
+            member_probs: Vec::new(),
         }
     }
 
@@ -173,8 +174,7 @@ mod tests {
         let labels = vec!["female".to_string(), "male".to_string()];
         let dir = tmp.path().join("out.parquet.parts");
         std::fs::create_dir_all(&dir).unwrap();
-        let writer =
-            PartWriter::open(dir.clone(), output::schema(&labels, None), labels, None).unwrap();
+        let writer = PartWriter::open(dir.clone(), output::Columns::plain(&labels)).unwrap();
         // Photos with 2, 1, 4, 1, 1 and 2 faces, sent as the infer stage sends them: a
         // batch of rows at a time, one photo's faces split over two batches.
         let photos = [2u32, 1, 4, 1, 1, 2];

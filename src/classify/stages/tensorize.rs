@@ -1,12 +1,13 @@
-//! Preprocess stage: turns each crop into the model's input tensor exactly as the model
-//! card says (the shared [`InputSpec`] code), in parallel. One tensor per face.
+//! Preprocess stage: turns each face's crops into the model's input tensor exactly as the
+//! model card says (the shared [`InputSpec`] code, one spec per member), in parallel. One
+//! tensor per face: the members' inputs one after the other.
 
 use tokio::sync::mpsc::{Receiver, Sender};
 
 use crate::classify::{FaceMeta, Located, Prepared, StageStats};
-use crate::vision::decode::InputSpec;
+use crate::vision::decode::{InputSpec, views_tensor};
 
-fn prepare(l: Located, spec: &InputSpec) -> Vec<Prepared> {
+fn prepare(l: Located, specs: &[InputSpec]) -> Vec<Prepared> {
     match l {
         Located::Crops {
             file,
@@ -26,7 +27,7 @@ fn prepare(l: Located, spec: &InputSpec) -> Vec<Prepared> {
                 .into_iter()
                 .enumerate()
                 .map(|(i, c)| Prepared::Tensor {
-                    data: spec.tensor_from_rgb(&c.image),
+                    data: views_tensor(specs, &c.images),
                     file: file.clone(),
                     width,
                     height,
@@ -52,11 +53,11 @@ fn prepare(l: Located, spec: &InputSpec) -> Vec<Prepared> {
 pub fn run(
     rx: Receiver<Located>,
     tx: Sender<Vec<Prepared>>,
-    spec: InputSpec,
+    specs: Vec<InputSpec>,
     chunk: usize,
     pool: &rayon::ThreadPool,
 ) -> StageStats {
     super::parallel_map("tensorize", rx, tx, chunk, pool, None, |l| {
-        prepare(l, &spec)
+        prepare(l, &specs)
     })
 }

@@ -112,19 +112,27 @@ fn crop_spec(md: &BTreeMap<String, String>) -> thumbs::CropSpec {
     let from = |key: &str, path: &[&str]| -> Option<crate::vision::align::AlignSpec> {
         let mut v: serde_json::Value = serde_json::from_str(md.get(key)?).ok()?;
         for p in path {
-            v = v.get(p)?.clone();
+            v = match p.parse::<usize>() {
+                Ok(i) => v.get(i)?.clone(),
+                Err(_) => v.get(p)?.clone(),
+            };
+        }
+        // An ensemble records one alignment per member: the first is the primary's.
+        if let serde_json::Value::Array(views) = v {
+            v = views.into_iter().next()?;
         }
         serde_json::from_value(v).ok()
     };
     let align = from("facebatch.faces", &["alignment"])
         .or_else(|| from("facebatch.model_card", &["alignment"]))
+        .or_else(|| from("facebatch.model_card", &["members", "0", "alignment"]))
         .or_else(|| {
             let model = PathBuf::from(md.get("facebatch.model_path")?);
             let card = crate::model::card::ModelCard::load(
                 &model.with_file_name(crate::model::card::CARD_FILE),
             )
             .ok()?;
-            card.alignment
+            card.primary().alignment.clone()
         });
     match align {
         Some(a) => thumbs::CropSpec {
