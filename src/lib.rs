@@ -5,6 +5,7 @@
 //! what may import what, is in `docs/architecture.md`.
 
 pub mod classify;
+pub mod ensemble;
 pub mod error;
 pub mod eval;
 pub mod failpoint;

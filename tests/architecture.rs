@@ -20,7 +20,7 @@ const FLOORS: &[&[&str]] = &[
     &["vision"],
     &["model"],
     &["classify", "eval"],
-    &["job", "report"],
+    &["job", "report", "ensemble"],
     &["train", "visualize"],
     &["cli"],
 ];

@@ -27,6 +27,7 @@
   const tabs = [["summary", "Summary"]];
   for (const l of D.labels) tabs.push(["label:" + l, l + " (" + (D.summary.by_label[l] || 0) + ")"]);
   tabs.push(["near", "Near the threshold (" + (D.galleries.near || []).length + ")"]);
+  if (D.galleries.disagree) tabs.push(["disagree", "Members disagree (" + D.galleries.disagree.length + ")"]);
   tabs.push(["no_face", "No face (" + (D.summary.by_status.no_face || 0) + ")"]);
   tabs.push(["error", "Errors (" + (D.summary.by_status.error || 0) + ")"]);
   if (D.kind === "predictions") tabs.push(["eval", "Evaluation"]);
@@ -79,7 +80,9 @@
     }
     const pred = r.status === "ok"
       ? el("div", { class: "pred" }, r.label + " ", el("span", { class: "conf" }, r.confidence.toFixed(3)),
-        r.truth ? el("span", { class: "truth" }, r.truth === r.label ? "" : "  (true: " + r.truth + ")") : "")
+        r.truth ? el("span", { class: "truth" }, r.truth === r.label ? "" : "  (true: " + r.truth + ")") : "",
+        r.members ? el("div", { class: "members" }, Object.entries(r.members).map(([m, p]) =>
+          m + " " + D.labels.map((l, k) => l + " " + p[k].toFixed(2)).join(" ")).join("; ")) : "")
       : el("div", { class: "error" }, r.status === "error" ? (r.error || "error") : "no face found");
     const buttons = el("div", { class: "buttons" });
     if (r.status === "ok") {
@@ -113,7 +116,8 @@
       + galleryTotal(key) + ")";
     const note = key.startsWith("label:") || key.startsWith("cell:")
       ? el("p", {}, "Least confident first, then a random sample of the rest.")
-      : key === "near" ? el("p", {}, "Faces whose two most likely labels are within 0.2 of each other, closest first.") : "";
+      : key === "near" ? el("p", {}, "Faces whose two most likely labels are within 0.2 of each other, closest first.")
+      : key === "disagree" ? el("p", {}, "Faces where two of the ensemble's networks differ by 0.2 or more in a label's probability, furthest apart first.") : "";
     return [note, el("div", { class: "grid", id: "grid" }, slice.map(card))];
   }
 

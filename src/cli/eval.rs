@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use clap::Args;
 
 use facebatch::eval::{GroupBy, evaluate, report_json};
-use facebatch::labelled::{self, Source};
 use facebatch::model::classifier::Classifier;
 use facebatch::vision::decode::DecodeLimits;
 use facebatch::vision::faces::FaceFinder;
@@ -24,12 +23,8 @@ pub struct EvalArgs {
     /// Accuracy per group of a manifest column; numeric columns take bin edges (age:15).
     #[arg(long = "group-by")]
     pub group_by: Vec<GroupBy>,
-    /// Manifest column holding the label.
-    #[arg(long, default_value = "label")]
-    pub label_column: String,
-    /// Manifest column holding the image path (relative to the manifest).
-    #[arg(long, default_value = "path")]
-    pub path_column: String,
+    #[command(flatten)]
+    pub columns: super::ManifestColumns,
     /// Which of the model's networks runs (as in classify).
     #[arg(long, value_parser = super::choice::precision_parser(), default_value = "float32")]
     pub precision: facebatch::model::card::Precision,
@@ -49,8 +44,7 @@ pub struct EvalArgs {
 
 /// `facebatch eval`.
 pub fn run(args: &EvalArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
-    let source = Source::from_path(&args.data, &args.label_column, &args.path_column);
-    let samples = labelled::read_sources(&[source])?;
+    let samples = args.columns.read(&args.data)?;
     let classifier = Classifier::load_as(&args.model.path()?, args.precision, &session_options(g))?;
     let finder = FaceFinder::for_model(
         classifier.card.faces(),

@@ -14,6 +14,7 @@ use facebatch::vision::faces::{FaceMode, FaceOptions};
 
 pub mod choice;
 pub mod classify;
+pub mod ensemble;
 pub mod eval;
 pub mod job;
 pub mod log;
@@ -24,6 +25,7 @@ pub mod train;
 pub mod visualize;
 
 use classify::ClassifyArgs;
+use ensemble::EnsembleArgs;
 use eval::EvalArgs;
 use job::RunArgs;
 use report::ReportArgs;
@@ -138,6 +140,29 @@ impl ModelArg {
     }
 }
 
+/// How a labelled manifest names its columns (eval, ensemble).
+#[derive(Args, Debug, Clone)]
+pub struct ManifestColumns {
+    /// Manifest column holding the label.
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+    /// Manifest column holding the image path (relative to the manifest).
+    #[arg(long, default_value = "path")]
+    pub path_column: String,
+}
+
+impl ManifestColumns {
+    /// The labelled images of `data`: a folder per class, or a CSV manifest.
+    pub fn read(
+        &self,
+        data: &std::path::Path,
+    ) -> facebatch::Result<Vec<facebatch::labelled::Sample>> {
+        let source =
+            facebatch::labelled::Source::from_path(data, &self.label_column, &self.path_column);
+        facebatch::labelled::read_sources(&[source])
+    }
+}
+
 /// How faces are found (classify, eval).
 
 #[derive(Args, Debug, Clone, Default, serde::Deserialize)]
@@ -207,6 +232,16 @@ Examples:
 
 Exit status: 0 done, 1 some images unreadable (skipped and counted), 2 fatal.")]
     Eval(EvalArgs),
+    /// Combine exported networks into one model: fit the weights, a threshold that balances
+    /// the labels' recalls and a temperature on one labelled split, score it on another.
+    #[command(after_help = "\
+Examples:
+  facebatch ensemble --member v4=models/facebatch-gender/v4 --member dlib=models/dlib-gender/v1 \\
+      --fit-on models/facebatch-gender/v4/splits/val.csv \\
+      --test models/facebatch-gender/v4/splits/test.csv --group-by source --out models/mine/v5
+
+Exit status: 0 written, 2 fatal (see facebatch --help).")]
+    Ensemble(EnsembleArgs),
     /// Draw every convolution and pooling layer's feature maps for one image.
     #[command(after_help = "\
 Examples:
@@ -335,6 +370,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => job::run(args, g),
         Command::Train(args) => train_command(args, g),
         Command::Eval(args) => eval::run(args, g),
+        Command::Ensemble(args) => ensemble::run(args, g),
         Command::Visualize(args) => visualize::run(args, g),
         Command::Report(args) => report::run(args, g),
         Command::Setup(args) => setup::run(args, g),

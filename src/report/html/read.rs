@@ -57,6 +57,30 @@ pub struct FaceRow {
     pub modified: Option<i64>,
     /// Columns to group and filter by (`source`, `age`, ... and `root`).
     pub groups: BTreeMap<String, String>,
+    /// An ensemble's members' probabilities of each label, by member (outputs written with
+    /// `classify --member-probs`, and eval predictions of an ensemble).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub members: BTreeMap<String, Vec<f32>>,
+}
+
+impl FaceRow {
+    /// How far the members are apart: the largest difference between two members'
+    /// probabilities of one label (0: they agree; `None` without member columns).
+    pub fn disagreement(&self) -> Option<f32> {
+        if self.members.len() < 2 {
+            return None;
+        }
+        let classes = self.members.values().map(Vec::len).min().unwrap_or(0);
+        (0..classes)
+            .map(|l| {
+                let ps = self.members.values().map(|p| p[l]);
+                let hi = ps.clone().fold(f32::MIN, f32::max);
+                let lo = ps.fold(f32::MAX, f32::min);
+                hi - lo
+            })
+            .filter(|d| d.is_finite())
+            .reduce(f32::max)
+    }
 }
 
 /// The input: its files, kind, labels and metadata.
@@ -69,6 +93,9 @@ pub struct Input {
     pub metadata: BTreeMap<String, String>,
     /// Group columns (manifest columns of predictions; `root` of classify outputs).
     pub group_columns: Vec<String>,
+    /// Ensemble members with probability columns (`member_<name>_p_<label>`), in column
+    /// order.
+    pub members: Vec<String>,
 }
 
 /// Finds the Parquet files of `input`: the file itself, or every finished part under a
@@ -131,11 +158,23 @@ pub fn open(input: &Path) -> Result<Input> {
         .filter_map(|n| n.strip_prefix("p_"))
         .map(str::to_string)
         .collect();
+    let members: Vec<String> = match labels.first() {
+        Some(first) => names
+            .iter()
+            .filter_map(|n| {
+                n.strip_prefix("member_")
+                    .and_then(|rest| rest.strip_suffix(&format!("_p_{first}")))
+            })
+            .map(str::to_string)
+            .collect(),
+        None => Vec::new(),
+    };
     let group_columns = match kind {
         Kind::Classify => vec!["root".to_string()],
         Kind::Predictions => names
             .iter()
             .skip_while(|n| **n != "source")
+            .filter(|n| !n.starts_with("member_"))
             .map(|n| n.to_string())
             .collect(),
     };
@@ -145,6 +184,7 @@ pub fn open(input: &Path) -> Result<Input> {
         labels,
         metadata,
         group_columns,
+        members,
     })
 }
 
@@ -204,6 +244,8 @@ struct Columns<'a> {
     bytes: Option<&'a UInt64Array>,
     modified: Option<&'a TimestampMicrosecondArray>,
     groups: Vec<(&'a String, Option<&'a StringArray>)>,
+    /// Per member, its probability column of each label.
+    members: Vec<(&'a String, Vec<Option<&'a Float32Array>>)>,
 }
 
 impl<'a> Columns<'a> {
@@ -248,6 +290,18 @@ impl<'a> Columns<'a> {
                 .iter()
                 .map(|g| (g, col::<StringArray>(b, g)))
                 .collect(),
+            members: input
+                .members
+                .iter()
+                .map(|m| {
+                    let columns = input
+                        .labels
+                        .iter()
+                        .map(|l| col::<Float32Array>(b, &crate::model::card::member_column(m, l)))
+                        .collect();
+                    (m, columns)
+                })
+                .collect(),
         }
     }
 
@@ -288,6 +342,14 @@ impl<'a> Columns<'a> {
                 .groups
                 .iter()
                 .filter_map(|(g, a)| text(*a, i).map(|v| ((*g).clone(), v)))
+                .collect(),
+            members: self
+                .members
+                .iter()
+                .filter_map(|(m, cols)| {
+                    let p: Option<Vec<f32>> = cols.iter().map(|c| num(*c, i)).collect();
+                    p.map(|p| ((*m).clone(), p))
+                })
                 .collect(),
         }
     }

@@ -292,6 +292,10 @@ impl Selector<'_> {
         if margin < 0.2 {
             self.offer("near".into(), margin, row.clone());
         }
+        // An ensemble's members apart by 0.2 or more on some label, furthest apart first.
+        if let Some(d) = row.disagreement().filter(|d| *d >= 0.2) {
+            self.offer("disagree".into(), -d, row.clone());
+        }
         self.offer(format!("label:{label}"), conf, row);
     }
 
@@ -349,6 +353,35 @@ mod tests {
         let least: Vec<f32> = kept[..3].iter().map(|r| r.confidence.unwrap()).collect();
         assert!(least.windows(2).all(|w| w[0] <= w[1]), "{least:?}");
         assert!(least[2] < 0.5005, "the three lowest of 10,000: {least:?}");
+    }
+
+    #[test]
+    fn faces_whose_members_disagree_get_their_gallery_furthest_apart_first() {
+        let with = |id: u64, a: f32, b: f32| {
+            let mut r = row(id, 0.9);
+            r.members = BTreeMap::from([
+                ("v4".to_string(), vec![a, 1.0 - a]),
+                ("dlib".to_string(), vec![b, 1.0 - b]),
+            ]);
+            r
+        };
+        let labels = vec!["female".to_string(), "male".to_string()];
+        let limits = Limits {
+            least: 10,
+            random: 0,
+            seed: 0,
+        };
+        let picked = select(&labels, limits, |f| {
+            f(with(0, 0.9, 0.85)); // agree
+            f(with(1, 0.9, 0.3)); // 0.6 apart
+            f(with(2, 0.7, 0.4)); // 0.3 apart
+            f(row(3, 0.6)); // a single network
+            Ok(())
+        })
+        .unwrap();
+        let ids: Vec<u64> = picked.galleries["disagree"].iter().map(|r| r.id).collect();
+        assert_eq!(ids, vec![1, 2]);
+        assert!(row(3, 0.6).disagreement().is_none());
     }
 
     #[test]
