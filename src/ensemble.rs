@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::eval::{GroupBy, Outcome, evaluate, write_figures, write_report};
+use crate::eval::{GroupBy, Outcome, evaluate, write_report};
 use crate::fsutil::{now_rfc3339, write_atomic};
 use crate::labelled::Sample;
 use crate::model::card::{CARD_FILE, CARD_FORMAT, Combine, Member, ModelCard, is_plain_file_name};
@@ -214,7 +214,7 @@ fn build_in(s: &EnsembleSettings, stage: &Path) -> Result<Built> {
         let reports = stage.join("reports");
         let eval = score(s, &classifier, &finder, &s.test, &s.group_by)?;
         write_report(&reports, "test_report", &eval.report)?;
-        write_figures(&reports, &eval.report)?;
+        crate::report::plot::report_figures(&reports, &eval.report)?;
         if let Some(r) = &eval.report.calibration {
             crate::report::plot::reliability_diagram(
                 &reports.join("reliability.png"),

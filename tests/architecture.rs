@@ -20,8 +20,8 @@ const FLOORS: &[&[&str]] = &[
     &["vision"],
     &["model"],
     &["classify", "eval"],
-    &["job", "report", "ensemble"],
-    &["train", "visualize"],
+    &["job", "report"],
+    &["train", "visualize", "ensemble"],
     &["cli"],
 ];
 

@@ -402,30 +402,6 @@ pub fn write_report(dir: &Path, stem: &str, report: &Report) -> Result<()> {
     )
 }
 
-/// A test report as pictures: `confusion.png`, and `groups-<column>.png` (accuracy per
-/// group with its 95% interval) for every group column.
-pub fn write_figures(reports: &Path, report: &Report) -> Result<()> {
-    crate::report::plot::confusion_matrix(
-        &reports.join("confusion.png"),
-        &report.labels,
-        &report.confusion,
-        &format!("test split: confusion matrix ({} images)", report.n),
-    )?;
-    for (column, groups) in &report.groups {
-        let name: String = column
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-            .collect();
-        crate::report::plot::group_bars(
-            &reports.join(format!("groups-{}.png", name.trim_matches('-'))),
-            column,
-            groups,
-            &format!("test split: accuracy by {column}"),
-        )?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

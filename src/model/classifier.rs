@@ -83,6 +83,13 @@ impl CheckedModel {
             });
         }
         let dir = card_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        // Every member's int8 entry first: a member without one refuses the model before any
+        // other member's file is read.
+        if precision == Precision::Int8 {
+            for (i, m) in card.members.iter().enumerate() {
+                member_file(m, i, &card, &dir, &onnx_path, precision)?;
+            }
+        }
         let mut files = Vec::with_capacity(card.members.len());
         for (i, m) in card.members.iter().enumerate() {
             let (path, expected) = member_file(m, i, &card, &dir, &onnx_path, precision)?;

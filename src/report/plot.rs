@@ -574,6 +574,30 @@ fn group_bar(
     Ok(())
 }
 
+/// A test report as pictures: `confusion.png`, and `groups-<column>.png` (accuracy per
+/// group with its 95% interval) for every group column.
+pub fn report_figures(reports: &Path, report: &crate::model::metrics::Report) -> Result<()> {
+    confusion_matrix(
+        &reports.join("confusion.png"),
+        &report.labels,
+        &report.confusion,
+        &format!("test split: confusion matrix ({} images)", report.n),
+    )?;
+    for (column, groups) in &report.groups {
+        let name: String = column
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        group_bars(
+            &reports.join(format!("groups-{}.png", name.trim_matches('-'))),
+            column,
+            groups,
+            &format!("test split: accuracy by {column}"),
+        )?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

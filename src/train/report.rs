@@ -272,7 +272,7 @@ fn test_report(
         &crate::progress::Progress::new(settings.progress, test_samples.len() as u64, "images"),
     )?;
     write_report(&dirs.reports, "test_report", &eval.report)?;
-    crate::eval::write_figures(&dirs.reports, &eval.report)?;
+    crate::report::plot::report_figures(&dirs.reports, &eval.report)?;
     if let Some(r) = &eval.report.calibration {
         crate::report::plot::reliability_diagram(
             &dirs.reports.join("reliability.png"),
