@@ -181,5 +181,11 @@ fn ensemble_and_member_probs_refuse_what_they_cannot_do() {
         "MFLOP",
     );
     assert!(!tmp.path().join("e").exists());
+    // The built-in model (v5) has no int8 copy of dlib's net: refused, naming the member,
+    // before any work.
+    let o =
+        run(classify_cmd([sample_faces()], tmp.path().join("q.parquet"))
+            .args(["--precision", "int8"]));
+    assert_fatal(&o, "\"dlib\"");
     assert!(!tmp.path().join(".e.partial").exists());
 }

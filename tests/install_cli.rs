@@ -34,7 +34,7 @@ fn classify_runs_from_any_directory_with_the_builtin_model() {
     let b = &batches[0];
     assert_eq!(b.num_rows(), 1);
     assert_eq!(col::<StringArray>(b, "status").value(0), "ok");
-    assert_eq!(meta["facebatch.model_version"], "v4");
+    assert_eq!(meta["facebatch.model_version"], "v5");
     assert_eq!(meta["facebatch.model_name"], "facebatch-gender");
     // The same face through an explicit copy of the model gives the same row.
     let o2 = run(facebatch()
@@ -42,7 +42,7 @@ fn classify_runs_from_any_directory_with_the_builtin_model() {
         .args(["classify"])
         .arg(&input)
         .args(["--out", "y.parquet", "--model"])
-        .arg(default_model()));
+        .arg(builtin_model()));
     assert_eq!(o2.status.code(), Some(0));
     let b2 = &read_parquet(&tmp.path().join("y.parquet")).0[0];
     for c in ["label", "p_female"] {
@@ -91,7 +91,7 @@ fn a_bundle_runs_with_no_cache_and_no_network() {
         .arg(&bundle));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-    assert_eq!(v["model"]["version"], "v4");
+    assert_eq!(v["model"]["version"], "v5");
     let bundle = bundle.canonicalize().unwrap();
     assert!(
         v["onnxruntime"]["path"]

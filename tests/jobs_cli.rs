@@ -74,7 +74,7 @@ fn shards_split_the_inputs_exactly_and_rerunning_a_finished_shard_does_nothing()
         let rows = paths(&part);
         assert_eq!(marker["rows"], rows.len() as u64);
         assert_eq!(marker["shard"], format!("{k}/3"));
-        assert_eq!(marker["model_version"], "v4");
+        assert_eq!(marker["model_version"], "v5");
         // Every shard gets a fair share of 41 files.
         assert!((5..=25).contains(&rows.len()), "shard {k}: {}", rows.len());
         union.extend(rows);
@@ -216,7 +216,7 @@ fn a_job_classifies_only_new_or_changed_files_and_reruns_are_idempotent() {
     let day1 = paths(&part("2026-11-01"));
     assert_eq!(day1.len(), 11);
     let (_, meta) = read_parquet(&part("2026-11-01"));
-    assert_eq!(meta["facebatch.model_version"], "v4", "latest version used");
+    assert_eq!(meta["facebatch.model_version"], "v5", "latest version used");
 
     // The same date again: already complete, nothing rewritten, and the same exit status as
     // the run (its error rows are over the default --max-error-rate of 0) ...

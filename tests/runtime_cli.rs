@@ -41,7 +41,7 @@ fn setup_provisions_the_pinned_runtime() {
     assert!(line.starts_with("ONNX Runtime 1.31.1: "), "{out}");
     assert!(line.ends_with("libonnxruntime.so.1.31.1"), "{out}");
     assert!(
-        out.contains("built-in model facebatch-gender v4: "),
+        out.contains("built-in model facebatch-gender v5: "),
         "{out}"
     );
     assert!(out.contains("JPEG decoder: libjpeg-turbo"), "{out}");

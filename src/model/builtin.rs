@@ -14,22 +14,23 @@ use crate::store::Store;
 
 /// The built-in model's name and version (its folder under `models/`).
 pub const NAME: &str = "facebatch-gender";
-pub const VERSION: &str = "v4";
+pub const VERSION: &str = "v5";
 /// What `--model` and `FACEBATCH_MODEL` take to mean the built-in model (their default).
 pub const KEYWORD: &str = "builtin";
 
+/// v5 is an ensemble: its card and its two members' networks (v4's and dlib's).
 const FILES: [(&str, &[u8]); 3] = [
     (
-        crate::model::card::MODEL_FILE,
-        include_bytes!("../../models/facebatch-gender/v4/model.onnx"),
+        "v4.onnx",
+        include_bytes!("../../models/facebatch-gender/v5/v4.onnx"),
     ),
     (
-        "model-int8.onnx",
-        include_bytes!("../../models/facebatch-gender/v4/model-int8.onnx"),
+        "dlib.onnx",
+        include_bytes!("../../models/facebatch-gender/v5/dlib.onnx"),
     ),
     (
         crate::model::card::CARD_FILE,
-        include_bytes!("../../models/facebatch-gender/v4/card.json"),
+        include_bytes!("../../models/facebatch-gender/v5/card.json"),
     ),
 ];
 
@@ -108,10 +109,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::preparing(tmp.path());
         let dir = install(&store).unwrap();
-        assert_eq!(dir, tmp.path().join("models/facebatch-gender/v4"));
+        assert_eq!(dir, tmp.path().join("models/facebatch-gender/v5"));
         let card = crate::model::card::ModelCard::load(&dir.join("card.json")).unwrap();
         assert_eq!(card.labels.len(), 2);
-        std::fs::write(dir.join("model.onnx"), b"damaged").unwrap();
+        std::fs::write(dir.join("v4.onnx"), b"damaged").unwrap();
         let bundle = Store {
             root: tmp.path().to_path_buf(),
             may_fetch: false,

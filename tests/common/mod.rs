@@ -41,9 +41,16 @@ pub fn shared_data() -> PathBuf {
     })
 }
 
-/// The shipped default model directory.
+/// The shipped single-network model (v4): what most tests classify with, and copy or
+/// alter as one `model.onnx` beside its card.
 pub fn default_model() -> PathBuf {
     repo().join("models/facebatch-gender/v4")
+}
+
+/// The shipped default model, v5 (an ensemble of v4 and dlib's gender net): the one built
+/// into the binary.
+pub fn builtin_model() -> PathBuf {
+    repo().join("models/facebatch-gender/v5")
 }
 
 /// The bundled labelled sample faces (`data/samples/faces`: `female/`, `male/`).
