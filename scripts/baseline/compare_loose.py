@@ -208,10 +208,14 @@ def main() -> None:
             sys.exit(f"compare-loose: {p} not found")
     with open(card_path) as f:
         card = json.load(f)
-    card_sha = card["onnx"]["sha256"]
-    onnx_path = os.path.join(model_dir, card["onnx"].get("file", "model.onnx"))
-    if not os.path.isfile(onnx_path) or sha256_of(onnx_path) != card_sha:
-        sys.exit(f"compare-loose: {onnx_path}: sha256 differs from card.json's {card_sha}")
+    # One network's fields, or an ensemble's members (card format 2), each file checked.
+    networks = card.get("members") or [card]
+    for m in networks:
+        onnx_path = os.path.join(model_dir, m["onnx"].get("file", "model.onnx"))
+        if not os.path.isfile(onnx_path) or sha256_of(onnx_path) != m["onnx"]["sha256"]:
+            sys.exit(f"compare-loose: {onnx_path}: sha256 differs from card.json's {m['onnx']['sha256']}")
+    card_sha = ", ".join(f"{m['name']} {m['onnx']['sha256']}" for m in networks) \
+        if "members" in card else card["onnx"]["sha256"]
     if sorted(card.get("labels", [])) != LABELS:
         sys.exit(f"compare-loose: the model's labels {card.get('labels')} are not {LABELS}")
 
@@ -481,7 +485,7 @@ def render(s: dict, json_rel: str) -> str:
     w("```\n")
     w("## Setup\n")
     w(f"- **Machine**: {m['arch']}, {m['nproc']} CPUs (`nproc`), {m['cpu']}; {m['os']}")
-    w(f"- **facebatch**: `{fb['version']}`, model `{fb['model_name']}` (`{fb['model_dir']}`), model.onnx sha256 "
+    w(f"- **facebatch**: `{fb['version']}`, model `{fb['model_name']}` (`{fb['model_dir']}`), network sha256 "
       f"`{fb['onnx_sha256']}`; face detector {fb['detector']} with facebatch's default threshold and size "
       "(`--faces detect`), 5-point similarity alignment"
       + ("" if fb["alignment_in_card"] else " (the standard one: this model's card has no alignment, i.e. it "

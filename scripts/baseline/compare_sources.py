@@ -240,15 +240,21 @@ def load_model(model_dir: str) -> dict:
         sys.exit(f"compare-sources: {card_path} not found")
     with open(card_path) as f:
         card = json.load(f)
-    onnx = os.path.join(model_dir, card["onnx"].get("file", "model.onnx"))
-    if not os.path.isfile(onnx) or sha256_of(onnx) != card["onnx"]["sha256"]:
-        sys.exit(f"compare-sources: {onnx}: missing or its sha256 is not card.json's {card['onnx']['sha256']}")
+    # A single network's fields, or an ensemble's members (card format 2), each checked.
+    networks = card.get("members") or [card]
+    for m in networks:
+        onnx = os.path.join(model_dir, m["onnx"].get("file", "model.onnx"))
+        if not os.path.isfile(onnx) or sha256_of(onnx) != m["onnx"]["sha256"]:
+            sys.exit(f"compare-sources: {onnx}: missing or its sha256 is not card.json's {m['onnx']['sha256']}")
     if sorted(card.get("labels", [])) != LABELS:
         sys.exit(f"compare-sources: {model_dir}: labels {card.get('labels')} are not {LABELS}")
-    return {"dir": model_dir, "name": card.get("name"), "onnx_sha256": card["onnx"]["sha256"],
+    sha = ", ".join(f"{m.get('name', 'model')} {m['onnx']['sha256']}" for m in networks) \
+        if "members" in card else card["onnx"]["sha256"]
+    return {"dir": model_dir, "name": card.get("name"), "onnx_sha256": sha,
+            "members": [m["name"] for m in card.get("members", [])],
             "created": card.get("created"), "facebatch_version": card.get("facebatch_version"),
-            "alignment": (card.get("alignment") or {}).get("description"),
-            "test_time_flip": bool(card.get("test_time_flip"))}
+            "alignment": (networks[0].get("alignment") or {}).get("description"),
+            "test_time_flip": any(bool(m.get("test_time_flip")) for m in networks)}
 
 
 # --- the three tools --------------------------------------------------------------------------
@@ -367,6 +373,27 @@ def score(items: list[dict], tools: list[str]) -> dict:
     if "new" in tools and None not in r.values():
         out["new"]["recall_gap"] = abs(r["female"] - r["male"])
     return out
+
+
+def mcnemar(items: list[dict], a: str, b: str) -> dict:
+    """Exact (binomial) McNemar test of tools a and b on the same images: the images only a
+    gets right, only b gets right, and the two-sided p-value of that split under p = 1/2."""
+    only_a = sum(it[a]["pred"] == it["label"] and it[b]["pred"] != it["label"] for it in items)
+    only_b = sum(it[b]["pred"] == it["label"] and it[a]["pred"] != it["label"] for it in items)
+    n, k = only_a + only_b, min(only_a, only_b)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+    return {"only_" + a: only_a, "only_" + b: only_b, "p_value": p}
+
+
+def mcnemar_rows(items: list[dict]) -> list[dict]:
+    rows = []
+    groups = [(src, [it for it in items if it["source"] == src]) for src in ordered_sources(items)]
+    for label, sel in groups + [("all", items)]:
+        if len(sel) < SMALL_N:
+            continue
+        rows.append({"label": label, "n": len(sel), "old": mcnemar(sel, "new", "old"),
+                     "dlib": mcnemar(sel, "new", "dlib")})
+    return rows
 
 
 def ordered_sources(items: list[dict]) -> list[str]:
@@ -558,6 +585,7 @@ def main() -> None:
         "test_csv": {"path": display_path(test_csv), "sha256": test_sha, "rows": len(all_rows),
                      "columns": columns, "used": len(rows), "limit": args.limit or None, "seed": args.seed},
         "by_source": by_source(orig),
+        "mcnemar": mcnemar_rows(orig),
         "by_age": by_age(orig),
         "chips": dlib_usage(orig),
         "shift": shift,
@@ -635,7 +663,7 @@ def render(s: dict, json_rel: str) -> str:
       f"{s['machine']['cpus']} CPUs (`os.cpu_count()`), {s['machine']['cpu']}; {s['timings_s']['total']:.0f} s.")
     for tag, m in (("NEW", new), ("OLD", old)):
         same = " (the same directory as NEW: its runs are reused)" if m.get("same_as_new") else ""
-        w(f"- **{tag}**: `{m['dir']}`{same}, model `{m['name']}`, model.onnx sha256 `{m['onnx_sha256']}` "
+        w(f"- **{tag}**: `{m['dir']}`{same}, model `{m['name']}`, " + (f"an ensemble of {', '.join(m['members'])}, network sha256s " if m.get("members") else "model.onnx sha256 ") + f"`{m['onnx_sha256']}` "
           f"(card.json; created {m['created']} by facebatch {m['facebatch_version']}).")
     w(f"- **dlib**: `{dl['model']}`, sha256 `{dl['sha256']}`; landmarks `{LANDMARKS_FILE}` sha256 "
       f"`{dl['landmarks_sha256']}`; dlib-bin {dl['dlib_bin']}, onnxruntime {dl['onnxruntime']}, "
@@ -703,6 +731,16 @@ def render(s: dict, json_rel: str) -> str:
          f"**{r['band']}**" if r["headline"] else r["band"],
          *tool_cells(r["n"], [r[x]["accuracy"] for x in TOOLS], acc_ci(r) if r["headline"] else "")]
         for r in s["by_age"]])
+
+    w("## Exact McNemar tests\n")
+    w("NEW against OLD and against dlib on the same original images: the images only one of the two "
+      "gets right, and the two-sided exact (binomial) p-value of that split if both were equally "
+      f"accurate. Sources with fewer than {SMALL_N} images are left out.\n")
+    table(w, ["source", "n", "only NEW right", "only OLD right", "p (NEW vs OLD)", "only NEW right",
+              "only dlib right", "p (NEW vs dlib)"], 1, [
+        [r["label"], str(r["n"]), str(r["old"]["only_new"]), str(r["old"]["only_old"]),
+         f"{r['old']['p_value']:.2g}", str(r["dlib"]["only_new"]), str(r["dlib"]["only_dlib"]),
+         f"{r['dlib']['p_value']:.2g}"] for r in s["mcnemar"]])
 
     w("## Domain shift\n")
     w(f"The same {t['used']} images, re-rendered with Pillow, one CSV manifest per transform (label, "
