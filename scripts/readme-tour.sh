@@ -75,7 +75,7 @@ step classify 'cargo run --release -- classify data/samples --out results.parque
 step duckdb "python -c \"import duckdb; duckdb.sql(\\\"select path, face_index i, status, label, round(confidence, 3) conf, round(det_score, 3) score, round(box_x1) x1, round(box_y1) y1, round(box_x2) x2, round(box_y2) y2 from 'results.parquet' where path not like 'photos/solvay%' order by path, i\\\").show(max_width=200)\""
 step boxes 'facebatch visualize data/samples/photos/retreat-2017.jpg --out docs/figures --boxes'
 step report 'facebatch report results.parquet --out report'
-step eval 'facebatch eval models/facebatch-gender/v4/splits/test.csv --model models/facebatch-gender/v4 --group-by age:15,60 --group-by source'
+step eval 'facebatch eval models/facebatch-gender/v4/splits/test.csv --model models/facebatch-gender/v5 --group-by age:15,60 --group-by source'
 step train 'facebatch train ../shared/data/seed-faces --out /tmp/tour --epochs 3 --batch-size 16' \
   'INFO|test split|precision|female|male|accuracy|faces \(|confusion|model written'
 step maps 'facebatch visualize data/samples/faces/female/face367.bmp --out /tmp/vis' \
