@@ -4,7 +4,9 @@ checks the output contract. Exit status 0 when everything holds.
 
     python scripts/check_interop.py results.parquet
 """
+import hashlib
 import json
+import os
 import sys
 
 import duckdb
@@ -29,7 +31,19 @@ def main(path: str) -> int:
         assert str(table.schema.field(f"p_{l}").type) == "float"
     for key in ["facebatch.version", "facebatch.run_id", "facebatch.started_at", "facebatch.finished_at", "facebatch.model_sha256"]:
         assert meta.get(key), key
-    assert meta["facebatch.model_sha256"] == card["onnx"]["sha256"]
+    if "members" in card:
+        # An ensemble's identity hashes its members' files and combining step
+        # (docs/model-card.md); the file carries the card it ran.
+        sha = meta["facebatch.model_sha256"]
+        assert len(sha) == 64 and all(c in "0123456789abcdef" for c in sha), sha
+        # Every member's file as shipped in this checkout (models/NAME/VERSION/).
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        folder = os.path.join(repo, "models", card["name"], meta["facebatch.model_version"])
+        for m in card["members"]:
+            with open(os.path.join(folder, m["onnx"]["file"]), "rb") as f:
+                assert hashlib.sha256(f.read()).hexdigest() == m["onnx"]["sha256"], m["name"]
+    else:
+        assert meta["facebatch.model_sha256"] == card["onnx"]["sha256"]
 
     con = duckdb.connect()
     rows = con.execute(
