@@ -24,8 +24,16 @@ processing from the model card (docs/model-card.md) and the Rust sources:
   (least-squares similarity onto the card's template, supersampled bilinear warp with edge
   replication); faces ordered left to right. `auto`: as `detect`, but a small image (long
   side <= 320 px) without a face is taken whole.
-- Normalisation x = pixel * scale / std - mean / std (NCHW float32); with the card's
+- Every network the card lists (an ensemble card's `members`, or a flat card's one
+  network) gets its own crop: `whole` fits the image to each member's input, `detect` warps
+  each face onto each member's template at its size, with its border (edge replication,
+  or black beyond the photo as dlib's chips have).
+- Normalisation x = pixel * scale / std - mean / std (NCHW float32); with a member's
   `test_time_flip`, the mirrored crop is classified too and the probabilities averaged.
+  Each member's probabilities are taken from its `probs` output, put in the card's label
+  order and calibrated with its temperature; an ensemble's are then combined as
+  src/model/classifier.rs does: the weighted mean, the threshold's log-odds shift, the
+  combined temperature.
 - Output: one Parquet row per face (zstd), or per image for `no_face` and `error`, written
   to OUT.tmp and renamed to OUT. One summary line goes to stdout.
 """
@@ -66,11 +74,12 @@ DET_MAX_FACES = 64
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything a worker needs, read from the card and the command line."""
+class Member:
+    """One network of the card (an ensemble card's member, or a flat card itself)."""
 
     model: str
-    labels: tuple[str, ...]
+    output: str  # the output that holds the probabilities
+    order: tuple[int, ...]  # for each card label, its index in this network's output
     width: int
     height: int
     mul: tuple[float, float, float]  # scale / std
@@ -79,6 +88,20 @@ class Settings:
     resample: int
     flip: bool
     template: tuple[tuple[float, float], ...] | None
+    black_border: bool
+    temperature: float | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker needs, read from the card and the command line."""
+
+    labels: tuple[str, ...]
+    members: tuple[Member, ...]
+    weights: tuple[float, ...]
+    combines: bool  # several members, or a threshold or temperature after them
+    threshold: tuple[int, float] | None  # (label index, probability) of the decision
+    temperature: float | None  # of the combined probabilities
     mode: str
     detector: str | None
     det_size: int
@@ -86,30 +109,59 @@ class Settings:
     batch_size: int
 
 
-def load_settings(args: argparse.Namespace) -> Settings:
-    with open(os.path.join(args.model, "card.json")) as f:
-        card = json.load(f)
-    spec = card["input"]
+def load_member(model: str, m: dict, labels: list[str]) -> Member:
+    spec = m["input"]
     if (spec["layout"], spec["channel_order"], spec["dtype"]) != ("NCHW", "RGB", "float32"):
         sys.exit(f"unsupported model input {spec['layout']} {spec['channel_order']} {spec['dtype']}")
     std = np.array(spec["std"], dtype=np.float32)
     mul = np.float32(spec["scale"]) / std
     add = -np.array(spec["mean"], dtype=np.float32) / std
-    alignment = card.get("alignment")
-    mode = args.faces or ("auto" if alignment else "whole")
-    if mode != "whole" and not alignment:
-        sys.exit("the model card has no alignment; use --faces whole")
-    return Settings(
-        model=os.path.join(args.model, card["onnx"]["file"]),
-        labels=tuple(card["labels"]),
+    own = m.get("labels") or labels
+    outputs = m.get("outputs") or [{"name": "probs"}]
+    output = next((o["name"] for o in outputs if o.get("role") == "probs"),
+                  next((o["name"] for o in outputs if o["name"] == "probs"), outputs[0]["name"]))
+    alignment = m.get("alignment")
+    calibration = m.get("calibration") or {}
+    return Member(
+        model=os.path.join(model, m["onnx"]["file"]),
+        output=output,
+        order=tuple(own.index(label) for label in labels),
         width=spec["width"],
         height=spec["height"],
-        mul=tuple(float(m) for m in mul),
-        add=tuple(float(a) for a in add),
+        mul=tuple(float(v) for v in mul),
+        add=tuple(float(v) for v in add),
         stretch=spec["fit"] == "stretch",
         resample=FILTERS[spec["filter"]],
-        flip=bool(card.get("test_time_flip", False)),
+        flip=bool(m.get("test_time_flip", False)),
         template=tuple(map(tuple, alignment["template"])) if alignment else None,
+        black_border=bool(alignment) and alignment.get("border") == "black",
+        temperature=calibration.get("temperature"),
+    )
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    with open(os.path.join(args.model, "card.json")) as f:
+        card = json.load(f)
+    labels = list(card["labels"])
+    # A flat (format 1) card is one network; format 2 lists `members` (docs/model-card.md).
+    members = tuple(load_member(args.model, m, labels) for m in card.get("members") or [card])
+    combine = card.get("combine") or {}
+    n = len(members)
+    weights = combine.get("weights") if combine.get("rule") == "weighted" else None
+    weights = tuple(weights) if weights else (1.0 / n,) * n
+    threshold = combine.get("threshold")
+    temperature = (combine.get("calibration") or {}).get("temperature")
+    aligned = all(m.template for m in members)
+    mode = args.faces or ("auto" if aligned else "whole")
+    if mode != "whole" and not aligned:
+        sys.exit("the model card has no alignment; use --faces whole")
+    return Settings(
+        labels=tuple(labels),
+        members=members,
+        weights=weights,
+        combines=n > 1 or threshold is not None or temperature is not None,
+        threshold=(labels.index(threshold["label"]), float(threshold["value"])) if threshold else None,
+        temperature=temperature,
         mode=mode,
         detector=find_detector() if mode != "whole" else None,
         det_size=args.det_size,
@@ -223,9 +275,10 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, float, float, f
 
 
 def warp(img: np.ndarray, landmarks: np.ndarray, template: np.ndarray,
-         width: int, height: int) -> np.ndarray:
+         width: int, height: int, black_border: bool = False) -> np.ndarray:
     """Warps `img` (h, w, 3 uint8) so `landmarks` land on `template`: inverse mapping,
-    bilinear sampling with edge replication, ss x ss supersampling when shrinking."""
+    bilinear sampling with edge replication (or, with `black_border`, samples beyond the
+    photo counted as black), ss x ss supersampling when shrinking."""
     a, b, tx, ty = similarity(landmarks, template)
     ss = int(min(max(math.ceil(1.0 / max(math.sqrt(a * a + b * b), 1e-9)), 1), 8))
     det = a * a + b * b
@@ -245,8 +298,28 @@ def warp(img: np.ndarray, landmarks: np.ndarray, template: np.ndarray,
     top = img[ya, xa] * (1.0 - fx) + img[ya, xb] * fx
     bottom = img[yb, xa] * (1.0 - fx) + img[yb, xb] * fx
     samples = top * (1.0 - fy) + bottom * fy
+    if black_border:
+        inside = (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+        samples = samples * inside[..., None]
     mean = samples.reshape(height, ss, width, ss, 3).sum(axis=(1, 3)) * (1.0 / (ss * ss))
     return np.clip(np.floor(mean + 0.5), 0, 255).astype(np.uint8)
+
+
+def temperature(probs: np.ndarray, t: float) -> np.ndarray:
+    """Each row's probabilities at temperature t (src/model/calibration.rs)."""
+    if abs(t - 1.0) < 1e-12 or t <= 0:
+        return probs
+    logs = np.log(np.maximum(probs.astype(np.float64), 1e-12)) / t
+    e = np.exp(logs - logs.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def shift_threshold(probs: np.ndarray, k: int, t: float) -> np.ndarray:
+    """Moves label k's decision boundary to probability t: its odds times (1 - t) / t,
+    renormalised (src/model/calibration.rs)."""
+    p = probs.astype(np.float64)
+    p[:, k] *= (1.0 - t) / t
+    return (p / np.maximum(p.sum(axis=1, keepdims=True), 1e-30)).astype(np.float32)
 
 
 def session(path: str) -> ort.InferenceSession:
@@ -262,14 +335,13 @@ class Worker:
 
     def __init__(self, s: Settings):
         self.s = s
-        self.model = session(s.model)
-        self.model_input = self.model.get_inputs()[0].name
+        self.models = [session(m.model) for m in s.members]
+        self.inputs = [m.get_inputs()[0].name for m in self.models]
         self.detector = session(s.detector) if s.detector else None
         if self.detector:
             self.detector_input = self.detector.get_inputs()[0].name
-        self.template = np.array(s.template, dtype=np.float64) if s.template else None
-        self.mul = np.array(s.mul, dtype=np.float32)
-        self.add = np.array(s.add, dtype=np.float32)
+        self.templates = [np.array(m.template, dtype=np.float64) if m.template else None
+                          for m in s.members]
 
     # Decoding
 
@@ -279,9 +351,10 @@ class Worker:
         if self.s.mode != "whole":
             need = detector_size(w, h, self.s.det_size)
         if self.s.mode != "detect":
-            cw, ch = (w, h) if self.s.stretch else center_crop_size(w, h, self.s.width, self.s.height)
-            crop = (-(-w * self.s.width // cw), -(-h * self.s.height // ch))
-            need = (max(need[0], crop[0]), max(need[1], crop[1]))
+            for m in self.s.members:
+                cw, ch = (w, h) if m.stretch else center_crop_size(w, h, m.width, m.height)
+                crop = (-(-w * m.width // cw), -(-h * m.height // ch))
+                need = (max(need[0], crop[0]), max(need[1], crop[1]))
         return need
 
     def decode(self, path: str) -> tuple[Image.Image, float, int, int]:
@@ -305,12 +378,15 @@ class Worker:
 
     # Faces
 
-    def whole(self, img: Image.Image, scale: float, w: int, h: int) -> np.ndarray:
-        s = self.s
-        cw, ch = (w, h) if s.stretch else center_crop_size(w, h, s.width, s.height)
-        x0, y0 = (w - cw) // 2, (h - ch) // 2
-        box = (x0 / scale, y0 / scale, (x0 + cw) / scale, (y0 + ch) / scale)
-        return np.asarray(img.resize((s.width, s.height), s.resample, box=box))
+    def whole(self, img: Image.Image, scale: float, w: int, h: int) -> list[np.ndarray]:
+        """The image fitted to each member's input (its centred crop and filter)."""
+        crops = []
+        for m in self.s.members:
+            cw, ch = (w, h) if m.stretch else center_crop_size(w, h, m.width, m.height)
+            x0, y0 = (w - cw) // 2, (h - ch) // 2
+            box = (x0 / scale, y0 / scale, (x0 + cw) / scale, (y0 + ch) / scale)
+            crops.append(np.asarray(img.resize((m.width, m.height), m.resample, box=box)))
+        return crops
 
     def detect(self, img: Image.Image, scale: float, w: int,
                h: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -341,8 +417,9 @@ class Worker:
                     >= DET_MIN_FACE][:DET_MAX_FACES]
         return boxes[keep], scores[keep], points[keep]
 
-    def faces(self, path: str) -> list[tuple[np.ndarray, float | None, list[float] | None]]:
-        """(crop, det score, box) of every face in `path`, left to right; [] for none."""
+    def faces(self, path: str) -> list[tuple[list[np.ndarray], float | None, list[float] | None]]:
+        """(one crop per member, det score, box) of every face in `path`, left to right;
+        [] for none."""
         img, scale, w, h = self.decode(path)
         if self.s.mode == "whole":
             return [(self.whole(img, scale, w, h), None, None)]
@@ -353,24 +430,43 @@ class Worker:
             return []
         pixels = np.asarray(img)
         order = np.argsort(boxes[:, 0], kind="stable")
-        return [(warp(pixels, points[i].astype(np.float64) / scale, self.template,
-                      self.s.width, self.s.height), float(scores[i]), boxes[i].tolist())
+        return [([warp(pixels, points[i].astype(np.float64) / scale, t, m.width, m.height,
+                       m.black_border) for m, t in zip(self.s.members, self.templates)],
+                 float(scores[i]), boxes[i].tolist())
                 for i in order]
 
     # Classification
 
-    def classify(self, crops: list[np.ndarray]) -> np.ndarray:
-        """Probabilities (n, classes) for uint8 HWC crops, in batches."""
+    def member_probs(self, k: int, crops: list[np.ndarray]) -> np.ndarray:
+        """Member k's calibrated probabilities (n, classes) in the card's label order."""
+        m, model, name = self.s.members[k], self.models[k], self.inputs[k]
+        mul, add = np.array(m.mul, dtype=np.float32), np.array(m.add, dtype=np.float32)
         out = []
-        for k in range(0, len(crops), self.s.batch_size):
-            x = np.stack(crops[k:k + self.s.batch_size]).astype(np.float32) * self.mul + self.add
+        for i in range(0, len(crops), self.s.batch_size):
+            x = np.stack(crops[i:i + self.s.batch_size]).astype(np.float32) * mul + add
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
             n = len(x)
-            if self.s.flip:
+            if m.flip:
                 x = np.concatenate([x, x[..., ::-1]])
-            probs = self.model.run(["probs"], {self.model_input: x})[0]
-            out.append((probs[:n] + probs[n:]) / np.float32(2.0) if self.s.flip else probs)
-        return np.concatenate(out)
+            probs = model.run([m.output], {name: x})[0]
+            out.append((probs[:n] + probs[n:]) / np.float32(2.0) if m.flip else probs)
+        probs = np.concatenate(out)[:, list(m.order)]
+        return temperature(probs, m.temperature) if m.temperature else probs
+
+    def classify(self, faces: list[list[np.ndarray]]) -> np.ndarray:
+        """Probabilities (n, classes) of faces given as one crop per member, as the card
+        defines them (src/model/classifier.rs): each member calibrated, the weighted mean,
+        then the threshold's shift and the combined temperature."""
+        s = self.s
+        members = [self.member_probs(k, [f[k] for f in faces]) for k in range(len(s.members))]
+        if not s.combines:
+            return members[0]
+        probs = np.zeros_like(members[0], dtype=np.float32)
+        for w, p in zip(s.weights, members):
+            probs += (np.float64(w) * p.astype(np.float64)).astype(np.float32)
+        if s.threshold:
+            probs = shift_threshold(probs, *s.threshold)
+        return temperature(probs, s.temperature) if s.temperature else probs
 
     def run(self, files: list[tuple[str, str]]) -> list[tuple]:
         """Result rows for a chunk of files: (path, face_index, status, label, confidence,

@@ -7,8 +7,9 @@
 #   scripts/bench-e2e.sh                 # ROUNDS=3 runs per side and corpus
 #   ROUNDS=1 MEMORY_SIZES=10000 scripts/bench-e2e.sh /tmp/quick   # a quick look
 #
-# The default model (MODEL= to change it; it needs a card `int8` entry), float32 and
-# `--precision int8`, and the inference limit (benches/ort_limit.py) in the same run.
+# The default model (MODEL= to change it), float32 and `--precision int8` (when every network
+# of the card has an int8 copy; the page says when not), the inference limit and the cost per
+# face in MFLOP counted from the graphs (benches/ort_limit.py) in the same run.
 #
 # Corpora (benches/make_corpora.py, deterministic, built once into .cache/bench/): 5,000
 # UTKFace crops of 200x200 (run with --faces whole) and 300 JPEG photos of 4000x3000 with
@@ -33,7 +34,7 @@ cmd="scripts/bench-e2e.sh"
 [ -z "${CARGO_FLAGS:-}" ] || cmd="CARGO_FLAGS=$CARGO_FLAGS $cmd"
 [ $# -lt 1 ] || cmd+=" $(printf '%q' "$1")"
 exec "$venv/bin/python" benches/e2e.py \
-    --facebatch ./target/release/facebatch --model "${MODEL:-models/facebatch-gender/v4}" --int8 \
+    --facebatch ./target/release/facebatch --model "${MODEL:-models/facebatch-gender/v5}" --int8 \
     --crops "$bench/crops" --photos "$bench/photos" --scratch "$bench/scratch" \
     --rounds "${ROUNDS:-3}" --memory-sizes "${MEMORY_SIZES:-10000,100000}" \
     --out "$out" --command "$cmd"

