@@ -268,12 +268,10 @@ def write_md(path: str, r: dict, args) -> None:
     lim = r.get("limit", {})
     if lim.get("float32"):
         nets = lim["float32"]["networks"]
-        lines += ["", "## Cost per face
-",
+        lines += ["", "## Cost per face\n",
                   "Counted by `benches/ort_limit.py` from the ONNX graphs (2 x the multiply-adds "
                   "of every convolution and dense layer at batch 1), times each network's passes "
-                  "per face (2 with test-time flip); the card's own figure beside it.
-",
+                  "per face (2 with test-time flip); the card's own figure beside it.\n",
                   "| network | file | passes per face | MFLOP per pass (graph) | card's MFLOP per pass | "
                   "ORT alone, passes/s |", "| --- | --- | ---: | ---: | ---: | ---: |"]
         for n in nets:
