@@ -23,6 +23,8 @@ pub(crate) fn preflight(s: &ClassifySettings) -> Result<()> {
             )));
         }
     }
+    check_inputs_do_not_overlap(s)?;
+    check_crops_outside_inputs(s)?;
     if s.batch_size == 0 || s.checkpoint_rows == 0 {
         return Err(Error::InvalidOption(
             "--batch-size and --checkpoint-rows must be at least 1".into(),
@@ -66,6 +68,54 @@ pub(crate) fn preflight(s: &ClassifySettings) -> Result<()> {
     Ok(())
 }
 
+/// A folder and a file or folder inside it would be walked twice: refused, naming both.
+/// (The same input given twice is dropped before this, see `resume::normalised`.)
+fn check_inputs_do_not_overlap(s: &ClassifySettings) -> Result<()> {
+    let abs: Vec<Option<std::path::PathBuf>> = s
+        .inputs
+        .iter()
+        .map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    for (i, a) in abs.iter().enumerate() {
+        for (j, b) in abs.iter().enumerate() {
+            let (Some(a), Some(b)) = (a, b) else {
+                continue;
+            };
+            if i != j && a != b && b.is_dir() && a.starts_with(b) {
+                return Err(Error::InvalidOption(format!(
+                    "input {} lies inside input {}: its images would be classified twice; pass only {}",
+                    s.inputs[i].display(),
+                    s.inputs[j].display(),
+                    s.inputs[j].display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--save-crops` inside an input folder would feed the run's own crops to this and every
+/// later run: refused, as `--out` is.
+fn check_crops_outside_inputs(s: &ClassifySettings) -> Result<()> {
+    let Some(crops) = &s.save_crops else {
+        return Ok(());
+    };
+    let crops_abs = absolute(crops);
+    for input in &s.inputs {
+        let Ok(input_abs) = std::fs::canonicalize(input) else {
+            continue;
+        };
+        if input_abs.is_dir() && crops_abs.starts_with(&input_abs) {
+            return Err(Error::InvalidOption(format!(
+                "--save-crops {} lies inside the input folder {}: its crops would be classified as new images; name a folder outside the inputs",
+                crops.display(),
+                input.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `--out` never replaces an input, an image inside an input folder, or any file that is
 /// not an earlier facebatch output.
 fn check_out_is_safe(s: &ClassifySettings, dir: &Path) -> Result<()> {
@@ -99,4 +149,26 @@ fn check_out_is_safe(s: &ClassifySettings, dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `p` made absolute through its longest existing ancestor (links resolved), with the
+/// components that do not exist yet appended: where a folder about to be created will be.
+fn absolute(p: &Path) -> std::path::PathBuf {
+    let p = crate::fsutil::lexically_normal(
+        &std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()),
+    );
+    let mut rest = Vec::new();
+    let mut cur = p.as_path();
+    loop {
+        if let Ok(found) = std::fs::canonicalize(cur) {
+            return rest.iter().rev().fold(found, |acc, c| acc.join(c));
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                cur = parent;
+            }
+            _ => return p.clone(),
+        }
+    }
 }
