@@ -100,7 +100,7 @@ fn check_crops_outside_inputs(s: &ClassifySettings) -> Result<()> {
     let Some(crops) = &s.save_crops else {
         return Ok(());
     };
-    let crops_abs = absolute(crops);
+    let crops_abs = crate::fsutil::resolved(crops);
     for input in &s.inputs {
         let Ok(input_abs) = std::fs::canonicalize(input) else {
             continue;
@@ -149,26 +149,4 @@ fn check_out_is_safe(s: &ClassifySettings, dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `p` made absolute through its longest existing ancestor (links resolved), with the
-/// components that do not exist yet appended: where a folder about to be created will be.
-fn absolute(p: &Path) -> std::path::PathBuf {
-    let p = crate::fsutil::lexically_normal(
-        &std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()),
-    );
-    let mut rest = Vec::new();
-    let mut cur = p.as_path();
-    loop {
-        if let Ok(found) = std::fs::canonicalize(cur) {
-            return rest.iter().rev().fold(found, |acc, c| acc.join(c));
-        }
-        match (cur.parent(), cur.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                cur = parent;
-            }
-            _ => return p.clone(),
-        }
-    }
 }
