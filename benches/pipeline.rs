@@ -165,7 +165,8 @@ fn parquet(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(rows.len() as u64));
     group.bench_function("write_10000_rows", |b| {
-        let mut w = PartWriter::open(dir.path().join("parts"), Columns::plain(&labels)).unwrap();
+        let mut w =
+            PartWriter::open(dir.path().join("parts"), Columns::plain(&labels), "bench").unwrap();
         b.iter(|| w.write(&rows, None).unwrap())
     });
     group.finish();

@@ -2,6 +2,8 @@
 # Makes the default model shipped in models/ from the shared data. Run by hand; CI never
 # runs it. Checkpoints are written after every epoch; re-running with --resume continues an
 # interrupted training stage (and, when every epoch of it is done, re-exports its best epoch).
+# train and ensemble never write over an existing model folder: to make a version again,
+# remove models/facebatch-gender/$TARGET (and, for v4, target/train-default/stage1) first.
 #
 #   scripts/train-default.sh                    # v5, the default (TARGET=v5)
 #   TARGET=v4 scripts/train-default.sh [extra facebatch train flags, e.g. --resume]

@@ -85,6 +85,13 @@ pub enum Error {
     },
     #[error("output: {0}")]
     Output(String),
+    /// A report's input lacks a column the report reads, or holds one of a type it cannot
+    /// read: `problems` names each such column and what it must hold.
+    #[error(
+        "{} cannot be reported: {problems}. The columns `facebatch report` reads: docs/output-schema.md",
+        .path.display()
+    )]
+    ReportColumns { path: PathBuf, problems: String },
     #[error("{context}: {source}")]
     Parquet {
         context: String,

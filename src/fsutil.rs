@@ -211,3 +211,274 @@ pub fn lexically_normal(p: &Path) -> PathBuf {
     }
     out
 }
+
+// The output rule: what every command that writes a file or fills a folder checks before
+// any work (eval `--predictions` and `--reliability`, report, train, visualize, setup
+// `--bundle`; classify's `--out` follows the same rule in its preflight).
+
+/// What a command writes at an output path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutKind {
+    /// One file, written whole (replaced when it exists and is the command's own).
+    File,
+    /// A folder the command creates or fills (an empty one, or its own earlier output).
+    Folder,
+}
+
+impl OutKind {
+    fn noun(self) -> &'static str {
+        match self {
+            OutKind::File => "file",
+            OutKind::Folder => "folder",
+        }
+    }
+}
+
+/// One output of a command, as [`check_out_is_safe`] checks it.
+pub struct OutCheck<'a> {
+    /// The option that names it (`--predictions`, `--out`, `--bundle`), for the message.
+    pub flag: &'a str,
+    pub path: &'a Path,
+    pub kind: OutKind,
+    /// Whether an existing `path` is this command's own earlier output, which it may
+    /// replace (or write into). Not asked for a missing path, nor for a folder that holds
+    /// no files.
+    pub is_own: &'a dyn Fn(&Path) -> bool,
+    /// What `is_own` accepts, for the message: "an earlier `eval --predictions` file".
+    pub own: &'a str,
+}
+
+/// The rule every output follows: it never replaces one of the command's inputs (a file it
+/// reads, a folder it reads from, an image a manifest lists; the same file through another
+/// name or a link counts), a file with an image's extension never lands inside an input
+/// folder (nor does an output folder: a later run over that folder would read what it
+/// holds), and an existing file or folder is replaced only when it is this command's own
+/// earlier output (`is_own`; an empty folder is always fine). `InvalidOption` otherwise,
+/// naming the option, the path and the input.
+pub fn check_out_is_safe<'p>(
+    out: &OutCheck<'_>,
+    inputs: impl IntoIterator<Item = &'p Path>,
+) -> Result<()> {
+    let (flag, path, noun) = (out.flag, out.path, out.kind.noun());
+    let refuse = |why: String| {
+        Err(Error::InvalidOption(format!(
+            "{flag} {}{why}",
+            path.display()
+        )))
+    };
+    let existing = std::fs::metadata(path).ok();
+    let resolved = resolved(path);
+    for input in inputs {
+        let Ok(input_meta) = std::fs::metadata(input) else {
+            continue;
+        };
+        if existing
+            .as_ref()
+            .is_some_and(|m| same_file(m, &input_meta, path, input))
+        {
+            return refuse(format!(
+                " is one of the inputs ({}); facebatch never replaces what it reads: name a new {noun}",
+                input.display()
+            ));
+        }
+        if !input_meta.is_dir() {
+            continue;
+        }
+        let Ok(input_abs) = std::fs::canonicalize(input) else {
+            continue;
+        };
+        let inside = resolved != input_abs && resolved.starts_with(&input_abs);
+        let read_later = match out.kind {
+            OutKind::Folder => true,
+            OutKind::File => crate::labelled::has_image_extension(path),
+        };
+        if inside && read_later {
+            let what = match out.kind {
+                OutKind::Folder => "a folder",
+                OutKind::File => "a file with an image extension",
+            };
+            return refuse(format!(
+                " lies inside the input folder {}: {what} there would be read as input by the next run; name a {noun} outside the inputs",
+                input.display()
+            ));
+        }
+    }
+    let Some(meta) = existing else {
+        return Ok(());
+    };
+    match out.kind {
+        OutKind::File if meta.is_dir() => {
+            return refuse(" is a folder; name a file".to_string());
+        }
+        OutKind::Folder if !meta.is_dir() => {
+            return refuse(" exists and is not a folder; name a folder".to_string());
+        }
+        OutKind::Folder if holds_no_files(path) => return Ok(()),
+        _ => {}
+    }
+    if (out.is_own)(path) {
+        return Ok(());
+    }
+    refuse(format!(
+        " exists and is not {}; refusing to replace it (move it away, or name a new {noun})",
+        out.own
+    ))
+}
+
+/// True when `a` (the metadata of `a_path`) and `b` (of `b_path`) are one file: the same
+/// inode (a hard link, a symbolic link, another spelling of the path).
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata, a_path: &Path, b_path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let _ = (a_path, b_path);
+        a.dev() == b.dev() && a.ino() == b.ino()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        match (std::fs::canonicalize(a_path), std::fs::canonicalize(b_path)) {
+            (Ok(x), Ok(y)) => x == y,
+            _ => false,
+        }
+    }
+}
+
+/// True when the folder holds no file at any depth (nothing, or only empty folders, as a
+/// run that failed early leaves them). An unreadable folder counts as holding files.
+pub fn holds_no_files(dir: &Path) -> bool {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .all(|e| e.is_ok_and(|e| e.file_type().is_dir()))
+}
+
+/// `p` made absolute through its longest existing ancestor (links resolved), with the
+/// components that do not exist yet appended: where a file or folder about to be created
+/// will be.
+pub fn resolved(p: &Path) -> PathBuf {
+    let p = lexically_normal(&std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()));
+    let mut rest = Vec::new();
+    let mut cur = p.as_path();
+    loop {
+        if let Ok(found) = std::fs::canonicalize(cur) {
+            return rest.iter().rev().fold(found, |acc, c| acc.join(c));
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                cur = parent;
+            }
+            _ => return p.clone(),
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod out_tests {
+    use super::*;
+
+    fn check(path: &Path, kind: OutKind, inputs: &[&Path], own: bool) -> Result<()> {
+        check_out_is_safe(
+            &OutCheck {
+                flag: "--out",
+                path,
+                kind,
+                is_own: &|_| own,
+                own: "an earlier output",
+            },
+            inputs.iter().copied(),
+        )
+    }
+
+    fn refused(r: Result<()>, needle: &str) {
+        match r {
+            Err(Error::InvalidOption(m)) => assert!(m.contains(needle), "{m}"),
+            other => panic!("expected a refusal naming {needle:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_output_never_replaces_an_input() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(data.join("female")).unwrap();
+        let img = data.join("female/a.jpg");
+        std::fs::write(&img, b"x").unwrap();
+        let csv = tmp.path().join("m.csv");
+        std::fs::write(&csv, b"path,label\n").unwrap();
+        // The input itself, through another spelling, a symbolic link or a hard link.
+        refused(
+            check(&csv, OutKind::File, &[&csv], true),
+            "is one of the inputs",
+        );
+        let spelled = tmp.path().join("data/../m.csv");
+        refused(
+            check(&spelled, OutKind::File, &[&csv], true),
+            "is one of the inputs",
+        );
+        let link = tmp.path().join("link.csv");
+        std::os::unix::fs::symlink(&csv, &link).unwrap();
+        refused(
+            check(&link, OutKind::File, &[&csv], true),
+            "is one of the inputs",
+        );
+        let hard = tmp.path().join("hard.csv");
+        std::fs::hard_link(&csv, &hard).unwrap();
+        refused(
+            check(&hard, OutKind::File, &[&csv], true),
+            "is one of the inputs",
+        );
+        // An image a manifest lists, and an input folder as an output folder.
+        refused(
+            check(&img, OutKind::File, &[&csv, &img], true),
+            "is one of the inputs",
+        );
+        refused(
+            check(&data, OutKind::Folder, &[&data], true),
+            "is one of the inputs",
+        );
+        // Inside an input folder: an image-named file or a folder, not a Parquet file.
+        refused(
+            check(&data.join("new.png"), OutKind::File, &[&data], true),
+            "inside the input folder",
+        );
+        refused(
+            check(&data.join("model"), OutKind::Folder, &[&data], true),
+            "inside the input folder",
+        );
+        check(&data.join("p.parquet"), OutKind::File, &[&data], false).unwrap();
+        // Outside the inputs: new paths are fine.
+        check(
+            &tmp.path().join("p.parquet"),
+            OutKind::File,
+            &[&data, &csv],
+            false,
+        )
+        .unwrap();
+        check(&tmp.path().join("new"), OutKind::Folder, &[&data], false).unwrap();
+    }
+
+    #[test]
+    fn an_existing_output_is_replaced_only_when_it_is_the_commands_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("p.parquet");
+        std::fs::write(&file, b"x").unwrap();
+        refused(
+            check(&file, OutKind::File, &[], false),
+            "exists and is not an earlier output",
+        );
+        check(&file, OutKind::File, &[], true).unwrap();
+        refused(check(tmp.path(), OutKind::File, &[], true), "is a folder");
+        refused(check(&file, OutKind::Folder, &[], true), "is not a folder");
+        // A folder that holds only empty folders is as good as a new one.
+        let dir = tmp.path().join("d");
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        check(&dir, OutKind::Folder, &[], false).unwrap();
+        std::fs::write(dir.join("a/b/f"), b"x").unwrap();
+        refused(
+            check(&dir, OutKind::Folder, &[], false),
+            "refusing to replace it",
+        );
+        check(&dir, OutKind::Folder, &[], true).unwrap();
+    }
+}

@@ -79,9 +79,17 @@ pub struct Job {
     /// without the keys the job sets itself or that apply to the whole process. The binary
     /// deserialises it into the same options struct that `facebatch classify` fills.
     pub classify: toml::Table,
+    /// The job file's folder, absolute: what relative paths in the file are relative to.
+    pub base: PathBuf,
 }
 
 impl Job {
+    /// A path from the job file (`[classify]`'s `save_crops`, `detector`, `ort_lib`, ...)
+    /// resolved as `inputs` and `output` are: relative to the job file's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        crate::fsutil::lexically_normal(&self.base.join(p))
+    }
+
     pub fn load(file: &Path) -> Result<Job> {
         let invalid = |reason: String| Error::JobFile {
             path: file.to_path_buf(),
@@ -132,6 +140,7 @@ impl Job {
                 .into_iter()
                 .map(|(k, v)| (k.replace('-', "_"), v))
                 .collect(),
+            base,
         })
     }
 

@@ -456,3 +456,147 @@ fn a_resumed_or_sharded_job_run_indexes_every_file_it_classified() {
     indexed.sort();
     assert_eq!(indexed, all);
 }
+
+/// The provisioned face detector's file, from `facebatch setup`.
+fn provisioned_detector() -> PathBuf {
+    let o = run(facebatch().arg("setup"));
+    assert_code(&o, 0);
+    let line = stdout(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("face detector: ").map(str::to_string))
+        .expect("setup names the detector");
+    PathBuf::from(line.trim())
+}
+
+/// A job file in `dir` with the given `model` and `[classify]` lines.
+fn job_with(dir: &Path, inputs: &str, model: &Path, classify: &str) -> PathBuf {
+    let file = dir.join("job.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"test\"\ninputs = [{inputs}]\noutput = \"labels\"\nmodel = {:?}\n\
+             [classify]\nthreads = 1\nbatch_size = 8\n{classify}\n",
+            model.display().to_string(),
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// Regression (issue 29, hole 3): `save_crops`, `detector` and `ort_lib` in a job's
+/// `[classify]` were resolved from the current folder, not from the job file as `inputs`
+/// and `output` are: crops landed in the caller's folder, and `detector = "det.onnx"`
+/// failed unless run from the job's folder.
+#[test]
+fn paths_in_a_jobs_classify_table_are_relative_to_the_job_file() {
+    let (tmp, photos, _) = temp_corpus(3);
+    let jobdir = tmp.path().join("job");
+    std::fs::create_dir_all(&jobdir).unwrap();
+    std::fs::copy(provisioned_detector(), jobdir.join("det.onnx")).unwrap();
+    let job = job_with(
+        &jobdir,
+        &format!("{:?}", photos.display().to_string()),
+        &repo().join("models/facebatch-gender/v4"),
+        "faces = \"auto\"\nsave_crops = \"crops\"\ndetector = \"det.onnx\"",
+    );
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let o = run(job_cmd(&job, "2026-01-01").current_dir(&elsewhere));
+    assert_code(&o, 0);
+    assert!(jobdir.join("crops").is_dir(), "crops beside the job file");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing in the caller's folder"
+    );
+}
+
+/// Regression (issue 29, holes 5 and 9): a model that failed on every image still
+/// published the partition and its index, so once a good model was installed the next run
+/// said "3 unchanged" and never classified them; a job that failed on a missing input left
+/// an empty `dt=` folder.
+#[test]
+fn a_job_whose_model_fails_on_every_image_publishes_nothing_and_a_failed_job_leaves_no_partition() {
+    let (tmp, photos, expected) = temp_corpus(3);
+    // A card whose network loads but fails on every batch (tests/fixtures).
+    let model = tmp.path().join("broken/v1");
+    std::fs::create_dir_all(&model).unwrap();
+    let onnx = std::fs::read(repo().join("tests/fixtures/fails-at-inference.onnx")).unwrap();
+    std::fs::write(model.join("model.onnx"), &onnx).unwrap();
+    let mut card = read_json(&default_model().join("card.json"));
+    card["onnx"] = serde_json::json!({
+        "file": "model.onnx",
+        "sha256": facebatch::fsutil::sha256_hex(&onnx),
+        "bytes": onnx.len(),
+    });
+    card["outputs"] = serde_json::json!([{"name": "probs", "shape": ["batch", 2], "description": "class probabilities"}]);
+    card.as_object_mut().unwrap().remove("int8");
+    std::fs::write(model.join("card.json"), card.to_string()).unwrap();
+    let inputs = format!("{:?}", photos.display().to_string());
+    let job = job_with(tmp.path(), &inputs, &model, "faces = \"whole\"");
+    let o = run_job(&job, "2026-01-01");
+    assert_fatal(&o, "inference failed on every one of the 3 images");
+    let partition = tmp.path().join("labels/dt=2026-01-01");
+    assert!(
+        !partition.join("_SUCCESS-00000-of-00001.json").exists(),
+        "no marker"
+    );
+    assert!(
+        !partition.join("part-00000-of-00001.parquet").exists(),
+        "no part"
+    );
+    // With a working model, the same day classifies every image.
+    let job = job_with(tmp.path(), &inputs, &default_model(), "faces = \"whole\"");
+    let o = run_job(&job, "2026-01-01");
+    assert_code(&o, 0);
+    let part = partition.join("part-00000-of-00001.parquet");
+    let mut got: Vec<String> = path_faces(&part).into_iter().map(|(p, _)| p).collect();
+    got.sort();
+    assert_eq!(got, expected);
+    // A missing input: exit 2 and no partition folder.
+    let missing = format!("{:?}", tmp.path().join("missing").display().to_string());
+    let job = job_with(tmp.path(), &missing, &default_model(), "faces = \"whole\"");
+    let o = run_job(&job, "2026-01-02");
+    assert_fatal(&o, "does not exist");
+    assert!(!tmp.path().join("labels/dt=2026-01-02").exists());
+}
+
+/// Issue 29: a crash at every step of a job run's clean-up (inside the deletion of the
+/// staged parts included), then the same job again: every image exactly once, and the
+/// marker counts what the part holds.
+#[test]
+fn a_crash_at_any_clean_up_step_of_a_job_then_a_rerun_leaves_every_image_exactly_once() {
+    let (tmp, photos, expected) = temp_corpus(30);
+    for point in [
+        "cleanup-parts",
+        "cleanup-part@2",
+        "cleanup-run",
+        "cleanup-commit",
+        "cleanup-dir",
+        "dataset-publish",
+    ] {
+        let dir = tmp.path().join(point.replace('@', "-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let job = job_with(
+            &dir,
+            &format!("{:?}", photos.display().to_string()),
+            &default_model(),
+            "faces = \"whole\"\ncheckpoint_rows = 10",
+        );
+        let o =
+            run(job_cmd(&job, "2026-01-01").env("FACEBATCH_FAILPOINT", format!("{point}=crash")));
+        assert_ne!(o.status.code(), Some(0), "{point}: the crash");
+        let o = run_job(&job, "2026-01-01");
+        assert_code(&o, 0);
+        let partition = dir.join("labels/dt=2026-01-01");
+        let part = partition.join("part-00000-of-00001.parquet");
+        let keys = path_faces(&part);
+        let unique: std::collections::BTreeSet<_> = keys.iter().cloned().collect();
+        assert_eq!(keys.len(), unique.len(), "{point}: no row twice");
+        let mut got: Vec<String> = unique.into_iter().map(|(p, _)| p).collect();
+        got.sort();
+        assert_eq!(got, expected, "{point}");
+        let marker = read_json(&partition.join("_SUCCESS-00000-of-00001.json"));
+        assert_eq!(marker["rows"], expected.len(), "{point}: marker");
+    }
+}

@@ -19,7 +19,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use arrow::array::StringArray;
+use arrow::array::{Float32Array, RecordBatch, StringArray};
 use common::*;
 use serde_json::{Value, json};
 
@@ -179,6 +179,13 @@ impl Session {
         image::load_from_memory(&png).unwrap().to_rgb8()
     }
 
+    /// The browser's console since the last call (chromedriver's log endpoint, with
+    /// `goog:loggingPrefs` set): uncaught exceptions and `console.error` are `SEVERE`.
+    fn browser_log(&self) -> Vec<Value> {
+        let v = self.post("/se/log", json!({"type": "browser"}));
+        v.as_array().cloned().unwrap_or_default()
+    }
+
     fn close(self) {
         self.send("DELETE", "", None);
     }
@@ -225,6 +232,32 @@ fn base64_decodes_what_it_should() {
     assert_eq!(base64_decode("aGk="), b"hi");
 }
 
+/// Headless Chromium's capabilities: downloads into `downloads`, and the console kept for
+/// [`Session::browser_log`].
+fn chrome(chromium: &Path, downloads: &Path) -> Value {
+    json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1300,1000"],
+            "prefs": {
+                "download.default_directory": downloads,
+                "download.prompt_for_download": false,
+            },
+        },
+        "goog:loggingPrefs": {"browser": "ALL"},
+    })
+}
+
+/// The JavaScript errors in the browser's console (uncaught exceptions, `console.error`).
+fn js_errors(c: &Session) -> Vec<String> {
+    c.browser_log()
+        .into_iter()
+        .filter(|e| e["level"] == "SEVERE")
+        .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 #[test]
 fn the_report_renders_and_its_corrections_train_a_model() {
     let Some((chromium, chromedriver)) = browser() else {
@@ -262,20 +295,7 @@ fn the_report_renders_and_its_corrections_train_a_model() {
     std::fs::create_dir_all(&downloads).unwrap();
     let (_driver, url) = start_driver(&chromedriver);
     let csv = {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1300,1000"],
-                "prefs": {
-                    "download.default_directory": downloads,
-                    "download.prompt_for_download": false,
-                },
-            }),
-        );
-        let c = Session::new(&url, Value::Object(caps));
+        let c = Session::new(&url, chrome(&chromium, &downloads));
         let page = format!("file://{}", report.join("index.html").display());
 
         // The summary's counts are the Parquet's.
@@ -368,4 +388,125 @@ fn the_report_renders_and_its_corrections_train_a_model() {
         let o = train_from_corrections(&report.join("corrections.csv"), &tmp.path().join("model"));
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     }
+}
+
+/// One `ok` row whose confidence is NaN (another tool's output, a numeric bug) used to
+/// throw in the label gallery (`confidence.toFixed` of null), which then showed no face at
+/// all. Now every face of the label is drawn, the NaN one says "NaN", and the page raised
+/// no JavaScript error.
+#[test]
+fn a_nan_confidence_does_not_blank_the_gallery() {
+    let Some((chromium, chromedriver)) = browser() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    jpeg_corpus(&photos, 6, 1, &sample_face());
+    let out = tmp.path().join("results.parquet");
+    let o = run(&mut classify_default([&photos], &out));
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+    // The same rows, the first ok row's confidence NaN, written as another tool would.
+    let (batches, meta) = read_parquet(&out);
+    let schema = batches[0].schema();
+    let batch = arrow::compute::concat_batches(&schema, &batches).unwrap();
+    let status = col::<StringArray>(&batch, "status");
+    let labels = col::<StringArray>(&batch, "label");
+    let nan_row = (0..batch.num_rows())
+        .find(|&i| status.value(i) == "ok")
+        .expect("an ok row");
+    let label = labels.value(nan_row).to_string();
+    let faces_of_label = (0..batch.num_rows())
+        .filter(|&i| status.value(i) == "ok" && labels.value(i) == label)
+        .count();
+    let conf: Float32Array = col::<Float32Array>(&batch, "confidence")
+        .iter()
+        .enumerate()
+        .map(|(i, v)| if i == nan_row { Some(f32::NAN) } else { v })
+        .collect();
+    let k = schema.index_of("confidence").unwrap();
+    let mut columns = batch.columns().to_vec();
+    columns[k] = std::sync::Arc::new(conf);
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let nan = tmp.path().join("nan.parquet");
+    write_parquet(&nan, &batch, meta);
+
+    let report = tmp.path().join("report");
+    assert_code(&run(&mut report_cmd(&nan, &report)), 0);
+    let (_driver, url) = start_driver(&chromedriver);
+    let c = Session::new(&url, chrome(&chromium, &tmp.path().join("downloads")));
+    let page = format!("file://{}", report.join("index.html").display());
+    let tab = format!("label:{label}");
+    c.goto(&format!("{page}#{}", tab.replace(':', "%3A")));
+    c.wait_until(&format!("return document.body.dataset.tab === {tab:?}"));
+    let cards = c.js("return document.querySelectorAll('#grid .card').length");
+    assert_eq!(
+        cards,
+        json!(faces_of_label),
+        "one card per face labelled {label} in the Parquet"
+    );
+    let broken = c.js("return document.querySelectorAll('#grid .card.broken').length");
+    assert_eq!(broken, json!(0), "every card drawn in full");
+    let text = c.js(&format!(
+        "return document.querySelector('#grid .card[data-id=\"{nan_row}\"] .conf').textContent"
+    ));
+    assert_eq!(text, json!("NaN"), "the NaN is shown as such");
+    // The summary draws too, and no exception was raised anywhere on the way.
+    c.js("window.facebatchReport.show('summary'); return true");
+    c.wait_until("return document.querySelectorAll('#histograms svg').length > 0");
+    let problems = c.js("return window.facebatchReport.problems()");
+    assert_eq!(problems, json!([]), "the page caught no error");
+    let errors = js_errors(&c);
+    assert!(errors.is_empty(), "JavaScript errors: {errors:?}");
+    // The console does see an uncaught exception (so the check above can fail).
+    c.js("setTimeout(() => { throw new Error('probe-exception'); }, 0); return true");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !js_errors(&c).iter().any(|e| e.contains("probe-exception")) {
+        assert!(
+            Instant::now() < deadline,
+            "the browser log shows no uncaught exception"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.close();
+}
+
+/// The page draws each face on its own: a face whose data makes its card throw (forced
+/// here by giving it a member whose probabilities are null) gets a card saying so, and
+/// every other face of the gallery is still drawn.
+#[test]
+fn a_face_that_cannot_be_drawn_does_not_stop_the_others() {
+    let Some((chromium, chromedriver)) = browser() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let photos = tmp.path().join("photos");
+    jpeg_corpus(&photos, 4, 1, &sample_face());
+    let out = tmp.path().join("results.parquet");
+    let o = run(&mut classify_default([&photos], &out));
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+    let report = tmp.path().join("report");
+    assert_code(&run(&mut report_cmd(&out, &report)), 0);
+    let (_driver, url) = start_driver(&chromedriver);
+    let c = Session::new(&url, chrome(&chromium, &tmp.path().join("downloads")));
+    c.goto(&format!("file://{}", report.join("index.html").display()));
+    c.wait_until("return document.body.dataset.tab === 'summary'");
+    let tab = c.js(
+        "const g = Object.keys(window.FACEBATCH_REPORT.galleries).find(k => k.startsWith('label:')); \
+         const id = window.FACEBATCH_REPORT.galleries[g][0]; \
+         window.FACEBATCH_REPORT.rows.find(r => r.id === id).members = { broken: null }; \
+         window.facebatchReport.show(g); return g",
+    );
+    let tab = tab.as_str().unwrap();
+    let cards = c.js("return document.querySelectorAll('#grid .card').length");
+    let expected = c.js(&format!(
+        "return window.FACEBATCH_REPORT.galleries[{tab:?}].length"
+    ));
+    assert_eq!(cards, expected, "every face of {tab} has its card");
+    let broken = c.js("return document.querySelectorAll('#grid .card.broken').length");
+    assert_eq!(broken, json!(1));
+    let problems = c.js("return window.facebatchReport.problems()");
+    assert_eq!(problems.as_array().unwrap().len(), 1, "{problems}");
+    let errors = js_errors(&c);
+    assert!(errors.is_empty(), "no uncaught error: {errors:?}");
+    c.close();
 }

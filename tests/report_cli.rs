@@ -7,7 +7,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
+use arrow::array::{ArrayRef, AsArray, Float32Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Float32Type, Schema, TimeUnit};
 use common::*;
 
 /// The page's data (`data.js` without its assignment).
@@ -294,4 +297,199 @@ fn eval_predictions_report_a_confusion_matrix_with_its_faces() {
             .iter()
             .all(|r| r["truth"].is_string())
     );
+}
+
+/// The columns of a Parquet file, each with its field, as a test changes them.
+type Columns = Vec<(Field, ArrayRef)>;
+
+/// `src` (a classify output) written again to `dst` by arrow's Parquet writer, as another
+/// tool would write it, after `change` altered its columns; the key-value metadata is kept.
+fn rewrite(src: &Path, dst: &Path, change: impl FnOnce(&mut Columns)) {
+    let (batch, meta) = read_rows(src);
+    let mut columns: Columns = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .zip(batch.columns().iter().cloned())
+        .collect();
+    change(&mut columns);
+    let schema = Arc::new(Schema::new(
+        columns.iter().map(|(f, _)| f.clone()).collect::<Vec<_>>(),
+    ));
+    let batch =
+        RecordBatch::try_new(schema, columns.into_iter().map(|(_, c)| c).collect()).unwrap();
+    write_parquet(dst, &batch, meta);
+}
+
+/// Replaces column `name` by `array` (its field keeps the name and takes the array's type).
+fn replace(columns: &mut Columns, name: &str, array: ArrayRef) {
+    let (f, c) = columns
+        .iter_mut()
+        .find(|(f, _)| f.name() == name)
+        .unwrap_or_else(|| panic!("column {name}"));
+    *f = Field::new(name, array.data_type().clone(), true);
+    *c = array;
+}
+
+/// Column `name` cast to `to`.
+fn recast(columns: &mut Columns, name: &str, to: &DataType) {
+    let (_, c) = columns.iter().find(|(f, _)| f.name() == name).unwrap();
+    let cast = arrow::compute::cast(c, to).unwrap();
+    replace(columns, name, cast);
+}
+
+/// A small classify output (four photos of a face) in a temporary folder.
+fn small_run() -> (tempfile::TempDir, std::path::PathBuf) {
+    let (tmp, photos, _) = temp_photos(4, 1, &sample_face());
+    let out = tmp.path().join("results.parquet");
+    classify(&[&photos], &out, &[]);
+    (tmp, out)
+}
+
+/// A report that would show every row under "No face" (no `status`) or every gallery empty
+/// (no `confidence`) is refused up front, naming the column and what it must hold, and
+/// writes nothing.
+#[test]
+fn a_report_without_a_status_or_confidence_column_is_refused_with_exit_2() {
+    let (tmp, out) = small_run();
+    for (column, want) in [("status", "a string"), ("confidence", "a number")] {
+        let bad = tmp.path().join(format!("no-{column}.parquet"));
+        rewrite(&out, &bad, |c| c.retain(|(f, _)| f.name() != column));
+        let report = tmp.path().join(format!("report-{column}"));
+        let o = run(&mut report_cmd(&bad, &report));
+        assert_fatal(
+            &o,
+            &format!("column \"{column}\" is missing, expected {want}"),
+        );
+        assert!(
+            stderr(&o).contains(&bad.display().to_string()),
+            "names the file"
+        );
+        assert!(!report.join("index.html").exists(), "nothing written");
+    }
+}
+
+/// A `confidence` stored as text (a CSV round trip) is refused, not shown as empty
+/// galleries; several bad columns are named in the one message.
+#[test]
+fn a_string_confidence_is_refused_with_exit_2() {
+    let (tmp, out) = small_run();
+    let bad = tmp.path().join("text.parquet");
+    rewrite(&out, &bad, |c| {
+        recast(c, "confidence", &DataType::Utf8);
+        recast(c, "det_score", &DataType::Utf8);
+    });
+    let o = run(&mut report_cmd(&bad, &tmp.path().join("report")));
+    assert_fatal(
+        &o,
+        "column \"confidence\" is Utf8, expected a number (any integer or float type)",
+    );
+    assert!(
+        stderr(&o).contains("column \"det_score\" is Utf8"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// One face whose confidence is NaN: the report is written (exit 0), the face is in its
+/// label's gallery, first (least confident), and `data.js` says "NaN", not null.
+#[test]
+fn a_nan_confidence_is_shown_as_nan_and_exits_0() {
+    let (tmp, out) = small_run();
+    let (b, _) = read_rows(&out);
+    let status = texts(&b, "status");
+    let nan_row = status.iter().position(|s| s == "ok").expect("an ok row");
+    let label = texts(&b, "label")[nan_row].clone();
+    let bad = tmp.path().join("nan.parquet");
+    rewrite(&out, &bad, |c| {
+        let (_, conf) = c.iter().find(|(f, _)| f.name() == "confidence").unwrap();
+        let conf: Float32Array = conf
+            .as_primitive::<Float32Type>()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i == nan_row { Some(f32::NAN) } else { v })
+            .collect();
+        replace(c, "confidence", Arc::new(conf));
+    });
+    let report = tmp.path().join("report");
+    let o = run(&mut report_cmd(&bad, &report));
+    assert_code(&o, 0);
+    let data = page_data(&report);
+    let row = data["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == nan_row as u64)
+        .expect("the NaN face is shown");
+    assert_eq!(row["confidence"], "NaN", "{row}");
+    let gallery = data["galleries"][format!("label:{label}")]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        gallery[0], nan_row as u64,
+        "least confident first: {gallery:?}"
+    );
+    let ok = status.iter().filter(|s| *s == "ok").count() as u64;
+    assert_eq!(data["summary"]["by_status"]["ok"], ok);
+}
+
+/// What pandas, polars or DuckDB write for the same data (float64 probabilities, int64
+/// indices and sizes, large strings) reports the same as facebatch's own types.
+#[test]
+fn float64_int64_and_large_string_columns_from_other_tools_are_accepted() {
+    let (tmp, out) = small_run();
+    let (b, _) = read_rows(&out);
+    let other = tmp.path().join("other.parquet");
+    rewrite(&out, &other, |c| {
+        let names: Vec<String> = c.iter().map(|(f, _)| f.name().clone()).collect();
+        for n in &names {
+            let to = match n.as_str() {
+                "confidence" | "det_score" => DataType::Float64,
+                n if n.starts_with("p_") || n.starts_with("box_") => DataType::Float64,
+                "face_index" | "width" | "height" | "bytes" => DataType::Int64,
+                "root" | "path" | "status" | "label" | "error" | "error_kind" | "crop" => {
+                    DataType::LargeUtf8
+                }
+                "modified" => DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+                "landmarks" => {
+                    DataType::List(Arc::new(Field::new("item", DataType::Float64, true)))
+                }
+                _ => continue,
+            };
+            recast(c, n, &to);
+        }
+    });
+    let (theirs_dir, mine_dir) = (tmp.path().join("theirs"), tmp.path().join("mine"));
+    assert_code(&run(&mut report_cmd(&other, &theirs_dir)), 0);
+    assert_code(&run(&mut report_cmd(&out, &mine_dir)), 0);
+    let (theirs, mine) = (page_data(&theirs_dir), page_data(&mine_dir));
+    assert_eq!(theirs["summary"], mine["summary"]);
+    assert_eq!(theirs["galleries"], mine["galleries"]);
+    let conf = f32s(&b, "confidence");
+    for r in theirs["rows"].as_array().unwrap() {
+        let id = r["id"].as_u64().unwrap() as usize;
+        assert_eq!(r["thumb"], "ok", "{r}");
+        if let Some(c) = conf[id] {
+            assert!(
+                (r["confidence"].as_f64().unwrap() - c as f64).abs() < 1e-6,
+                "{r}"
+            );
+        }
+        let want = mine["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == r["id"])
+            .unwrap();
+        assert_eq!(r["path"], want["path"]);
+        assert_eq!(r["face_index"], want["face_index"]);
+        assert_eq!(r["box"], want["box"]);
+        // The same crop, cut with the same landmarks; the photo found unchanged by its
+        // size and (nanosecond) time.
+        if r["status"] == "ok" {
+            let face = |dir: &Path| std::fs::read(dir.join(format!("faces/{id}.png"))).unwrap();
+            assert_eq!(face(&theirs_dir), face(&mine_dir), "face {id}");
+        }
+    }
 }

@@ -4,6 +4,40 @@
   "use strict";
   const D = window.FACEBATCH_REPORT;
   const PAGE = 60;
+  // What went wrong while drawing (a face that could not be drawn, a page that failed):
+  // shown where it happened and kept here, so one bad value never blanks the page.
+  const problems = [];
+  const problem = (what, e) => {
+    const text = what + ": " + (e && e.message ? e.message : String(e));
+    problems.push(text);
+    console.warn("facebatch report: " + text);
+    return text;
+  };
+
+  // ---- numbers ----------------------------------------------------------------------
+  // data.js writes NaN and the infinities as the strings "NaN", "Infinity", "-Infinity"
+  // (JSON has no such numbers) and a missing value as null.
+  const num = (v) => (v === null || v === undefined ? null : typeof v === "number" ? v : Number(v));
+  const fmt = (v, digits) => {
+    const x = num(v);
+    if (x === null) return "\u2013";
+    if (Number.isNaN(x)) return "NaN";
+    if (x === Infinity) return "\u221e";
+    if (x === -Infinity) return "\u2212\u221e";
+    return x.toFixed(digits);
+  };
+  const nums = (a) => (Array.isArray(a) ? a.map(num) : null);
+  for (const r of D.rows) {
+    try {
+      r.confidence = num(r.confidence);
+      r.det_score = num(r.det_score);
+      r.box = nums(r.box);
+      r.landmarks = nums(r.landmarks);
+      r.probs = nums(r.probs) || [];
+      if (r.members) for (const m of Object.keys(r.members)) r.members[m] = nums(r.members[m]) || [];
+      if (!r.groups) r.groups = {};
+    } catch (e) { problem("row " + (r && r.id), e); }
+  }
   const rows = new Map(D.rows.map((r) => [r.id, r]));
   const storeKey = "facebatch-report:" + (D.metadata["facebatch.run_id"] || D.input);
   let choices = {};
@@ -62,7 +96,8 @@
     return ids.map((id) => rows.get(id)).filter((r) => r
       && (!path || r.path.toLowerCase().includes(path))
       && (!label || r.label === label || r.truth === label)
-      && (r.confidence === null || r.confidence === undefined || (r.confidence >= lo && r.confidence <= hi))
+      // A face without a confidence, or with one that is not a number, is always shown.
+      && (!Number.isFinite(r.confidence) || (r.confidence >= lo && r.confidence <= hi))
       && (!g || (r.groups[g] || "").toLowerCase().includes(gv)));
   }
 
@@ -79,10 +114,10 @@
       thumbs.append(el("div", { class: "missing" }, why));
     }
     const pred = r.status === "ok"
-      ? el("div", { class: "pred" }, r.label + " ", el("span", { class: "conf" }, r.confidence.toFixed(3)),
+      ? el("div", { class: "pred" }, (r.label ?? "\u2013") + " ", el("span", { class: "conf" }, fmt(r.confidence, 3)),
         r.truth ? el("span", { class: "truth" }, r.truth === r.label ? "" : "  (true: " + r.truth + ")") : "",
         r.members ? el("div", { class: "members" }, Object.entries(r.members).map(([m, p]) =>
-          m + " " + D.labels.map((l, k) => l + " " + p[k].toFixed(2)).join(" ")).join("; ")) : "")
+          m + " " + D.labels.map((l, k) => l + " " + fmt(p[k], 2)).join(" ")).join("; ")) : "")
       : el("div", { class: "error" }, r.status === "error" ? (r.error || "error") : "no face found");
     const buttons = el("div", { class: "buttons" });
     if (r.status === "ok") {
@@ -97,6 +132,20 @@
       thumbs,
       el("div", { class: "path", title: r.path }, r.path + (r.face_index !== null && r.face_index !== undefined ? "  face " + r.face_index : "")),
       pred, buttons);
+  }
+
+  // A card, or in its place a card saying why this face could not be drawn: an exception in
+  // one face never stops the others.
+  function safeCard(r, i) {
+    try {
+      return card(r, i);
+    } catch (e) {
+      const why = problem("face " + r.id + " (" + r.path + ")", e);
+      return el("div", { class: "card broken", tabindex: "0", "data-id": r.id, "data-index": i,
+        onfocus: () => { state.focus = i; } },
+        el("div", { class: "path", title: String(r.path) }, String(r.path)),
+        el("div", { class: "error" }, "this face could not be drawn: " + why));
+    }
   }
 
   function choose(id, name) {
@@ -118,7 +167,7 @@
       ? el("p", {}, "Least confident first, then a random sample of the rest.")
       : key === "near" ? el("p", {}, "Faces whose two most likely labels are within 0.2 of each other, closest first.")
       : key === "disagree" ? el("p", {}, "Faces where two of the ensemble's networks differ by 0.2 or more in a label's probability, furthest apart first.") : "";
-    return [note, el("div", { class: "grid", id: "grid" }, slice.map(card))];
+    return [note, el("div", { class: "grid", id: "grid" }, slice.map(safeCard))];
   }
 
   function galleryTotal(key) {
@@ -283,7 +332,7 @@
       const r = rows.get(Number(id));
       if (!r || name === "skip" || r.thumb !== "ok") continue;
       lines.push([D.crops_dir + "/" + r.id + ".png", name, r.path, r.face_index,
-        r.box ? r.box.map((v) => v.toFixed(1)).join(" ") : "", r.label, r.confidence, "true"].map(csvCell).join(","));
+        r.box ? r.box.map((v) => fmt(v, 1)).join(" ") : "", r.label, r.confidence, "true"].map(csvCell).join(","));
     }
     return lines.join("\n") + "\n";
   }
@@ -329,13 +378,17 @@
     const galleryTab = state.tab !== "summary" && state.tab !== "eval";
     $("filters").hidden = !galleryTab;
     const view = $("view");
-    if (state.tab === "summary") view.replaceChildren(...summary());
-    else if (state.tab === "eval") view.replaceChildren(...evaluation());
-    else view.replaceChildren(...gallery(state.tab).filter((x) => x));
+    try {
+      if (state.tab === "summary") view.replaceChildren(...summary());
+      else if (state.tab === "eval") view.replaceChildren(...evaluation());
+      else view.replaceChildren(...gallery(state.tab).filter((x) => x));
+    } catch (e) {
+      view.replaceChildren(el("p", { class: "error" }, "This page could not be drawn: " + problem("page " + state.tab, e)));
+    }
     document.body.dataset.tab = state.tab;
   }
 
-  window.facebatchReport = { show, correctionsCsv, choices: () => choices };
+  window.facebatchReport = { show, correctionsCsv, choices: () => choices, problems: () => problems.slice() };
   // A page can be linked to: index.html#label:female opens that gallery, and the browser's
   // back and forward buttons move between the pages seen.
   function fromHash() {

@@ -203,9 +203,33 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
     if settings.resume {
         tracing::info!(shard = %shard, "resuming this shard's unfinished earlier attempt");
     }
-    let mut summary = super::pipeline::run(&settings, cancel)?;
+    let mut summary = match super::pipeline::run(&settings, cancel) {
+        Ok(summary) => summary,
+        Err(e) => {
+            // Left only when it holds something to resume.
+            let _ = std::fs::remove_dir(staging);
+            return Err(e);
+        }
+    };
     if summary.interrupted {
         return Ok(Outcome::Ran(summary));
+    }
+    if summary.model_errors > 0 && summary.model_errors == summary.output.rows {
+        // Every row failed from the model, not the images: publishing would mark every
+        // file as done, and a later run with a working model would skip them.
+        let first = summary
+            .failed
+            .first()
+            .map(|f| f.error.clone())
+            .unwrap_or_default();
+        discard_staged(&paths)?;
+        return Err(Error::InvalidModel {
+            path: s.model.clone(),
+            reason: format!(
+                "inference failed on every one of the {} images ({first}); nothing was published, so the next run classifies them again",
+                summary.files
+            ),
+        });
     }
     let run_id = output::read_metadata(&paths.staged)?
         .get(output::meta::RUN_ID)
@@ -221,6 +245,22 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
     let _ = std::fs::remove_dir(staging);
     summary.out = paths.part;
     Ok(Outcome::Ran(summary))
+}
+
+/// Removes what this shard's attempts staged (the staged output, its parts, statistics and
+/// index), so the next run starts afresh.
+fn discard_staged(paths: &DatasetPaths) -> Result<()> {
+    let parts = output::parts_dir(&paths.staged);
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::from(e)),
+        _ => Ok(()),
+    };
+    gone(fs_err::remove_dir_all(&parts))?;
+    gone(fs_err::remove_file(&paths.staged))?;
+    gone(fs_err::remove_file(output::stats_path(&paths.staged)))?;
+    remove_staged_index(paths)?;
+    let _ = std::fs::remove_dir(paths.staged.parent().unwrap_or(Path::new(".")));
+    Ok(())
 }
 
 fn publish_record(paths: &DatasetPaths) -> PathBuf {

@@ -246,6 +246,10 @@ pub struct Summary {
     pub files: u64,
     pub ok: u64,
     pub errors: u64,
+    /// Error rows of this invocation whose cause is the model (inference failed), not the
+    /// image: a run in which every row is one did not classify anything.
+    #[serde(skip)]
+    pub model_errors: u64,
     /// Rows for images in which no face was found.
     pub no_face: u64,
     /// Files skipped because an earlier run already wrote them (`--resume`).

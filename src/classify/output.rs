@@ -50,6 +50,10 @@ pub mod meta {
     pub const FACES: &str = "facebatch.faces";
     /// Names the merge that wrote the file: the commit point of a run (see `staging`).
     pub const MERGE_ID: &str = "facebatch.merge_id";
+    /// The parts folder a file was merged from (its `run.json` `parts_id`), and on each
+    /// part the folder it belongs to.
+    pub const MERGED_PARTS: &str = "facebatch.merged_parts";
+    pub const PARTS_ID: &str = "facebatch.parts_id";
     /// The run's feature statistics, so the `.features.json` file can be rewritten.
     pub const FEATURE_STATS: &str = "facebatch.feature_stats";
 }
@@ -330,20 +334,34 @@ pub struct PartWriter {
     next: usize,
     schema: SchemaRef,
     columns: Columns,
+    parts_id: String,
 }
 
 impl PartWriter {
-    /// Opens the parts directory (creating it), numbering after any existing parts.
-    pub fn open(dir: PathBuf, columns: Columns) -> Result<Self> {
+    /// Opens the parts directory (creating it), numbering after the highest existing part
+    /// (so no part is ever replaced, whatever is missing); each part records `parts_id`.
+    pub fn open(dir: PathBuf, columns: Columns, parts_id: &str) -> Result<Self> {
         let schema = schema(&columns);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let next = list_parts(&dir)?.len() + 1;
+        let next = list_parts(&dir)?
+            .iter()
+            .filter_map(|p| {
+                let name = p.file_name()?.to_str()?;
+                name.strip_prefix("part-")?
+                    .strip_suffix(".parquet")?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0)
+            + 1;
         Ok(PartWriter {
             dir,
             next,
             schema,
             columns,
+            parts_id: parts_id.to_string(),
         })
     }
 
@@ -355,7 +373,10 @@ impl PartWriter {
         let batch = record_batch(&self.schema, &self.columns, rows)?;
         let final_path = self.dir.join(format!("part-{:06}.parquet", self.next));
         let tmp = self.dir.join(format!(".part-{:06}.parquet.tmp", self.next));
-        let mut metadata = Vec::new();
+        let mut metadata = vec![KeyValue::new(
+            meta::PARTS_ID.to_string(),
+            self.parts_id.clone(),
+        )];
         if let Some(s) = stats {
             metadata.push(KeyValue::new(
                 "facebatch.part_feature_stats".to_string(),

@@ -67,8 +67,11 @@ fn open(s: &ClassifySettings) -> Result<(Opened, output::PartWriter, FaceFinder)
         intra_threads: 1,
         ..s.session.clone()
     };
-    let finder =
-        FaceFinder::for_model(card.faces(), &s.faces, &detector_session, s.threads.max(1))?;
+    // One detector session per core at most: the locate threads share them (more would only
+    // add each session's working memory, docs/operations.md).
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let detectors = s.threads.clamp(1, cores);
+    let finder = FaceFinder::for_model(card.faces(), &s.faces, &detector_session, detectors)?;
     let faces_json = faces_identity(&finder);
     tracing::info!(mode = %finder.mode, detector = finder.detector.as_ref().map(|d| d.info.name.as_str()).unwrap_or("none"), "faces");
     let labels = card.labels.clone();
@@ -89,11 +92,17 @@ fn open(s: &ClassifySettings) -> Result<(Opened, output::PartWriter, FaceFinder)
         members: columns.members.clone(),
         faces: faces_json.clone(),
         inputs: input_keys(&s.inputs),
+        parts_id: String::new(),
     };
-    let earlier = earlier(s, info)?;
+    let mut earlier = earlier(s, info)?;
+    if earlier.info.parts_id.is_empty() {
+        // A new parts folder (a resumed one keeps its id).
+        earlier.info.parts_id = uuid::Uuid::new_v4().to_string();
+    }
     fs_err::create_dir_all(&parts_dir)?;
     staging::write_json(&staging::run_json(&parts_dir), &earlier.info)?;
-    let parts = output::PartWriter::open(parts_dir.clone(), columns.clone())?;
+    let parts =
+        output::PartWriter::open(parts_dir.clone(), columns.clone(), &earlier.info.parts_id)?;
     let opened = Opened {
         classifier: Arc::new(classifier),
         model_version,
@@ -246,7 +255,9 @@ fn stream(
         result.6.map_err(join)?,
     );
     let sink = snk?;
-    let files = dec.items;
+    // The files the sink wrote: the decode stage also counts files that an interrupt
+    // dropped before they reached the sink.
+    let files = sink.files;
     let stages = vec![src_stats, dec, det, pre, bat, inf, sink.stats.clone()];
     Ok(Streamed {
         skipped,
@@ -329,6 +340,7 @@ fn publish(
         files: r.files,
         ok: sink.ok,
         errors: sink.errors,
+        model_errors: sink.model_errors,
         failed: sink.failed,
         no_face: sink.no_face,
         already_done: r.skipped.done,
@@ -384,6 +396,7 @@ fn metadata(
         kv(meta::INPUTS, inputs_json),
         kv(meta::STATUS, status.to_string()),
         kv(meta::MERGE_ID, merge_id.to_string()),
+        kv(meta::MERGED_PARTS, info.parts_id.clone()),
     ];
     let mut feature_stats = None;
     if !o.columns.members.is_empty() {

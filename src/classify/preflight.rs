@@ -23,6 +23,8 @@ pub(crate) fn preflight(s: &ClassifySettings) -> Result<()> {
             )));
         }
     }
+    check_inputs_do_not_overlap(s)?;
+    check_crops_outside_inputs(s)?;
     if s.batch_size == 0 || s.checkpoint_rows == 0 {
         return Err(Error::InvalidOption(
             "--batch-size and --checkpoint-rows must be at least 1".into(),
@@ -62,6 +64,54 @@ pub(crate) fn preflight(s: &ClassifySettings) -> Result<()> {
              for a dataset folder",
             s.out.display()
         )));
+    }
+    Ok(())
+}
+
+/// A folder and a file or folder inside it would be walked twice: refused, naming both.
+/// (The same input given twice is dropped before this, see `resume::normalised`.)
+fn check_inputs_do_not_overlap(s: &ClassifySettings) -> Result<()> {
+    let abs: Vec<Option<std::path::PathBuf>> = s
+        .inputs
+        .iter()
+        .map(|p| std::fs::canonicalize(p).ok())
+        .collect();
+    for (i, a) in abs.iter().enumerate() {
+        for (j, b) in abs.iter().enumerate() {
+            let (Some(a), Some(b)) = (a, b) else {
+                continue;
+            };
+            if i != j && a != b && b.is_dir() && a.starts_with(b) {
+                return Err(Error::InvalidOption(format!(
+                    "input {} lies inside input {}: its images would be classified twice; pass only {}",
+                    s.inputs[i].display(),
+                    s.inputs[j].display(),
+                    s.inputs[j].display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--save-crops` inside an input folder would feed the run's own crops to this and every
+/// later run: refused, as `--out` is.
+fn check_crops_outside_inputs(s: &ClassifySettings) -> Result<()> {
+    let Some(crops) = &s.save_crops else {
+        return Ok(());
+    };
+    let crops_abs = crate::fsutil::resolved(crops);
+    for input in &s.inputs {
+        let Ok(input_abs) = std::fs::canonicalize(input) else {
+            continue;
+        };
+        if input_abs.is_dir() && crops_abs.starts_with(&input_abs) {
+            return Err(Error::InvalidOption(format!(
+                "--save-crops {} lies inside the input folder {}: its crops would be classified as new images; name a folder outside the inputs",
+                crops.display(),
+                input.display()
+            )));
+        }
     }
     Ok(())
 }

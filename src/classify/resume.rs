@@ -86,6 +86,7 @@ pub(crate) fn identity(s: &ClassifySettings) -> Result<RunInfo> {
         members: member_columns(s, &model.card)?,
         faces: faces_identity(&finder),
         inputs: input_keys(&s.inputs),
+        parts_id: String::new(),
     })
 }
 
@@ -110,6 +111,7 @@ pub(crate) fn recorded_identity(
             .and_then(|t| serde_json::from_str::<Vec<String>>(t).ok())
             .map(|v| input_keys(&v.iter().map(PathBuf::from).collect::<Vec<_>>()))
             .unwrap_or_default(),
+        parts_id: String::new(),
     }
 }
 
@@ -139,6 +141,10 @@ pub(crate) fn earlier(s: &ClassifySettings, mut info: RunInfo) -> Result<Earlier
         }
         found.run = None;
     }
+    if found.run.is_none() && is_empty_dir(&parts_dir) {
+        // What a clean-up that stopped at its last step leaves: nothing to resume.
+        let _ = std::fs::remove_dir(&parts_dir);
+    }
     if parts_dir.exists() && !s.resume {
         return Err(Error::OtherRun(format!(
             "{} holds an unfinished run: pass --resume to complete it, or delete that folder to start over",
@@ -160,6 +166,7 @@ pub(crate) fn earlier(s: &ClassifySettings, mut info: RunInfo) -> Result<Earlier
             check_same_run(saved, &info)?;
             info.run_id = saved.run_id.clone();
             info.started_at = saved.started_at.clone();
+            info.parts_id = saved.parts_id.clone();
             // OUT belongs to this run only when it carries the run's id (an earlier
             // interrupted attempt); anything else is an older output this run replaces.
             out.out = out_md.is_some_and(|md| md.get(meta::RUN_ID) == Some(&saved.run_id));
@@ -185,8 +192,18 @@ pub(crate) fn earlier(s: &ClassifySettings, mut info: RunInfo) -> Result<Earlier
     }
     if found.run.is_some() {
         for part in output::list_parts(&parts_dir)? {
+            let md = output::read_metadata(&part)?;
+            if out.out
+                && let (Some(id), Some(out_md)) = (md.get(meta::PARTS_ID), out_md)
+                && staging::holds_parts(out_md, id)
+            {
+                // Already merged into OUT (its folder's record is gone): never twice.
+                tracing::warn!(part = %part.display(), "a part that the output already holds: removing it");
+                fs_err::remove_file(&part)?;
+                continue;
+            }
             output::done_files(&part, &mut out.done)?;
-            if let Some(st) = output::read_metadata(&part)?
+            if let Some(st) = md
                 .get("facebatch.part_feature_stats")
                 .and_then(|t| serde_json::from_str::<FeatureStats>(t).ok())
             {
@@ -273,11 +290,26 @@ pub(crate) fn input_keys(inputs: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
-/// The settings with every input normalised ([`normalise_input`]).
+/// The settings with every input normalised ([`normalise_input`]), and an input given
+/// twice (however spelled: `IN IN/`, or a link to it) kept once, in its first spelling.
 pub(crate) fn normalised(s: &ClassifySettings) -> ClassifySettings {
     let mut s = s.clone();
-    s.inputs = s.inputs.iter().map(|p| normalise_input(p)).collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut inputs = Vec::with_capacity(s.inputs.len());
+    for p in s.inputs.iter().map(|p| normalise_input(p)) {
+        let identity = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+        if seen.insert(identity) {
+            inputs.push(p);
+        } else {
+            tracing::warn!(input = %p.display(), "this input was given more than once: reading it once");
+        }
+    }
+    s.inputs = inputs;
     s
+}
+
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut rd| rd.next().is_none())
 }
 
 #[cfg(test)]

@@ -144,6 +144,11 @@ pub struct RunInfo {
     /// The inputs, normalised: a resumed run must read the same.
     #[serde(default)]
     pub inputs: Vec<String>,
+    /// The id of this parts folder: every part records it, and so does the `OUT` they are
+    /// merged into (`facebatch.merged_parts`), so parts beside an `OUT` that already holds
+    /// them are recognised whatever else was lost. Not a setting: never compared.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub parts_id: String,
 }
 
 /// The commit record written before the merge: the merged output carries the same id.
@@ -206,10 +211,18 @@ pub fn inspect(out: &Path) -> Result<Found> {
     } else {
         None
     };
-    let committed = match (read_json::<Commit>(&commit_json(&parts_dir))?, &out_meta) {
+    // Committed when the commit record names OUT's merge, or when OUT says it merged this
+    // parts folder: either survives the loss of the other (the clean-up removes the commit
+    // record last, but a crash or a person may remove files in any order).
+    let by_record = match (read_json::<Commit>(&commit_json(&parts_dir))?, &out_meta) {
         (Some(c), Some(md)) => md.get(meta::MERGE_ID) == Some(&c.merge_id),
         _ => false,
     };
+    let by_out = match (&run, &out_meta) {
+        (Some(r), Some(md)) => holds_parts(md, &r.parts_id),
+        _ => false,
+    };
+    let committed = by_record || by_out;
     Ok(Found {
         run,
         out_meta,
@@ -217,8 +230,16 @@ pub fn inspect(out: &Path) -> Result<Found> {
     })
 }
 
+/// True when `OUT`'s metadata says it merged the parts folder `parts_id`.
+pub fn holds_parts(out_meta: &std::collections::BTreeMap<String, String>, parts_id: &str) -> bool {
+    !parts_id.is_empty() && out_meta.get(meta::MERGED_PARTS).map(String::as_str) == Some(parts_id)
+}
+
 /// Step 3, idempotent: writes the feature statistics that `out` records (its
-/// `facebatch.feature_stats`, if any) and removes the parts folder.
+/// `facebatch.feature_stats`, if any) and removes the parts folder in an order that never
+/// loses the commit: the parts and anything else first, then `run.json`, then the commit
+/// record, then the empty folder. A crash at any point leaves the commit record (or, after
+/// it, nothing that can be taken for rows) for the next run to finish from.
 pub fn clean_up(out: &Path, feature_stats: Option<&str>) -> Result<()> {
     crate::failpoint::hit("cleanup-stats")?;
     if let Some(stats) = feature_stats {
@@ -226,7 +247,41 @@ pub fn clean_up(out: &Path, feature_stats: Option<&str>) -> Result<()> {
     }
     crate::failpoint::hit("cleanup-parts")?;
     let parts_dir = output::parts_dir(out);
-    match fs_err::remove_dir_all(&parts_dir) {
+    let (record, run) = (commit_json(&parts_dir), run_json(&parts_dir));
+    let entries = match std::fs::read_dir(&parts_dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(format!("listing {}", parts_dir.display()), e)),
+    };
+    let mut rest: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| *p != record && *p != run)
+        .collect();
+    rest.sort();
+    for path in rest {
+        crate::failpoint::hit("cleanup-part")?;
+        remove_any(&path)?;
+    }
+    crate::failpoint::hit("cleanup-run")?;
+    remove_any(&run)?;
+    crate::failpoint::hit("cleanup-commit")?;
+    remove_any(&record)?;
+    crate::failpoint::hit("cleanup-dir")?;
+    match fs_err::remove_dir(&parts_dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes a file or a folder; one that is already gone is fine.
+fn remove_any(path: &Path) -> Result<()> {
+    let gone = if path.is_dir() {
+        fs_err::remove_dir_all(path)
+    } else {
+        fs_err::remove_file(path)
+    };
+    match gone {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e.into()),

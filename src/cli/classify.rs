@@ -153,11 +153,15 @@ impl ClassifyArgs {
         let threads = o
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        anyhow::ensure!(threads > 0, "--threads must be at least 1");
-        anyhow::ensure!(
-            o.intra_threads != Some(0) && o.infer_workers != Some(0),
-            "--intra-threads and --infer-workers must be at least 1"
-        );
+        super::check_thread_count("--threads", threads)?;
+        for (flag, n) in [
+            ("--intra-threads", o.intra_threads),
+            ("--infer-workers", o.infer_workers),
+        ] {
+            if let Some(n) = n {
+                super::check_thread_count(flag, n)?;
+            }
+        }
         let infer_workers = o.infer_workers.unwrap_or(match o.device {
             ExecDevice::Cuda => 1,
             ExecDevice::Cpu => (threads / o.intra_threads.unwrap_or(1)).max(1),
@@ -215,12 +219,18 @@ pub fn classify(
     watch_signals(cancel.clone())?;
     let summary = if dataset::is_dataset_dir(&settings.out) {
         let dir = settings.out.clone();
+        let existed = dir.is_dir();
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating dataset folder {}", dir.display()))?;
         let shard = settings
             .shard
             .unwrap_or(facebatch::classify::shard::Shard::ALL);
-        match dataset::run(&settings, &dir, cancel)? {
+        let outcome = dataset::run(&settings, &dir, cancel);
+        if outcome.is_err() && !existed {
+            // A run that failed (a missing input, a bad model) leaves no empty partition.
+            let _ = std::fs::remove_dir(&dir);
+        }
+        match outcome? {
             dataset::Outcome::AlreadyComplete { marker, counts } => {
                 println!(
                     "shard {shard} already complete ({}): nothing to do",
@@ -336,7 +346,7 @@ pub fn print_summary(
         s.out.display()
     );
     for f in &s.failed {
-        println!("  error: {}: {}", f.path, f.error);
+        println!("  error: {}: {}", printable(&f.path), printable(&f.error));
     }
     let more = s.errors.saturating_sub(s.failed.len() as u64);
     if more > 0 {
@@ -380,6 +390,24 @@ pub fn print_summary(
         }
     }
     Ok(())
+}
+
+/// `text` with every control character (newlines, ANSI escapes) written `\xNN`, as the
+/// output's path keys write bytes that are not UTF-8: a file name cannot forge or recolour
+/// summary lines. (`--json` escapes them as JSON does.)
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return text.into();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
 }
 
 /// `1 error`, `2 errors`.

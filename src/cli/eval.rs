@@ -42,9 +42,48 @@ pub struct EvalArgs {
     pub reliability: Option<PathBuf>,
 }
 
+/// `--predictions` and `--reliability` never replace the data, an image it lists, or a
+/// file that is not an earlier output of theirs (`fsutil::check_out_is_safe`).
+fn check_outputs(args: &EvalArgs, samples: &[facebatch::labelled::Sample]) -> anyhow::Result<()> {
+    use facebatch::fsutil::{OutCheck, OutKind, check_out_is_safe};
+    let inputs =
+        || std::iter::once(args.data.as_path()).chain(samples.iter().map(|s| s.path.as_path()));
+    if let Some(path) = &args.predictions {
+        let check = OutCheck {
+            flag: "--predictions",
+            path,
+            kind: OutKind::File,
+            is_own: &facebatch::eval::predictions::is_predictions_file,
+            own: "an earlier eval --predictions file",
+        };
+        check_out_is_safe(&check, inputs())?;
+    }
+    if let Some(path) = &args.reliability {
+        let check = OutCheck {
+            flag: "--reliability",
+            path,
+            kind: OutKind::File,
+            is_own: &is_png,
+            own: "a PNG image (an earlier reliability diagram)",
+        };
+        check_out_is_safe(&check, inputs())?;
+    }
+    Ok(())
+}
+
+/// True when the file starts with the PNG signature.
+fn is_png(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| head == *b"\x89PNG\r\n\x1a\n")
+}
+
 /// `facebatch eval`.
 pub fn run(args: &EvalArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let samples = args.columns.read(&args.data)?;
+    check_outputs(args, &samples)?;
     let classifier = Classifier::load_as(&args.model.path()?, args.precision, &session_options(g))?;
     let finder = FaceFinder::for_model(
         classifier.card.faces(),

@@ -111,10 +111,15 @@ pub fn run(args: &RunArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let job = Job::load(&args.job)?;
     let date = args.date.clone().unwrap_or_else(facebatch::job::today);
     let dir = job.partition_dir(&date)?;
-    let JobClassify { options, globals } = JobClassify::from_table(&job.file, &job.classify)?;
+    let JobClassify {
+        mut options,
+        globals,
+    } = JobClassify::from_table(&job.file, &job.classify)?;
+    // Paths in the file are relative to the file, as `inputs` and `output` are.
+    options.save_crops = options.save_crops.map(|p| job.resolve(&p));
     let mut jg = g.clone();
-    jg.ort_lib = globals.ort_lib.or(jg.ort_lib);
-    jg.detector = globals.detector.or(jg.detector);
+    jg.ort_lib = globals.ort_lib.map(|p| job.resolve(&p)).or(jg.ort_lib);
+    jg.detector = globals.detector.map(|p| job.resolve(&p)).or(jg.detector);
     // A folder path, so classify writes in dataset mode.
     let mut out = dir.clone().into_os_string();
     if !out.to_string_lossy().ends_with(std::path::MAIN_SEPARATOR) {

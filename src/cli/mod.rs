@@ -56,6 +56,22 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// later will work (EX_TEMPFAIL, as `flock -E 75` in the systemd unit).
 pub const EXIT_BUSY: u8 = 75;
 
+/// The most threads (or workers) per core a thread-count option accepts: past it, more
+/// threads only add memory (each holds buffers and, with detection, a detector session).
+pub const MAX_THREADS_PER_CORE: usize = 8;
+
+/// Refuses a thread count of 0 or above [`MAX_THREADS_PER_CORE`] per core of this machine.
+pub fn check_thread_count(flag: &str, n: usize) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let max = MAX_THREADS_PER_CORE * cores;
+    anyhow::ensure!(n > 0, "{flag} must be at least 1");
+    anyhow::ensure!(
+        n <= max,
+        "{flag} {n} is more than {MAX_THREADS_PER_CORE} per core ({max} on this machine, {cores} cores); more threads only use memory"
+    );
+    Ok(())
+}
+
 const AFTER_HELP: &str = "\
 Examples:
   facebatch classify photos/ --out results.parquet     one row per face found

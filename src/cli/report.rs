@@ -26,6 +26,16 @@ pub struct ReportArgs {
 
 /// `facebatch report`.
 pub fn run(args: &ReportArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
+    facebatch::fsutil::check_out_is_safe(
+        &facebatch::fsutil::OutCheck {
+            flag: "--out",
+            path: &args.out,
+            kind: facebatch::fsutil::OutKind::Folder,
+            is_own: &is_report_folder,
+            own: "an earlier report (index.html and data.js)",
+        },
+        [args.input.as_path()],
+    )?;
     let summary = facebatch::report::html::build(&facebatch::report::html::ReportSettings {
         input: args.input.clone(),
         out: args.out.clone(),
@@ -54,4 +64,15 @@ pub fn run(args: &ReportArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         summary.index.display()
     );
     Ok(EXIT_OK)
+}
+
+/// True when `dir` holds a report this command wrote: its `index.html` and the `data.js`
+/// that defines `FACEBATCH_REPORT`.
+fn is_report_folder(dir: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 64];
+    let n = std::fs::File::open(dir.join("data.js"))
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    dir.join("index.html").is_file() && head[..n].windows(16).any(|w| w == b"FACEBATCH_REPORT")
 }

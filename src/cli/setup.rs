@@ -22,6 +22,16 @@ pub struct SetupArgs {
 fn provision(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<(Store, PathBuf, PathBuf)> {
     let store = match &args.bundle {
         Some(dir) => {
+            facebatch::fsutil::check_out_is_safe(
+                &facebatch::fsutil::OutCheck {
+                    flag: "--bundle",
+                    path: dir,
+                    kind: facebatch::fsutil::OutKind::Folder,
+                    is_own: &is_bundle,
+                    own: "a bundle (onnxruntime-*, retinaface-*, models)",
+                },
+                std::iter::empty::<&Path>(),
+            )?;
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the bundle folder {}", dir.display()))?;
             Store::preparing(
@@ -60,6 +70,24 @@ fn provision(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<(Store, PathBuf
         ),
     };
     Ok((store, ort, detector))
+}
+
+/// True when every entry of `dir` is one `setup --bundle` (or the cache) puts there: the
+/// runtime's and the detector's folders, the built-in models, and their staging folders.
+/// What `--bundle` may fill again; anything else there is not replaced.
+fn is_bundle(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.into_iter().all(|e| {
+        e.is_ok_and(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name == "models"
+                || name.starts_with("onnxruntime-")
+                || name.starts_with("retinaface-")
+                || (name.starts_with('.') && name.contains("staging"))
+        })
+    })
 }
 
 /// `facebatch setup`: provisions the store (or a new bundle), loads what it provisioned to

@@ -158,7 +158,7 @@ impl TrainArgs {
             seed: self.split_seed.unwrap_or(self.seed),
         };
         split.validate()?;
-        Ok(TrainSettings {
+        let settings = TrainSettings {
             sources,
             out_dir: self.out.clone(),
             name: self.name.clone(),
@@ -209,7 +209,56 @@ impl TrainArgs {
                 d.validate()?;
                 d
             },
-        })
+        };
+        // Last, so that a bad option is named first.
+        self.check_out()?;
+        Ok(settings)
+    }
+
+    /// `--out` is a new or empty folder (or, with `--resume`, the run to continue), never
+    /// one of the inputs nor inside an input folder: a model written over an earlier one
+    /// would leave that one's other files (its int8 copy) beside the new `model.onnx`.
+    fn check_out(&self) -> anyhow::Result<()> {
+        use facebatch::fsutil::{OutCheck, OutKind, check_out_is_safe};
+        let (is_own, own): (&dyn Fn(&std::path::Path) -> bool, &str) = if self.resume {
+            (
+                &facebatch::train::is_resumable_run,
+                "a training run to continue (only the files train writes, with its \
+                 checkpoints/state.json or no model yet)",
+            )
+        } else {
+            (
+                &|_| false,
+                "empty: train writes a new model into a new or empty folder (add --resume \
+                 to continue an interrupted run)",
+            )
+        };
+        let data = self
+            .data
+            .iter()
+            .chain(&self.labels_csv)
+            .map(PathBuf::as_path);
+        check_out_is_safe(
+            &OutCheck {
+                flag: "--out",
+                path: &self.out,
+                kind: OutKind::Folder,
+                is_own,
+                own,
+            },
+            data,
+        )?;
+        // The earlier model read from (a new version may well go inside its name folder).
+        let out = self.out.canonicalize().ok();
+        for (flag, dir) in [("--init", &self.init), ("--pin-splits", &self.pin_splits)] {
+            let Some(dir) = dir else { continue };
+            anyhow::ensure!(
+                out.is_none() || dir.canonicalize().ok() != out,
+                "--out {} is the {flag} model it reads; name a new folder",
+                self.out.display()
+            );
+        }
+        Ok(())
     }
 
     /// The data folders and manifests, in the order given (folders first).

@@ -27,11 +27,54 @@ pub struct VisualizeArgs {
 
 /// `facebatch visualize`.
 pub fn run(args: &VisualizeArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
+    check_out(args)?;
     if args.boxes {
         boxes(args, g)
     } else {
         feature_maps(args, g)
     }
+}
+
+/// `--out` is a new or existing folder, never the image; and the image is not among the
+/// files written into it (`00_input.png`, `NN_<layer>.png`; `<stem>.boxes.png`, which the
+/// image's own name cannot be). Files of those names already in the folder are taken to be
+/// an earlier visualization, and replaced.
+fn check_out(args: &VisualizeArgs) -> anyhow::Result<()> {
+    facebatch::fsutil::check_out_is_safe(
+        &facebatch::fsutil::OutCheck {
+            flag: "--out",
+            path: &args.out,
+            kind: facebatch::fsutil::OutKind::Folder,
+            is_own: &|_| true,
+            own: "a folder",
+        },
+        [args.image.as_path()],
+    )?;
+    let (Ok(image), Ok(out)) = (args.image.canonicalize(), args.out.canonicalize()) else {
+        return Ok(());
+    };
+    let name = image
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let written_here = !args.boxes && image.parent() == Some(out.as_path()) && is_map_name(&name);
+    anyhow::ensure!(
+        !written_here,
+        "--out {}: visualize writes its grids there as 00_input.png and NN_<layer>.png, which \
+         could replace the image it reads ({name}); name another folder",
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// A name feature-map grids are written under: `NN_<layer>.png` (`00_input.png` first).
+fn is_map_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() > 7
+        && b[0].is_ascii_digit()
+        && b[1].is_ascii_digit()
+        && b[2] == b'_'
+        && name.to_ascii_lowercase().ends_with(".png")
 }
 
 /// `--boxes`: every face found, with its box, score and label.

@@ -270,6 +270,26 @@ impl Columns {
     }
 }
 
+/// True when `path` is a predictions file this module wrote (`eval --predictions`, a
+/// training run's `reports/test_predictions.parquet`): Parquet whose metadata names the
+/// facebatch version but no classify run. What `eval --predictions` may replace.
+pub fn is_predictions_file(path: &Path) -> bool {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let Ok(reader) = SerializedFileReader::new(file) else {
+        return false;
+    };
+    let keys: Vec<&str> = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| kv.iter().map(|k| k.key.as_str()).collect())
+        .unwrap_or_default();
+    keys.contains(&"facebatch.version") && !keys.contains(&"facebatch.run_id")
+}
+
 /// The file's key-value metadata: the facebatch version and the model evaluated.
 fn metadata(classifier: &Classifier) -> Vec<KeyValue> {
     let card = &classifier.card;

@@ -551,7 +551,12 @@ impl ModelCard {
                     m.labels, self.labels
                 )));
             }
+            // The field-by-field check first: its message names the field.
+            sane_normalisation(&m.input).map_err(at)?;
             m.input.validate().map_err(at)?;
+            if let Some(c) = &m.calibration {
+                sane_temperature("calibration.temperature", c.temperature).map_err(at)?;
+            }
             if let Some(a) = &m.alignment
                 && (a.width != m.input.width || a.height != m.input.height)
             {
@@ -568,6 +573,22 @@ impl ModelCard {
             }
         }
         let c = &self.combine;
+        if let Some((i, w)) = c
+            .weights
+            .iter()
+            .enumerate()
+            .find(|(_, w)| !(w.is_finite() && **w >= 0.0))
+        {
+            return Err(format!(
+                "combine.weights[{i}] = {w:?} is not a finite number >= 0"
+            ));
+        }
+        if !c.weights.is_empty() && c.weights.iter().sum::<f64>() <= 0.0 {
+            return Err("combine.weights sum to 0".into());
+        }
+        if let Some(cal) = &c.calibration {
+            sane_temperature("combine.calibration.temperature", cal.temperature)?;
+        }
         if c.rule == CombineRule::Weighted {
             let ok = c.weights.len() == self.members.len()
                 && c.weights.iter().all(|w| w.is_finite() && *w >= 0.0)
@@ -603,6 +624,67 @@ impl ModelCard {
         })?;
         crate::fsutil::write_atomic(path, text.as_bytes())
     }
+}
+
+/// The largest magnitude a card's `input.scale`, `input.mean` and `input.std` may have, and
+/// the largest a normalised pixel may reach: real models stay within a few hundred (dlib's
+/// net subtracts means of about 120 from raw pixels); far beyond, every face becomes the same
+/// saturated input and the model answers the same for all.
+pub const MAX_NORMALISATION: f64 = 1e6;
+/// The range a card's temperatures must lie in. Fitting searches 0.05 to 20
+/// (`calibration::fit_temperature`); outside this range every probability is pushed to 0/1
+/// or to one half.
+pub const TEMPERATURE_RANGE: std::ops::RangeInclusive<f64> = 0.01..=100.0;
+
+/// `input.scale`, `input.mean` and `input.std` are finite, within
+/// ±[`MAX_NORMALISATION`], `scale` is not 0 and `std` is positive (at least 1e-6), and
+/// together they map every pixel value (0..=255) within ±[`MAX_NORMALISATION`].
+fn sane_normalisation(input: &InputSpec) -> std::result::Result<(), String> {
+    let within = |x: f64| x.is_finite() && x.abs() <= MAX_NORMALISATION;
+    let scale = input.scale as f64;
+    if !within(scale) || scale == 0.0 {
+        return Err(format!(
+            "input.scale = {:?} must be a finite, non-zero number within ±{MAX_NORMALISATION:e}",
+            input.scale
+        ));
+    }
+    for c in 0..3 {
+        let (mean, std) = (input.mean[c] as f64, input.std[c] as f64);
+        if !within(mean) {
+            return Err(format!(
+                "input.mean[{c}] = {:?} must be a finite number within ±{MAX_NORMALISATION:e}",
+                input.mean[c]
+            ));
+        }
+        if !(within(std) && std >= 1e-6) {
+            return Err(format!(
+                "input.std[{c}] = {:?} must be a finite number from 1e-6 to {MAX_NORMALISATION:e}",
+                input.std[c]
+            ));
+        }
+        let extreme = [0.0, 255.0]
+            .iter()
+            .map(|p| ((p * scale - mean) / std).abs())
+            .fold(0.0, f64::max);
+        if !within(extreme) {
+            return Err(format!(
+                "input.scale, input.mean[{c}] and input.std[{c}] map pixels to ±{extreme:e}, beyond ±{MAX_NORMALISATION:e}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A temperature is finite and within [`TEMPERATURE_RANGE`].
+fn sane_temperature(field: &str, t: f64) -> std::result::Result<(), String> {
+    if t.is_finite() && TEMPERATURE_RANGE.contains(&t) {
+        return Ok(());
+    }
+    Err(format!(
+        "{field} = {t:?} must be a finite number from {} to {}",
+        TEMPERATURE_RANGE.start(),
+        TEMPERATURE_RANGE.end()
+    ))
 }
 
 /// Labels name output columns (`p_<label>`): they must be at least two, non-empty, distinct.
@@ -738,6 +820,100 @@ pub fn resolve_model_paths(model: &Path) -> Result<(PathBuf, PathBuf)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shipped(version: &str) -> ModelCard {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models/facebatch-gender")
+            .join(version)
+            .join(CARD_FILE);
+        ModelCard::load(&path).unwrap()
+    }
+
+    /// `change` applied to the shipped ensemble card (v5) is refused, naming `field`.
+    fn refused(change: impl Fn(&mut ModelCard), field: &str) {
+        let mut card = shipped("v5");
+        change(&mut card);
+        let e = card.validate().expect_err(field);
+        assert!(e.contains(field), "{field}: {e}");
+    }
+
+    #[test]
+    fn the_shipped_cards_are_sane() {
+        for v in ["v1", "v2", "v3", "v4", "v5"] {
+            shipped(v).validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn absurd_temperatures_are_refused() {
+        for t in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-9, 1e9] {
+            refused(
+                |c| {
+                    c.members[1].calibration =
+                        shipped("v4").primary().calibration.clone().map(|mut cal| {
+                            cal.temperature = t;
+                            cal
+                        })
+                },
+                "member \"dlib\": calibration.temperature",
+            );
+            refused(
+                |c| c.combine.calibration.as_mut().unwrap().temperature = t,
+                "combine.calibration.temperature",
+            );
+        }
+        // A single network's own temperature.
+        let mut v4 = shipped("v4");
+        v4.primary_mut().calibration.as_mut().unwrap().temperature = 0.0;
+        assert!(
+            v4.validate()
+                .unwrap_err()
+                .contains("calibration.temperature")
+        );
+    }
+
+    #[test]
+    fn absurd_normalisations_are_refused() {
+        for x in [f32::NAN, f32::INFINITY, f32::MAX, 1e7] {
+            refused(
+                |c| c.members[0].input.mean[1] = x,
+                "member \"v4\": input.mean[1]",
+            );
+            refused(|c| c.members[1].input.scale = x, "input.scale");
+            refused(|c| c.members[0].input.std[2] = x, "input.std[2]");
+        }
+        refused(|c| c.members[0].input.scale = 0.0, "input.scale");
+        refused(|c| c.members[0].input.std[0] = -0.5, "input.std[0]");
+        refused(|c| c.members[0].input.std[0] = 1e-9, "input.std[0]");
+        // Each value sane, together mapping a pixel past the bound.
+        refused(
+            |c| {
+                c.members[0].input.scale = 1e5;
+                c.members[0].input.std = [1e-3; 3];
+            },
+            "map pixels to",
+        );
+    }
+
+    #[test]
+    fn absurd_weights_and_thresholds_are_refused() {
+        refused(
+            |c| c.combine.weights = vec![f64::NAN, 0.5],
+            "combine.weights[0]",
+        );
+        refused(
+            |c| c.combine.weights = vec![0.5, -0.5],
+            "combine.weights[1]",
+        );
+        refused(|c| c.combine.weights = vec![0.0, 0.0], "combine.weights");
+        refused(|c| c.combine.weights = vec![0.7, 0.7], "summing to 1");
+        for v in [0.0, 1.0, f64::NAN, -3.0] {
+            refused(
+                |c| c.combine.threshold.as_mut().unwrap().value = v,
+                "combine.threshold.value",
+            );
+        }
+    }
 
     #[test]
     fn latest_version_is_the_natural_maximum() {

@@ -479,6 +479,7 @@ fn load_member(
             member.input.name
         )));
     }
+    check_input(card, member, file, session.inputs()[0].dtype())?;
     let outputs: Vec<&str> = session.outputs().iter().map(|o| o.name()).collect();
     for o in &member.outputs {
         if !outputs.contains(&o.name.as_str()) {
@@ -517,5 +518,75 @@ fn load_member(
         probs,
         embedding: name(OutputRole::Embedding),
         pooled: name(OutputRole::Pooled),
+    })
+}
+
+/// The graph's input against the card's: a float32 tensor of rank 4 whose fixed
+/// dimensions are the card's channels, height and width (the batch, and any axis the graph
+/// leaves dynamic, are not checked). A mismatch refuses the model when it is opened, with
+/// the card, the member and both shapes named; otherwise every batch would fail at run time
+/// and every image become an error row.
+fn check_input(
+    card: &ModelCard,
+    member: &Member,
+    file: &CheckedFile,
+    graph: &ort::value::ValueType,
+) -> Result<()> {
+    let spec = &member.input;
+    let wanted = [
+        -1,
+        spec.channels as i64,
+        spec.height as i64,
+        spec.width as i64,
+    ];
+    let shape: Option<Vec<i64>> = graph.tensor_shape().map(|s| s.iter().copied().collect());
+    let dims_match = shape.as_ref().is_some_and(|s| {
+        s.len() == 4
+            && s.iter()
+                .zip(wanted)
+                .skip(1)
+                .all(|(&have, want)| have < 0 || have == want)
+    });
+    let float = graph.tensor_type() == Some(ort::value::TensorElementType::Float32);
+    if dims_match && float {
+        return Ok(());
+    }
+    let show = |dims: &[i64]| {
+        let d: Vec<String> = dims
+            .iter()
+            .map(|&x| {
+                if x < 0 {
+                    "batch".to_string()
+                } else {
+                    x.to_string()
+                }
+            })
+            .collect();
+        format!("[{}]", d.join(", "))
+    };
+    let theirs = match (&shape, graph.tensor_type()) {
+        (Some(s), Some(ort::value::TensorElementType::Float32)) => format!("{} float32", show(s)),
+        (Some(s), Some(t)) => format!("{} {t}", show(s)),
+        _ => graph.to_string(),
+    };
+    let member_name = if card.is_ensemble() {
+        format!("member {:?}", member.name)
+    } else {
+        format!("the network {:?}", member.name)
+    };
+    Err(Error::InvalidCard {
+        path: file
+            .path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(crate::model::card::CARD_FILE),
+        reason: format!(
+            "{member_name}: its input {:?} is {} {} in the card but {theirs} in {}; the card \
+             does not describe this network",
+            spec.name,
+            show(&wanted),
+            spec.dtype,
+            file.path.display()
+        ),
     })
 }

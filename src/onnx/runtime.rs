@@ -67,6 +67,16 @@ pub fn locate_library_in(flag: Option<&Path>, store: &Store) -> Result<PathBuf> 
                 fix: FIX,
             });
         }
+        // Read before the loader sees it: a damaged file can kill the process inside
+        // dlopen with no message at all (the pinned library below is checked by sha256).
+        #[cfg(target_os = "linux")]
+        if let Err(reason) = super::elf::check_library(&path) {
+            return Err(Error::RuntimeLoad {
+                path,
+                reason,
+                fix: FIX,
+            });
+        }
         return Ok(path);
     }
     let dir = store.root.join(format!("onnxruntime-{ORT_VERSION}"));

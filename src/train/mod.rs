@@ -128,6 +128,28 @@ impl Dirs {
     }
 }
 
+/// True when `dir` is a training run that `--resume` may continue: it holds only what
+/// train writes (`checkpoints/`, `reports/`, `splits/`, `model.onnx`, `card.json`, and
+/// temporary files), and either a checkpoint (`checkpoints/state.json`) or no exported model
+/// yet (a run stopped before its first checkpoint). A model folder with other files (an
+/// int8 copy beside `model.onnx`, say) is not: continuing would leave them stale.
+pub fn is_resumable_run(dir: &std::path::Path) -> bool {
+    use crate::model::card::{CARD_FILE, MODEL_FILE};
+    const OWN: [&str; 5] = ["checkpoints", "reports", "splits", MODEL_FILE, CARD_FILE];
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let only_own = entries.into_iter().all(|e| {
+        e.is_ok_and(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            OWN.contains(&name.as_str()) || name.starts_with(".tmp")
+        })
+    });
+    let checkpointed = dir.join("checkpoints").join("state.json").is_file();
+    let exported = dir.join(MODEL_FILE).exists() || dir.join(CARD_FILE).exists();
+    only_own && (checkpointed || !exported)
+}
+
 /// The item indices of each split.
 struct SplitIndex {
     train: Vec<usize>,

@@ -94,3 +94,20 @@ pub fn path_faces(file: &Path) -> Vec<(String, Option<i32>)> {
         .zip(i32s(&b, "face_index"))
         .collect()
 }
+
+/// Writes `batch` to `path` with arrow's Parquet writer, as another tool would, keeping the
+/// key-value metadata `meta` (as [`read_parquet`] returns it).
+pub fn write_parquet(path: &Path, batch: &RecordBatch, meta: HashMap<String, String>) {
+    let kv = meta
+        .into_iter()
+        .filter(|(k, _)| k != "ARROW:schema")
+        .map(|(k, v)| parquet::file::metadata::KeyValue::new(k, v))
+        .collect();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_key_value_metadata(Some(kv))
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+}

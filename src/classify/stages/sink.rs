@@ -19,6 +19,11 @@ pub struct SinkResult {
     /// The first [`crate::classify::FAILED_SHOWN`] files that failed, in the order they came.
     pub failed: Vec<crate::classify::FailedFile>,
     pub no_face: u64,
+    /// Files whose rows were all written (what the output holds of this run; an interrupted
+    /// run drops the files still in flight before they reach the sink).
+    pub files: u64,
+    /// Error rows whose cause is the model, not the image (inference failed).
+    pub model_errors: u64,
     pub features: FeatureStats,
 }
 
@@ -55,6 +60,9 @@ pub fn run(
             match row.status {
                 Status::Error => {
                     out.errors += 1;
+                    if row.error_kind == Some(crate::error::ImageErrorKind::Inference) {
+                        out.model_errors += 1;
+                    }
                     if out.failed.len() < crate::classify::FAILED_SHOWN {
                         out.failed.push(crate::classify::FailedFile {
                             path: match row.path.as_str() {
@@ -70,6 +78,7 @@ pub fn run(
                 Status::Ok => out.ok += 1,
             }
             if row.last_of_file {
+                out.files += 1;
                 progress.inc(1);
             }
             if let Some(f) = &row.features {
@@ -174,7 +183,8 @@ mod tests {
         let labels = vec!["female".to_string(), "male".to_string()];
         let dir = tmp.path().join("out.parquet.parts");
         std::fs::create_dir_all(&dir).unwrap();
-        let writer = PartWriter::open(dir.clone(), output::Columns::plain(&labels)).unwrap();
+        let writer =
+            PartWriter::open(dir.clone(), output::Columns::plain(&labels), "test").unwrap();
         // Photos with 2, 1, 4, 1, 1 and 2 faces, sent as the infer stage sends them: a
         // batch of rows at a time, one photo's faces split over two batches.
         let photos = [2u32, 1, 4, 1, 1, 2];

@@ -169,6 +169,15 @@ pub fn message_pattern(message: &str) -> String {
     out.chars().take(120).collect()
 }
 
+/// A face's place in a gallery ordered least confident first: its confidence, and first of
+/// all (before any number) when it has none, or one that is NaN or infinite, so that a
+/// face the model said nothing sensible about is never left out of the page.
+fn order_of(confidence: Option<f32>) -> f32 {
+    confidence
+        .filter(|c| c.is_finite())
+        .unwrap_or(f32::NEG_INFINITY)
+}
+
 /// Counts and selects over all rows, in one pass.
 pub fn select(
     labels: &[String],
@@ -260,7 +269,7 @@ impl Selector<'_> {
         if let (Some(t), Some(p)) = (index(truth), row.label.as_deref().and_then(index)) {
             s.confusion[t][p] += 1;
         }
-        if let Some(c) = row.confidence.filter(|_| ok) {
+        if let Some(c) = row.confidence.filter(|c| ok && c.is_finite()) {
             let bin = ((c as f64 * 15.0) as usize).min(14);
             let b = &mut s.reliability[bin];
             b.0 += 1;
@@ -269,8 +278,7 @@ impl Selector<'_> {
         }
         if let (Some(p), true) = (&row.label, ok) {
             let key = format!("cell:{truth}:{p}");
-            let conf = row.confidence.unwrap_or(0.0);
-            self.offer(key, conf, row.clone());
+            self.offer(key, order_of(row.confidence), row.clone());
         }
     }
 
@@ -280,11 +288,14 @@ impl Selector<'_> {
         let s = &mut self.summary;
         let label = row.label.clone().unwrap_or_default();
         *s.by_label.entry(label.clone()).or_default() += 1;
-        let conf = row.confidence.unwrap_or(0.0);
-        let bin = ((conf * 20.0) as usize).min(19);
-        s.confidence_histogram
+        let histogram = s
+            .confidence_histogram
             .entry(label.clone())
-            .or_insert_with(|| vec![0; 20])[bin] += 1;
+            .or_insert_with(|| vec![0; 20]);
+        // A confidence that is not a number (NaN, infinite, null) is in no bin.
+        if let Some(c) = row.confidence.filter(|c| c.is_finite()) {
+            histogram[((c * 20.0) as usize).min(19)] += 1;
+        }
         // Near the threshold: the two most likely labels within 0.2 of each other.
         let mut p = row.probs.clone();
         p.sort_by(|a, b| b.total_cmp(a));
@@ -296,7 +307,7 @@ impl Selector<'_> {
         if let Some(d) = row.disagreement().filter(|d| *d >= 0.2) {
             self.offer("disagree".into(), -d, row.clone());
         }
-        self.offer(format!("label:{label}"), conf, row);
+        self.offer(format!("label:{label}"), order_of(row.confidence), row);
     }
 
     /// Offers `row` to gallery `key` (made on first use), ordered by `order`.
@@ -382,6 +393,33 @@ mod tests {
         let ids: Vec<u64> = picked.galleries["disagree"].iter().map(|r| r.id).collect();
         assert_eq!(ids, vec![1, 2]);
         assert!(row(3, 0.6).disagreement().is_none());
+    }
+
+    #[test]
+    fn a_face_without_a_sensible_confidence_is_shown_first_and_in_no_histogram_bin() {
+        let labels = vec!["female".to_string(), "male".to_string()];
+        let limits = Limits {
+            least: 2,
+            random: 0,
+            seed: 0,
+        };
+        let picked = select(&labels, limits, |f| {
+            f(row(0, 0.9));
+            f(row(1, f32::NAN));
+            f(row(2, 0.7));
+            f(row(3, f32::INFINITY));
+            f(row(4, 0.8));
+            Ok(())
+        })
+        .unwrap();
+        let ids: Vec<u64> = picked.galleries["label:female"]
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, vec![1, 3], "NaN and infinity first, before any number");
+        let bins: u64 = picked.summary.confidence_histogram["female"].iter().sum();
+        assert_eq!(bins, 3, "only the finite confidences are binned");
+        assert_eq!(picked.summary.by_label["female"], 5);
     }
 
     #[test]

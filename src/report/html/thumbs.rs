@@ -93,7 +93,7 @@ fn photo_thumbs(file: &Path, rows: &[&FaceRow], spec: &CropSpec, dir: &Path) -> 
 fn write_one(img: &RgbImage, row: &FaceRow, spec: &CropSpec, dir: &Path) -> image::ImageResult<()> {
     let id = row.id;
     match (&row.landmarks, row.status.as_str()) {
-        (Some(lm), "ok") if lm.len() == 10 => {
+        (Some(lm), "ok") if lm.len() == 10 && lm.iter().all(|v| v.is_finite()) => {
             let pts: [[f32; 2]; 5] = std::array::from_fn(|k| [lm[2 * k], lm[2 * k + 1]]);
             let face =
                 crate::vision::align::warp(img, &pts, &spec.template, spec.width, spec.height);
@@ -126,6 +126,17 @@ fn write_one(img: &RgbImage, row: &FaceRow, spec: &CropSpec, dir: &Path) -> imag
 /// [`CONTEXT_SIDE`], with the box drawn; the whole photo when there is no box.
 fn context(img: &RgbImage, bbox: Option<[f32; 4]>) -> RgbImage {
     let (w, h) = (img.width() as f32, img.height() as f32);
+    // A box that is not one (NaN, infinite, empty, or outside the photo) is not drawn: the
+    // whole photo is shown instead.
+    let bbox = bbox.filter(|&[a, b, c, d]| {
+        [a, b, c, d].iter().all(|v| v.is_finite())
+            && a < c
+            && b < d
+            && c > 0.0
+            && d > 0.0
+            && a < w
+            && b < h
+    });
     let (x0, y0, x1, y1) = match bbox {
         Some([a, b, c, d]) => {
             let (bw, bh) = (c - a, d - b);
@@ -166,14 +177,16 @@ fn draw_rect(img: &mut RgbImage, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: 
             img.put_pixel(x as u32, y as u32, c);
         }
     };
+    // Only the part inside the image is walked, however far outside the box reaches.
+    let (xs, ys) = (x0.max(-2)..=x1.min(w + 1), y0.max(-2)..=y1.min(h + 1));
     for t in 0..2 {
-        for x in x0..=x1 {
-            put(x, y0 + t);
-            put(x, y1 - t);
+        for x in xs.clone() {
+            put(x, y0.saturating_add(t));
+            put(x, y1.saturating_sub(t));
         }
-        for y in y0..=y1 {
-            put(x0 + t, y);
-            put(x1 - t, y);
+        for y in ys.clone() {
+            put(x0.saturating_add(t), y);
+            put(x1.saturating_sub(t), y);
         }
     }
 }
