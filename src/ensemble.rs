@@ -227,6 +227,7 @@ fn build_in(s: &EnsembleSettings, stage: &Path) -> Result<Built> {
             &s.test,
             &eval.predictions,
             &classifier,
+            Some(&finder),
         )?;
         card.metrics.insert("test".into(), eval.report.clone());
         Some(eval.report)

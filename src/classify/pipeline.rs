@@ -80,6 +80,7 @@ fn open(s: &ClassifySettings) -> Result<(Opened, output::PartWriter, FaceFinder)
         labels: labels.clone(),
         feature_dim,
         members: member_columns(s, card)?,
+        model: format!("{}/{model_version}", card.name),
     };
     let schema = output::schema(&columns);
     let parts_dir = output::parts_dir(&s.out);
@@ -397,6 +398,7 @@ fn metadata(
         kv(meta::STATUS, status.to_string()),
         kv(meta::MERGE_ID, merge_id.to_string()),
         kv(meta::MERGED_PARTS, info.parts_id.clone()),
+        kv(meta::BASE, crate::fsutil::working_dir_key()),
     ];
     let mut feature_stats = None;
     if !o.columns.members.is_empty() {

@@ -306,9 +306,14 @@ Exit status: 0 written, 2 fatal.")]
     /// Write the man pages (facebatch.1 and one per subcommand) into a folder.
     #[command(after_help = "Example: facebatch man --out /usr/local/share/man/man1")]
     Man {
-        /// The folder to write the pages into (created).
+        /// Print this command's page (`classify`, `run`, ...) instead of `facebatch`'s; only
+        /// without --out.
+        #[arg(value_name = "COMMAND")]
+        page: Option<String>,
+        /// The folder to write every page into (created); without it one page goes to
+        /// standard output, so `facebatch man | man -l -` reads it.
         #[arg(long, value_name = "DIR")]
-        out: PathBuf,
+        out: Option<PathBuf>,
     },
 }
 
@@ -394,7 +399,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
             clap_complete::generate(*shell, &mut command(), "facebatch", &mut std::io::stdout());
             Ok(EXIT_OK)
         }
-        Command::Man { out } => setup::man(out, g),
+        Command::Man { page, out } => setup::man(page.as_deref(), out.as_deref(), g),
     }
 }
 

@@ -285,6 +285,7 @@ fn test_report(
         &test_samples,
         &eval.predictions,
         classifier,
+        finder,
     )?;
     card.metrics.insert("test".into(), eval.report);
     card.save(&dirs.out.join(CARD_FILE))
