@@ -12,37 +12,6 @@ use super::stats::FeatureStats;
 use crate::error::{Error, Result};
 use crate::vision::faces::FaceFinder;
 
-/// The face settings a run records (mode, detector, thresholds, alignment): runs that
-/// continue or repeat it must find faces the same way.
-pub(crate) fn faces_identity(finder: &FaceFinder) -> String {
-    serde_json::json!({
-        "mode": finder.mode,
-        "detector": finder.detector.as_ref().map(|d| &d.info),
-        "detection": finder.detector.as_ref().map(|_| &finder.settings),
-        // One view as earlier versions wrote it; an ensemble's views as a list. Each with
-        // the detection settings this run used (`--det-threshold`, `--det-size`), not the
-        // card's defaults, and without the card's prose (which states the defaults).
-        "alignment": finder.detector.as_ref().map(|_| {
-            // As written on the command line (0.7, not 0.699999988 from f32).
-            let threshold: f64 = finder.settings.threshold.to_string().parse().unwrap_or_default();
-            let used = |align: &crate::vision::align::AlignSpec| {
-                let mut v = serde_json::json!(align);
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("description");
-                    o.insert("det_threshold".into(), serde_json::json!(threshold));
-                    o.insert("det_max_side".into(), serde_json::json!(finder.settings.max_side));
-                }
-                v
-            };
-            match finder.views.as_slice() {
-                [one] => used(&one.align),
-                views => serde_json::json!(views.iter().map(|v| used(&v.align)).collect::<Vec<_>>()),
-            }
-        }),
-    })
-    .to_string()
-}
-
 /// The pooled feature size written with `--features`, from the card; `None` without it.
 pub(crate) fn feature_dim(
     s: &ClassifySettings,
@@ -99,7 +68,7 @@ pub(crate) fn identity(s: &ClassifySettings) -> Result<RunInfo> {
         labels: model.card.labels.clone(),
         feature_dim: feature_dim(s, &model.card)?,
         members: member_columns(s, &model.card)?,
-        faces: faces_identity(&finder),
+        faces: finder.identity(),
         inputs: input_keys(&s.inputs),
         parts_id: String::new(),
     })

@@ -297,7 +297,7 @@ pub fn is_predictions_file(path: &Path) -> bool {
 /// The file's key-value metadata: what classify's output records of the model and the
 /// faces (docs/output-schema.md), without a run id (which marks a classify output).
 fn metadata(classifier: &Classifier, faces: Option<&FaceFinder>) -> Result<Vec<KeyValue>> {
-    use crate::classify::output::meta;
+    use crate::model::meta;
     let card = &classifier.card;
     let kv = |k: &str, v: String| KeyValue::new(k.to_string(), v);
     let card_json = serde_json::to_string(card).map_err(|e| Error::Json {
@@ -319,7 +319,7 @@ fn metadata(classifier: &Classifier, faces: Option<&FaceFinder>) -> Result<Vec<K
         kv(meta::BASE, crate::fsutil::working_dir_key()),
     ];
     if let Some(f) = faces {
-        out.push(kv(meta::FACES, crate::classify::resume::faces_identity(f)));
+        out.push(kv(meta::FACES, f.identity()));
     }
     if let Some(c) = &card.primary().calibration
         && !card.is_ensemble()
