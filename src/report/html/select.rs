@@ -165,19 +165,28 @@ impl ColumnCounts {
             chart.skipped = Some(format!("more than {MAX_DISTINCT} distinct values"));
             return chart;
         }
-        let numbers: Option<Vec<(f64, u64)>> = self
-            .values
-            .iter()
-            .filter(|(v, _)| v.as_str() != EMPTY_GROUP)
-            .map(|(v, c)| v.trim().parse::<f64>().ok().map(|x| (x, c.n)))
-            .collect();
         if self.values.len() <= MAX_GROUPS {
             let mut groups: Vec<(String, GroupCount)> = self.values.into_iter().collect();
             groups.sort_by(|(a, _), (b, _)| natural(a, b));
             chart.groups = groups;
             return chart;
         }
-        let Some(numbers) = numbers.filter(|n| !n.is_empty()) else {
+        // A column of numbers: at least 4 in 5 of its faces' values are numbers (the rest,
+        // such as FairFace's age bands "20-29" or "unknown", go where `bin` puts them).
+        let numbers: Vec<(f64, u64)> = self
+            .values
+            .iter()
+            .filter_map(|(v, c)| v.trim().parse::<f64>().ok().map(|x| (x, c.n)))
+            .collect();
+        let numeric: u64 = numbers.iter().map(|n| n.1).sum();
+        let valued: u64 = self
+            .values
+            .iter()
+            .filter(|(v, _)| v.as_str() != EMPTY_GROUP)
+            .map(|(_, c)| c.n)
+            .sum();
+        let is_numeric = numeric > 0 && numeric * 5 >= valued * 4;
+        let Some(numbers) = is_numeric.then_some(numbers) else {
             chart.skipped = Some(format!(
                 "{} distinct values, more than {MAX_GROUPS}",
                 self.values.len()
@@ -642,7 +651,7 @@ mod tests {
         assert_eq!(names(&chart(&few)), ["9", "10", "100", "a", "b", "(empty)"]);
         let ages: Vec<String> = (1..=90)
             .map(|a| a.to_string())
-            .chain([String::new()])
+            .chain([String::new(), "20-29".into(), "unknown".into()])
             .collect();
         let binned = chart(&ages);
         assert!(binned.skipped.is_none());
@@ -652,8 +661,8 @@ mod tests {
             got[0].starts_with('<') && got[3].starts_with(">="),
             "{got:?}"
         );
-        assert_eq!(got[4], EMPTY_GROUP);
-        assert_eq!(binned.groups.iter().map(|g| g.1.n).sum::<u64>(), 91);
+        assert_eq!(got[4..], ["unknown", EMPTY_GROUP], "{got:?}");
+        assert_eq!(binned.groups.iter().map(|g| g.1.n).sum::<u64>(), 93);
         let hashes: Vec<String> = (0..400).map(|i| format!("h{i:x}")).collect();
         let skipped = chart(&hashes);
         assert!(skipped.groups.is_empty());
