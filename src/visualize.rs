@@ -355,7 +355,7 @@ mod tests {
         let boxes: Vec<[i32; 4]> = (0..12)
             .map(|i| [20 + i * 18, 120, 36 + i * 18, 136])
             .collect();
-        let spots = place_labels(&boxes, &vec![(70, 15); 12], image);
+        let spots = place_labels(&boxes, &[(70, 15); 12], image);
         assert_apart_and_inside(&spots, image);
         // And none covers a face.
         for s in &spots {

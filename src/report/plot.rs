@@ -148,12 +148,10 @@ fn clip_segment(
             }
         }
     }
-    (t0 <= t1).then(|| {
-        (
-            (a.0 + t0 * dx, a.1 + t0 * dy),
-            (a.0 + t1 * dx, a.1 + t1 * dy),
-        )
-    })
+    (t0 <= t1).then_some((
+        (a.0 + t0 * dx, a.1 + t0 * dy),
+        (a.0 + t1 * dx, a.1 + t1 * dy),
+    ))
 }
 
 /// `points` as the runs of line that lie inside the box `x`×`y`: plotters does not clip,
@@ -265,9 +263,8 @@ fn panel(
         .map_err(perr)?;
     for s in series {
         let color = s.color;
-        let style = if s.raw {
-            color.stroke_width(1)
-        } else if s.points.len() > THICK_MAX_POINTS {
+        // The raw series is pale by its colour; it and any long series are one pixel wide.
+        let style = if s.raw || s.points.len() > THICK_MAX_POINTS {
             color.stroke_width(1)
         } else {
             color.stroke_width(3)
