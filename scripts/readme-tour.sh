@@ -107,7 +107,7 @@ step maps 'facebatch visualize samples/faces/female/face367.bmp --out vis' \
 step job 'facebatch run samples/nightly.toml --date 2026-11-28'
 more job 'facebatch run samples/nightly.toml --date 2026-11-28'
 more job 'facebatch run samples/nightly.toml --date 2026-11-29'
-step man 'facebatch man | head -n 12'
+step man 'facebatch man run | man -l - | head -n 24'
 use_python .cache/ray-venv
 step ray 'python ray_classify.py --shards 4 --max-error-rate 0.5 --out labels/ -- samples --faces whole'
 

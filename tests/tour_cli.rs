@@ -249,5 +249,11 @@ fn the_whole_tour_works_from_a_folder_outside_the_checkout_with_the_binary_alone
     // 8. man, to a pager.
     let o = m.facebatch(home, &["man"]);
     assert_code(&o, 0);
-    assert!(stdout(&o).starts_with(".ie") || stdout(&o).contains(".TH"));
+    let page = stdout(&o);
+    assert!(page.contains(".TH FACEBATCH 1"), "{page}");
+    assert_eq!(
+        page.matches(".ds Aq").count(),
+        2,
+        "roff's quote preamble once, not before every section"
+    );
 }

@@ -252,7 +252,33 @@ fn render_page(cmd: &clap::Command, name: &str, pages: &[String]) -> anyhow::Res
         man.render_version_section(page)
     };
     render(&mut page).with_context(|| format!("rendering the man page {name}.1"))?;
-    Ok(page)
+    Ok(once_preamble(&String::from_utf8_lossy(&page)).into_bytes())
+}
+
+/// The page with roff's quote-string preamble (`.ie \n(.g .ds Aq \(aq` / `.el .ds Aq '`),
+/// which clap_mangen writes before every section, once at the top.
+fn once_preamble(roff: &str) -> String {
+    const PREAMBLE: [&str; 2] = [".ie \\n(.g .ds Aq \\(aq", ".el .ds Aq '"];
+    let mut seen = false;
+    let mut out = String::with_capacity(roff.len());
+    let mut lines = roff.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line == PREAMBLE[0] && lines.peek() == Some(&PREAMBLE[1]) {
+            lines.next();
+            if seen {
+                continue;
+            }
+            seen = true;
+            out.push_str(PREAMBLE[0]);
+            out.push('\n');
+            out.push_str(PREAMBLE[1]);
+            out.push('\n');
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// clap_mangen's EXTRA section (the `after_help` text, already escaped for roff) as
