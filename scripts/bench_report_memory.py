@@ -27,6 +27,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     ap.add_argument("--binary", default=str(REPO / "target/release/facebatch"))
+    ap.add_argument("--limit", type=int, default=300, help="report --limit (faces per gallery)")
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fb-report-mem-"))
     try:
@@ -53,7 +54,8 @@ def main() -> int:
             t0 = time.time()
             with tempfile.NamedTemporaryFile("r") as tf:
                 p = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", tf.name, a.binary,
-                                    "--no-progress", "report", str(out), "--out", str(work / f"r{n}")],
+                                    "--no-progress", "report", str(out), "--out", str(work / f"r{n}"),
+                                    "--limit", str(a.limit)],
                                    capture_output=True, text=True)
                 rss = int(tf.read().strip().splitlines()[-1]) / 1024
             secs = time.time() - t0

@@ -22,13 +22,17 @@ def main(path: str) -> int:
         ["root", "path", "face_index", "status", "error", "error_kind", "label", "confidence"]
         + [f"p_{l}" for l in labels]
         + ["face_count", "crop", "det_score", "box_x1", "box_y1", "box_x2", "box_y2", "landmarks"]
-        + ["width", "height", "bytes"]
+        + ["width", "height", "bytes", "modified", "model"]
     )
     names = table.schema.names
     assert names[: len(expected)] == expected, names
     assert str(table.schema.field("confidence").type) == "float", table.schema
     for l in labels:
         assert str(table.schema.field(f"p_{l}").type) == "float"
+    # Every row names the model that made it (a union of several versions' outputs).
+    models = set(table.column("model").to_pylist())
+    assert models == {f"{meta['facebatch.model_name']}/{meta['facebatch.model_version']}"}, models
+    assert os.path.isabs(meta["facebatch.base"]), meta["facebatch.base"]
     for key in ["facebatch.version", "facebatch.run_id", "facebatch.started_at", "facebatch.finished_at", "facebatch.model_sha256"]:
         assert meta.get(key), key
     if "members" in card:

@@ -215,18 +215,12 @@ fn build_in(s: &EnsembleSettings, stage: &Path) -> Result<Built> {
         let eval = score(s, &classifier, &finder, &s.test, &s.group_by)?;
         write_report(&reports, "test_report", &eval.report)?;
         crate::report::plot::report_figures(&reports, &eval.report)?;
-        if let Some(r) = &eval.report.calibration {
-            crate::report::plot::reliability_diagram(
-                &reports.join("reliability.png"),
-                r,
-                "test split",
-            )?;
-        }
         crate::eval::predictions::write(
             &reports.join("test_predictions.parquet"),
             &s.test,
             &eval.predictions,
             &classifier,
+            Some(&finder),
         )?;
         card.metrics.insert("test".into(), eval.report.clone());
         Some(eval.report)

@@ -110,6 +110,13 @@ pub enum Error {
     Busy { out: PathBuf, holder: String },
     #[error("plotting failed: {0}")]
     Plot(String),
+    /// `visualize --replot` was pointed at a folder without a training history or a test
+    /// report.
+    #[error(
+        "{} holds nothing to redraw: no train_log.csv, epochs.csv or test_report.json (a model's reports folder holds them)",
+        .dir.display()
+    )]
+    NothingToReplot { dir: PathBuf },
     #[error("{context}: {source}")]
     Json {
         context: String,

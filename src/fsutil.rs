@@ -212,6 +212,33 @@ pub fn lexically_normal(p: &Path) -> PathBuf {
     out
 }
 
+/// File extensions treated as images (lower case).
+pub const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff", "pgm", "ppm", "pnm", "gif",
+];
+
+/// True when the path has an image extension.
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        .unwrap_or(false)
+}
+
+/// `p` made absolute (from the working directory) and [`lexically_normal`]; links are not
+/// resolved, so the names stay the user's.
+pub fn absolute_normal(p: &Path) -> PathBuf {
+    lexically_normal(&std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+}
+
+/// The working directory as a path key (`facebatch.base`: what relative paths in an output
+/// are relative to); empty when it cannot be read.
+pub fn working_dir_key() -> String {
+    std::env::current_dir()
+        .map(|d| path_key(&d))
+        .unwrap_or_default()
+}
+
 // The output rule: what every command that writes a file or fills a folder checks before
 // any work (eval `--predictions` and `--reliability`, report, train, visualize, setup
 // `--bundle`; classify's `--out` follows the same rule in its preflight).
@@ -290,7 +317,7 @@ pub fn check_out_is_safe<'p>(
         let inside = resolved != input_abs && resolved.starts_with(&input_abs);
         let read_later = match out.kind {
             OutKind::Folder => true,
-            OutKind::File => crate::labelled::has_image_extension(path),
+            OutKind::File => has_image_extension(path),
         };
         if inside && read_later {
             let what = match out.kind {

@@ -25,7 +25,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::classify::seen::Seen;
+use crate::classify::seen::{Retry, Seen};
 use crate::classify::shard::{Shard, ShardSpec};
 use crate::error::{Error, Result};
 
@@ -226,10 +226,10 @@ fn model_dir(
 /// What the earlier successful runs of this shard of the job classified, for a run that
 /// writes the partition folder `partition`: the shard's fingerprint index, and the part
 /// files with a success marker that it does not cover ([`crate::classify::seen`]).
-pub fn seen(job: &Job, partition: &Path, shard: Option<Shard>) -> Result<Seen> {
+pub fn seen(job: &Job, partition: &Path, shard: Option<Shard>, retry: Retry) -> Result<Seen> {
     let shard = shard.unwrap_or(Shard::ALL);
     let part = crate::classify::dataset::DatasetPaths::new(partition, shard).part;
-    Seen::open(&job.output, shard, &part)
+    Seen::open(&job.output, shard, &part, retry)
 }
 
 /// Today's date, UTC, YYYY-MM-DD.

@@ -12,18 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// File extensions treated as images (lower case).
-pub const IMAGE_EXTENSIONS: &[&str] = &[
-    "jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff", "pgm", "ppm", "pnm", "gif",
-];
-
-/// True when the path has an image extension.
-pub fn has_image_extension(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .map(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-        .unwrap_or(false)
-}
+pub use crate::fsutil::{IMAGE_EXTENSIONS, has_image_extension};
 
 /// Where labeled images come from.
 #[derive(Clone, Debug)]

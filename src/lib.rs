@@ -16,6 +16,7 @@ pub mod model;
 pub mod onnx;
 pub mod progress;
 pub mod report;
+pub mod samples;
 pub mod store;
 #[cfg(feature = "train")]
 pub mod train;

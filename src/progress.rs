@@ -56,16 +56,40 @@ impl Progress {
                 let bar = bars().add(ProgressBar::new(len));
                 bar.set_style(
                     ProgressStyle::with_template(&format!(
-                        "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{human_pos}}/{{human_len}} {unit} ({{rate}}, eta {{eta}}) {{msg}}"
+                        "{{spinner}} [{{elapsed_precise}}] {{bar:30}} {{human_pos}}/{{human_len}} {unit} ({{rate}}, eta {{eta_when_known}}) {{msg}}"
                     ))
                     .map(|style| {
                         // indicatif's {per_sec} prints 4 decimals ("127.3126/s").
-                        style.with_key(
-                            "rate",
-                            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                                let _ = write!(w, "{}/s", for_humans(state.per_sec()));
-                            },
-                        )
+                        style
+                            .with_key(
+                                "rate",
+                                |state: &indicatif::ProgressState,
+                                 w: &mut dyn std::fmt::Write| {
+                                    let _ = write!(w, "{}/s", for_humans(state.per_sec()));
+                                },
+                            )
+                            // indicatif's {eta} guesses from the first item ("eta 7m" in a
+                            // 6 s run): "..." until the guess means something.
+                            .with_key(
+                                "eta_when_known",
+                                |state: &indicatif::ProgressState,
+                                 w: &mut dyn std::fmt::Write| {
+                                    let eta = eta_seconds(
+                                        state.pos(),
+                                        state.len().unwrap_or(0),
+                                        state.per_sec(),
+                                        state.elapsed(),
+                                    );
+                                    let _ = match eta {
+                                        Some(s) => write!(
+                                            w,
+                                            "{:#}",
+                                            indicatif::HumanDuration(Duration::from_secs(s))
+                                        ),
+                                        None => write!(w, "..."),
+                                    };
+                                },
+                            )
                     })
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
                 );
@@ -132,8 +156,7 @@ impl Progress {
         let (done, total) = (self.bar.position(), self.bar.length().unwrap_or(0));
         // Full precision: text logs round what they show (for_humans), JSON logs keep it.
         let rate = self.bar.per_sec();
-        let eta =
-            (total > done && rate > 0.0).then(|| ((total - done) as f64 / rate).round() as u64);
+        let eta = eta_seconds(done, total, rate, self.bar.elapsed());
         tracing::info!(
             done,
             total,
@@ -144,6 +167,14 @@ impl Progress {
             "progress"
         );
     }
+}
+
+/// Seconds left at `rate`, once the guess means something: after at least 3 s and 2% of
+/// the work (or 50 items), so that the first, warm-up items (model loading, the first
+/// detector pass) do not make it up. `None` before, when done or when nothing moves.
+pub fn eta_seconds(done: u64, total: u64, rate: f64, elapsed: Duration) -> Option<u64> {
+    let enough = elapsed >= Duration::from_secs(3) && (done * 50 >= total || done >= 50);
+    (enough && total > done && rate > 0.0).then(|| ((total - done) as f64 / rate).round() as u64)
 }
 
 /// A number as people read it: 4 significant digits, at most 4 decimals, no exponent
@@ -160,6 +191,18 @@ pub fn for_humans(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 30: "eta 7m" was shown for a 6 s run, guessed from the first item.
+    #[test]
+    fn no_eta_before_it_means_something() {
+        let s = Duration::from_secs;
+        assert_eq!(eta_seconds(1, 1000, 0.5, s(2)), None, "too early");
+        assert_eq!(eta_seconds(5, 1000, 2.0, s(10)), None, "too little done");
+        assert_eq!(eta_seconds(50, 1000, 10.0, s(5)), Some(95));
+        assert_eq!(eta_seconds(30, 100, 10.0, s(3)), Some(7));
+        assert_eq!(eta_seconds(100, 100, 10.0, s(30)), None, "done");
+        assert_eq!(eta_seconds(60, 100, 0.0, s(30)), None, "stalled");
+    }
 
     #[test]
     fn numbers_for_humans() {

@@ -11,6 +11,7 @@ const FLOORS: &[&[&str]] = &[
     &[
         "store",
         "labelled",
+        "samples",
         "fsutil",
         "failpoint",
         "progress",

@@ -192,6 +192,7 @@ fn every_file_gets_a_row_and_bad_files_do_not_stop_the_run() {
             "height",
             "bytes",
             "modified",
+            "model",
             "features"
         ]
     );
@@ -626,8 +627,12 @@ fn precision_int8_runs_the_cards_int8_copy() {
     for (k, (label, p)) in &f32_rows {
         let (l8, p8) = &int8_rows[k];
         let diff = (p[0] - p8[0]).abs();
-        assert!(diff < 0.15, "{k:?}: {p:?} vs {p8:?}");
+        // Where float32 is sure, int8 stays close and gives the same label. Where it is not,
+        // int8 may move further: on x86-64 CPUs without VNNI (AVX2 only, such as the AMD
+        // EPYC CI ran on in issue 30) ONNX Runtime's u8s8 kernels saturate, and a face cut
+        // by the frame in retreat-2017.jpg went from 0.53 to 0.11 (docs/int8.md).
         if p[0].max(p[1]) > 0.65 {
+            assert!(diff < 0.15, "{k:?}: {p:?} vs {p8:?}");
             assert_eq!(label, l8, "{k:?}: {p:?} vs {p8:?}");
         }
         moved += usize::from(diff > 1e-4);

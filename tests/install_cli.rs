@@ -54,6 +54,74 @@ fn classify_runs_from_any_directory_with_the_builtin_model() {
     }
 }
 
+/// Issue 30: every row names the model that made it (a union of outputs of several versions
+/// can be told apart without footers), the metadata records the detection threshold the
+/// run used (not the card's) and the folder relative roots are relative to; eval's
+/// predictions hold absolute, normalised paths and the same model metadata.
+#[test]
+fn rows_name_their_model_and_the_metadata_what_the_run_used() {
+    let tmp = tempfile::tempdir().unwrap();
+    photos(tmp.path());
+    let o = run(facebatch().current_dir(tmp.path()).args([
+        "classify",
+        "photos",
+        "--out",
+        "x.parquet",
+        "--det-threshold",
+        "0.7",
+    ]));
+    assert_code(&o, 0);
+    let (batches, meta) = read_parquet(&tmp.path().join("x.parquet"));
+    assert_eq!(texts(&batches[0], "model"), ["facebatch-gender/v5"]);
+    let faces: serde_json::Value = serde_json::from_str(&meta["facebatch.faces"]).unwrap();
+    let align = &faces["alignment"];
+    let first = if align.is_array() { &align[0] } else { align };
+    assert_eq!(first["det_threshold"], serde_json::json!(0.7), "{faces}");
+    assert_eq!(
+        Path::new(&meta["facebatch.base"]),
+        tmp.path().canonicalize().unwrap()
+    );
+
+    // eval from a sibling folder, the data named through `..`.
+    let faces_dir = tmp.path().join("faces");
+    for (class, file) in [
+        ("female", "female/face367.bmp"),
+        ("male", "male/face78.bmp"),
+    ] {
+        std::fs::create_dir_all(faces_dir.join(class)).unwrap();
+        std::fs::copy(
+            repo().join("data/samples/faces").join(file),
+            faces_dir.join(file),
+        )
+        .unwrap();
+    }
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let o = run(facebatch().current_dir(&work).args([
+        "eval",
+        "../faces",
+        "--predictions",
+        "p.parquet",
+    ]));
+    assert_code(&o, 0);
+    let (batches, meta) = read_parquet(&work.join("p.parquet"));
+    for p in texts(&batches[0], "path") {
+        let path = Path::new(&p);
+        assert!(path.is_absolute() && path.is_file(), "{p}");
+        assert!(!p.contains("/../") && !p.contains("/./"), "{p}");
+    }
+    for key in [
+        "facebatch.model_version",
+        "facebatch.model_card",
+        "facebatch.model_precision",
+        "facebatch.faces",
+        "facebatch.base",
+    ] {
+        assert!(meta.contains_key(key), "{key}: {meta:?}");
+    }
+    assert_eq!(meta["facebatch.model_version"], "v5");
+}
+
 #[test]
 fn every_subcommand_that_classifies_takes_the_same_model_default() {
     let tmp = tempfile::tempdir().unwrap();
@@ -141,6 +209,39 @@ fn completions_and_man_pages_are_generated() {
     assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
     assert!(page.contains("max\\-error\\-rate"), "{page}");
     assert!(tmp.path().join("facebatch.1").is_file());
+
+    // Issue 30: without --out one page goes to stdout (`facebatch man | man -l -`), in
+    // proper sections.
+    let o = run(facebatch().arg("man"));
+    assert_code(&o, 0);
+    let page = stdout(&o);
+    let title = page
+        .lines()
+        .find(|l| l.starts_with(".TH"))
+        .unwrap_or_default();
+    assert!(
+        title.starts_with(".TH FACEBATCH 1 2")
+            && !title.contains("  ")
+            && title.ends_with("\"facebatch manual\""),
+        "five fields, none empty: {title}"
+    );
+    for section in ["NAME", "SYNOPSIS", "OPTIONS", "\"SEE ALSO\"", "VERSION"] {
+        assert!(
+            page.contains(&format!(".SH {section}\n")),
+            "{section}: {page}"
+        );
+    }
+    let o = run(facebatch().args(["man", "classify"]));
+    assert_code(&o, 0);
+    let page = stdout(&o);
+    assert!(page.contains(".TH FACEBATCH-CLASSIFY 1"), "{page}");
+    for section in ["EXAMPLES", "EXIT STATUS"] {
+        assert!(
+            page.contains(&format!(".SH \"{section}\"\n")),
+            "{section}: {page}"
+        );
+    }
+    assert_fatal(&run(facebatch().args(["man", "nosuch"])), "nosuch");
 }
 
 /// The samples hold 13 images, one of them a truncated JPEG.
@@ -156,7 +257,14 @@ fn max_error_rate_decides_whether_per_image_errors_fail_the_run() {
             .arg(tmp.path().join(out))
             .args(["--max-error-rate", rate]))
     };
-    assert_eq!(classify("0", "a.parquet").status.code(), Some(1));
+    let o = classify("0", "a.parquet");
+    assert_eq!(o.status.code(), Some(1));
+    // Issue 30: exit 1 says why.
+    assert!(
+        stderr(&o).contains("exit 1: 1 error row in 13 images (7.7%) > --max-error-rate 0"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(classify("0.05", "b.parquet").status.code(), Some(1));
     assert_eq!(classify("0.1", "c.parquet").status.code(), Some(0));
     assert_fatal(&classify("1.5", "d.parquet"), "--max-error-rate");

@@ -351,7 +351,7 @@ fn a_job_skips_unchanged_files_through_its_index_and_without_it() {
     let job = job_file(tmp.path(), &photos, &out, "");
     add_to_classify(&job, "max_error_rate = 1.0");
     let tag = "00000-of-00001";
-    let index = out.join(format!("_index/seen-{tag}.parquet"));
+    let index = out.join(format!("_index/seen-{tag}.index"));
     let part = |date: &str| out.join(format!("dt={date}/part-{tag}.parquet"));
 
     assert_code(&run_job(&job, "2026-12-01"), 0);
@@ -421,6 +421,73 @@ fn a_job_skips_unchanged_files_through_its_index_and_without_it() {
     assert!(meta["facebatch.index.covers"].contains("2026-12-06"));
 }
 
+/// Issue 30: `OUTPUT/*/*.parquet` (DuckDB's `hive_partitioning=true` glob) reaches only
+/// the partitions' rows: the index is not named `.parquet`, and an older version's
+/// `_index/seen-*.parquet` is removed by the next run.
+#[test]
+fn the_dataset_glob_reaches_only_rows_and_an_older_index_is_removed() {
+    let (tmp, photos, _) = temp_corpus(4);
+    let out = tmp.path().join("labels");
+    let job = job_file(tmp.path(), &photos, &out, "");
+    let tag = "00000-of-00001";
+    assert_code(&run_job(&job, "2026-12-01"), 0);
+    let legacy = out.join(format!("_index/seen-{tag}.parquet"));
+    std::fs::rename(out.join(format!("_index/seen-{tag}.index")), &legacy).unwrap();
+    assert_code(&run_job(&job, "2026-12-02"), 0);
+    assert!(!legacy.exists(), "the older version's index is removed");
+    assert!(out.join(format!("_index/seen-{tag}.index")).is_file());
+    let mut reached: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).into_iter().flatten())
+        .map(|f| f.unwrap().path())
+        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .map(|f| f.strip_prefix(&out).unwrap().display().to_string())
+        .collect();
+    reached.sort();
+    assert_eq!(
+        reached,
+        ["2026-12-01", "2026-12-02"].map(|d| format!("dt={d}/part-{tag}.parquet"))
+    );
+}
+
+/// Issue 30: an unchanged file whose newest row is an error row stays unchanged (it is not
+/// classified every night), unless the run is told `--retry-errors`; a file that then
+/// classifies is not retried again, one that still fails is.
+#[test]
+fn retry_errors_classifies_again_the_unchanged_files_that_failed() {
+    let (tmp, photos, all) = temp_corpus_with_broken(4);
+    let out = tmp.path().join("labels");
+    let job = job_file(tmp.path(), &photos, &out, "");
+    let text = std::fs::read_to_string(&job).unwrap();
+    // Day 1 under a file size limit that every image but the 10-byte broken one passes.
+    add_to_classify(&job, "max_error_rate = 1.0\nmax_file_bytes = 20");
+    let tag = "00000-of-00001";
+    let part = |date: &str| out.join(format!("dt={date}/part-{tag}.parquet"));
+    assert_code(&run_job(&job, "2026-12-01"), 0);
+    let (b, _) = read_rows(&part("2026-12-01"));
+    assert!(texts(&b, "status").iter().all(|s| s == "error"));
+    std::fs::write(&job, text).unwrap();
+    add_to_classify(&job, "max_error_rate = 1.0");
+    assert_code(&run_job(&job, "2026-12-02"), 0);
+    assert_eq!(
+        unchanged(&out, "2026-12-02", tag),
+        5,
+        "error rows' files too"
+    );
+    let retried = |date: &str| run(job_cmd(&job, date).arg("--retry-errors"));
+    assert_code(&retried("2026-12-03"), 0);
+    let mut day3 = paths(&part("2026-12-03"));
+    day3.sort();
+    assert_eq!(day3, all);
+    assert_code(&retried("2026-12-04"), 0);
+    assert_eq!(
+        paths(&part("2026-12-04")),
+        ["d0/broken.jpg"],
+        "only what still fails"
+    );
+    assert_eq!(unchanged(&out, "2026-12-04", tag), 4);
+}
+
 /// A job run killed mid-way resumes on its next start; the files it had done before the
 /// kill are in its index with the fingerprints their rows record, so the next date skips
 /// every file. Shards keep an index each.
@@ -451,8 +518,8 @@ fn a_resumed_or_sharded_job_run_indexes_every_file_it_classified() {
         let want = if date == "2026-12-01" { 0 } else { all.len() };
         assert_eq!(skipped, want as u64, "{date}");
     }
-    let mut indexed = paths(&sharded.join("_index/seen-00000-of-00002.parquet"));
-    indexed.extend(paths(&sharded.join("_index/seen-00001-of-00002.parquet")));
+    let mut indexed = paths(&sharded.join("_index/seen-00000-of-00002.index"));
+    indexed.extend(paths(&sharded.join("_index/seen-00001-of-00002.index")));
     indexed.sort();
     assert_eq!(indexed, all);
 }

@@ -335,30 +335,75 @@ fn the_report_renders_and_its_corrections_train_a_model() {
             "the face thumbnail is drawn, not blank ({lo}..{hi})"
         );
 
-        // A click and a keyboard shortcut record corrections.
+        // Zoom: `z` on a face opens it large, Escape closes it.
+        c.js("document.querySelectorAll('#grid .card')[0].focus(); return true");
+        c.type_into_active("z");
+        c.wait_until(
+            "const z = document.getElementById('zoom'); return !z.hidden && \
+             [...z.querySelectorAll('img')].every(i => i.complete && i.naturalWidth > 0)",
+        );
+        let big = c.js("return document.querySelector('#zoom img').getBoundingClientRect().width");
+        assert!(
+            big.as_f64().unwrap() >= 200.0,
+            "zoomed face is large: {big}"
+        );
+        c.js("document.body.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true})); return true");
+        c.wait_until("return document.getElementById('zoom').hidden");
+
+        // A click and a keyboard shortcut record choices: on the female gallery, the
+        // first card given "male" (a correction) and the second "female" by key 1 (the
+        // label it has: a confirmation, not a correction).
         c.click(&c.find("#grid .card .buttons button:nth-child(2)"));
         c.js("document.querySelectorAll('#grid .card')[1].focus(); return true");
         c.type_into_active("1");
-        // Label the rest of this gallery and the male one by clicks, alternating.
-        for tab in ["label:female", "label:male"] {
-            c.js(&format!(
-                "window.facebatchReport.show('{tab}'); return true"
-            ));
-            c.js(
-                "const n = document.querySelectorAll('#grid .card').length; \
-                 for (let i = 2; i < n; i++) { \
-                   document.querySelectorAll('#grid .card')[i].querySelectorAll('.buttons button')[i % 2].click(); \
-                 } return true",
-            )
-            ;
+        let first_two = c.js(
+            "return [...document.querySelectorAll('#grid .card')].slice(0, 2).map(e => e.className)",
+        );
+        assert_eq!(
+            first_two,
+            json!(["card chosen corrected", "card chosen confirmed"]),
+            "{first_two}"
+        );
+        // The rest of the female gallery by clicks, alternating; then "Accept this page"
+        // on the male gallery confirms every face there.
+        c.js(
+            "window.facebatchReport.show('label:female'); \
+             const n = document.querySelectorAll('#grid .card').length; \
+             for (let i = 2; i < n; i++) { \
+               document.querySelectorAll('#grid .card')[i].querySelectorAll('.buttons button')[i % 2].click(); \
+             } return true",
+        );
+        c.js("window.facebatchReport.show('label:male'); return true");
+        c.click(&c.find("#accept-page"));
+        let unchosen = c.js("return document.querySelectorAll('#grid .card:not(.chosen)').length");
+        assert_eq!(unchosen, json!(0), "accept confirms every face on the page");
+        let choices = c.js("return window.facebatchReport.choices()");
+        let labels = c.js(
+            "return Object.fromEntries(window.FACEBATCH_REPORT.rows.map(r => [r.id, r.label]))",
+        );
+        let count = choices.as_object().unwrap().len();
+        assert!(count as u64 >= ok.min(4), "{choices}");
+        let (mut corrected, mut confirmed) = (0, 0);
+        for (id, label) in choices.as_object().unwrap() {
+            if labels[id] == *label {
+                confirmed += 1;
+            } else {
+                corrected += 1;
+            }
         }
-        let count = c.js("return Object.keys(window.facebatchReport.choices()).length");
-        assert!(count.as_u64().unwrap() >= ok.min(4), "{count}");
         // They survive a reload (localStorage).
         c.refresh();
         c.wait_until("return document.getElementById('correction-count') !== null");
         let shown = c.js("return document.getElementById('correction-count').textContent");
-        assert_eq!(shown, json!(format!("{count} corrections")));
+        assert_eq!(
+            shown,
+            json!(format!(
+                "{corrected} corrected, {confirmed} confirmed, 0 not a face"
+            ))
+        );
+        // The page says where the file goes and how to keep it with the report.
+        let note = c.js("return document.getElementById('save-note').textContent");
+        assert!(note.as_str().unwrap().contains("--import"), "{note}");
         // Download.
         c.click(&c.find("#download"));
         let file = downloads.join("corrections.csv");
@@ -376,17 +421,59 @@ fn the_report_renders_and_its_corrections_train_a_model() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "path,label,photo,face_index,box,model_label,model_confidence,already_aligned"
+        "path,label,verdict,id,photo,face_index,box,model_label,model_confidence,already_aligned"
     );
     assert!(lines.len() >= 5, "{csv}");
+    let crops = format!("{}/faces/", report.canonicalize().unwrap().display());
     for l in &lines[1..] {
-        assert!(l.starts_with("faces/") && l.ends_with(",true"), "{l}");
+        assert!(l.starts_with(&crops) && l.ends_with(",true"), "{l}");
+        assert!(
+            l.contains(",corrected,") || l.contains(",confirmed,"),
+            "{l}"
+        );
     }
-    // The corrections train a model: the CSV's paths are relative to the report folder.
-    std::fs::write(report.join("corrections.csv"), &csv).unwrap();
+    // The documented way to keep them: `report --import` into the report folder, where a
+    // fresh browser (no localStorage) shows them again.
+    let o = run(facebatch()
+        .arg("report")
+        .arg("--import")
+        .arg(downloads.join("corrections.csv"))
+        .arg("--out")
+        .arg(&report));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!(
+            "{} corrected",
+            lines.iter().filter(|l| l.contains(",corrected,")).count()
+        )),
+        "{}",
+        stdout(&o)
+    );
+    {
+        let c = Session::new(&url, chrome(&chromium, &downloads));
+        c.goto(&format!("file://{}", report.join("index.html").display()));
+        c.wait_until("return document.getElementById('correction-count') !== null");
+        let again = c.js("return Object.keys(window.facebatchReport.choices()).length");
+        assert_eq!(again, json!(lines.len() - 1), "imported choices shown");
+        assert!(js_errors(&c).is_empty(), "{:?}", js_errors(&c));
+        c.close();
+    }
+    // The corrections train a model from the folder the browser saved them in, run from a
+    // folder that is neither the report's nor the download's.
     if cfg!(feature = "train") {
-        let o = train_from_corrections(&report.join("corrections.csv"), &tmp.path().join("model"));
+        let lab = tmp.path().join("lab");
+        std::fs::create_dir_all(&lab).unwrap();
+        let o = run(facebatch()
+            .current_dir(&lab)
+            .arg("train")
+            .arg("--labels-csv")
+            .arg("../downloads/corrections.csv")
+            .args(["--out", "model"])
+            .args(short_training("1", "4", "1"))
+            .arg("--init")
+            .arg(default_model()));
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(lab.join("model/model.onnx").is_file());
     }
 }
 

@@ -160,8 +160,8 @@ fn photos_changed_since_the_run_are_shown_as_changed() {
     assert_eq!(thumbs[&name(&rels[2])], "ok");
 }
 
-/// Galleries keep at most --least + --random faces each, whatever the run's size, and a
-/// dataset folder reads as one input.
+/// Galleries keep at most --limit faces each, whatever the run's size, the report says how
+/// many rows it left out, and a dataset folder reads as one input.
 #[test]
 fn galleries_are_bounded_and_dataset_folders_are_read_whole() {
     let (tmp, photos, _) = temp_photos(40, 4, &sample_face());
@@ -174,10 +174,28 @@ fn galleries_are_bounded_and_dataset_folders_are_read_whole() {
         );
     }
     let report = tmp.path().join("report");
-    let o = run(report_cmd(&dataset, &report).args(["--least", "3", "--random", "2"]));
+    let o = run(report_cmd(&dataset, &report).args(["--limit", "5"]));
     assert_code(&o, 0);
     let data = page_data(&report);
     assert_eq!(data["summary"]["rows"], 40);
+    let left: u64 = data["left_out"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("label:") || *k == "no_face" || *k == "error")
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
+    assert!(left >= 30, "{}", data["left_out"]);
+    assert_stdout_has(
+        &o,
+        &format!("; {left} rows left out (galleries show at most --limit 5"),
+    );
+    // Without --limit every face of this run is shown, and nothing is said left out.
+    let all = tmp.path().join("all");
+    let o = run(&mut report_cmd(&dataset, &all));
+    assert_code(&o, 0);
+    assert!(!stdout(&o).contains("left out"), "{}", stdout(&o));
+    assert_eq!(page_data(&all)["rows"].as_array().unwrap().len(), 40);
     for (key, ids) in data["galleries"].as_object().unwrap() {
         assert!(ids.as_array().unwrap().len() <= 5, "{key}");
     }
@@ -286,8 +304,18 @@ fn eval_predictions_report_a_confusion_matrix_with_its_faces() {
         .map(|(_, v)| v.as_array().unwrap().len())
         .sum();
     assert_eq!(cell_faces as u64, ok);
-    let groups = data["summary"]["groups"]["source"].as_object().unwrap();
-    let n: u64 = groups.values().map(|g| g["n"].as_u64().unwrap()).sum();
+    let source = data["summary"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["column"] == "source")
+        .expect("a chart by source");
+    let n: u64 = source["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g[1]["n"].as_u64().unwrap())
+        .sum();
     assert_eq!(n, data["summary"]["rows"].as_u64().unwrap());
     // Each row knows its true label.
     assert!(
@@ -490,6 +518,151 @@ fn float64_int64_and_large_string_columns_from_other_tools_are_accepted() {
         if r["status"] == "ok" {
             let face = |dir: &Path| std::fs::read(dir.join(format!("faces/{id}.png"))).unwrap();
             assert_eq!(face(&theirs_dir), face(&mine_dir), "face {id}");
+        }
+    }
+}
+
+/// Regression (issue 30): a report built from another folder than the run's said "400
+/// whose photo is missing": photos now resolve through the file's `facebatch.base`, for
+/// classify outputs and eval predictions alike.
+#[test]
+fn a_report_built_from_another_folder_finds_every_photo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run_dir = tmp.path().join("run");
+    let faces = run_dir.join("faces");
+    copy_dir(&sample_faces(), &faces);
+    let o = run(facebatch().current_dir(&run_dir).args([
+        "classify",
+        "faces",
+        "--out",
+        "results.parquet",
+        "--max-error-rate",
+        "1",
+    ]));
+    assert_code(&o, 0);
+    let o = run(facebatch().current_dir(&run_dir).args([
+        "eval",
+        "faces",
+        "--predictions",
+        "pred.parquet",
+    ]));
+    assert!(matches!(o.status.code(), Some(0 | 1)), "{}", stderr(&o));
+    let elsewhere = tmp.path().join("elsewhere/deeper");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for input in ["results.parquet", "pred.parquet"] {
+        let o = run(facebatch()
+            .current_dir(&elsewhere)
+            .arg("report")
+            .arg(run_dir.join(input))
+            .arg("--out")
+            .arg(format!("report-{input}")));
+        assert_code(&o, 0);
+        assert!(!stdout(&o).contains("missing"), "{input}: {}", stdout(&o));
+        let data = page_data(&elsewhere.join(format!("report-{input}")));
+        for r in data["rows"].as_array().unwrap() {
+            if r["status"] == "ok" {
+                assert_eq!(r["thumb"], "ok", "{input}: {r}");
+                assert!(Path::new(r["photo"].as_str().unwrap()).is_absolute(), "{r}");
+            }
+        }
+    }
+}
+
+/// `report --import`: a file whose rows do not fit the report is refused whole (exit 2, one
+/// message naming the rows), and nothing is written; a good one is kept with absolute
+/// paths and its verdicts recomputed (the model's own label is a confirmation).
+#[test]
+fn import_keeps_good_corrections_and_refuses_rows_of_another_report() {
+    let (tmp, out) = small_run();
+    let report = tmp.path().join("report");
+    assert_code(&run(&mut report_cmd(&out, &report)), 0);
+    let data = page_data(&report);
+    let face = data["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == "ok" && r["thumb"] == "ok")
+        .unwrap()
+        .clone();
+    let (id, label) = (
+        face["id"].as_u64().unwrap(),
+        face["label"].as_str().unwrap(),
+    );
+    let import = |csv: &str| {
+        let file = tmp.path().join("saved.csv");
+        std::fs::write(&file, csv).unwrap();
+        run(facebatch()
+            .arg("report")
+            .arg("--import")
+            .arg(&file)
+            .arg("--out")
+            .arg(&report))
+    };
+    let o = import(&format!("id,label\n{id},{label}\n999999,male\n{id},cat\n"));
+    assert_fatal(&o, "2 row(s) do not fit the report");
+    assert!(
+        stderr(&o).contains("row 3: no face of this report"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("label \"cat\""), "{}", stderr(&o));
+    assert!(!report.join("corrections.csv").exists(), "nothing written");
+    // An older page's download: crops relative to the report folder, no id or verdict.
+    let o = import(&format!("path,label\nfaces/{id}.png,{label}\n"));
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "0 corrected, 1 confirmed, 0 not a face");
+    let kept = std::fs::read_to_string(report.join("corrections.csv")).unwrap();
+    let row = kept.lines().nth(1).unwrap();
+    let crop = report
+        .canonicalize()
+        .unwrap()
+        .join(format!("faces/{id}.png"));
+    assert!(
+        row.starts_with(&format!("{},{label},confirmed,{id},", crop.display())),
+        "{row}"
+    );
+    // A report built again keeps the imported corrections.
+    assert_code(&run(&mut report_cmd(&out, &report)), 0);
+    let js = std::fs::read_to_string(report.join("corrections.js")).unwrap();
+    assert!(js.contains(&format!("\"{id}\":\"{label}\"")), "{js}");
+}
+
+/// Regression (issue 30): `report --help` listed --ort-lib, --detector and the progress
+/// options, which report ignores.
+#[test]
+fn report_help_lists_only_the_options_report_uses() {
+    let o = run(facebatch().args(["report", "--help"]));
+    assert_code(&o, 0);
+    let help = stdout(&o);
+    let options: Vec<&str> = help
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("--") || l.starts_with("-v"))
+        .collect();
+    for ignored in [
+        "--ort-lib",
+        "--detector",
+        "--no-progress",
+        "--progress-interval",
+    ] {
+        assert!(
+            !options.iter().any(|l| l.starts_with(ignored)),
+            "{ignored} in {options:?}"
+        );
+    }
+    for used in ["--out", "--limit", "--import", "--json"] {
+        assert!(options.iter().any(|l| l.starts_with(used)), "{used}");
+    }
+}
+
+/// Copies the files of `from` (a tree) into `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from).into_iter().map(Result::unwrap) {
+        let dst = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
         }
     }
 }

@@ -1,5 +1,6 @@
 // facebatch report: renders window.FACEBATCH_REPORT (data.js). No network, no libraries;
-// works from file://. Corrections are kept in localStorage and downloaded as CSV.
+// works from file://. Corrections are kept in localStorage, downloaded as CSV, and loaded
+// back from corrections.js (written by `facebatch report --import`).
 (function () {
   "use strict";
   const D = window.FACEBATCH_REPORT;
@@ -39,10 +40,42 @@
     } catch (e) { problem("row " + (r && r.id), e); }
   }
   const rows = new Map(D.rows.map((r) => [r.id, r]));
-  const storeKey = "facebatch-report:" + (D.metadata["facebatch.run_id"] || D.input);
+  const storeKey = D.store_key || "facebatch-report:" + (D.metadata["facebatch.run_id"] || D.input);
   let choices = {};
   try { choices = JSON.parse(localStorage.getItem(storeKey) || "{}"); } catch (e) { choices = {}; }
-  const state = { tab: "summary", page: 0, focus: 0 };
+  // Corrections imported into the report folder (corrections.js) for this run: the
+  // browser's own choices since then win ("skip" marks one taken back).
+  const imported = window.FACEBATCH_CORRECTIONS;
+  const importedHere = !!(imported && imported.key === storeKey && imported.choices);
+  if (importedHere) {
+    for (const [id, c] of Object.entries(imported.choices)) if (!(id in choices)) choices[id] = c;
+  }
+  const state = { tab: "summary", page: 0, focus: 0, zoom: null, slice: [] };
+  // What a choice says of a face: its own label is a confirmation, not a correction.
+  const verdict = (r, c) => (c === "not_a_face" ? "not_a_face" : c === r.label ? "confirmed" : "corrected");
+  const hasMembers = D.rows.some((r) => r.members && Object.keys(r.members).length > 1);
+  // Members' disagreement: the largest gap between two members' probabilities of a label.
+  const disagreement = (r) => {
+    if (!r.members) return -1;
+    const ps = Object.values(r.members);
+    if (ps.length < 2) return -1;
+    let d = -1;
+    for (let k = 0; k < D.labels.length; k++) {
+      const v = ps.map((p) => p[k]).filter(Number.isFinite);
+      if (v.length > 1) d = Math.max(d, Math.max(...v) - Math.min(...v));
+    }
+    return d;
+  };
+  // The label a face's folders name (`.../male/x.jpg`), if any: what the folder says.
+  const lowerLabels = D.labels.map((l) => l.toLowerCase());
+  const folderLabel = (r) => {
+    const parts = String(r.path).toLowerCase().split("/").slice(0, -1);
+    for (let i = parts.length - 1; i >= 0; i--) {
+      const k = lowerLabels.indexOf(parts[i]);
+      if (k >= 0) return D.labels[k];
+    }
+    return null;
+  };
 
   const el = (tag, attrs, ...kids) => {
     const e = document.createElement(tag);
@@ -82,7 +115,8 @@
   // ---- filters ----------------------------------------------------------------------
   for (const l of D.labels) $("f-label").append(el("option", { value: l }, l));
   for (const g of D.group_columns) $("f-group").append(el("option", { value: g }, g));
-  for (const id of ["f-path", "f-label", "f-min", "f-max", "f-group", "f-group-value"]) {
+  if (!hasMembers) $("f-sort").querySelector("option[value=disagree]").remove();
+  for (const id of ["f-path", "f-label", "f-min", "f-max", "f-group", "f-group-value", "f-folder", "f-sort"]) {
     $(id).addEventListener("input", () => { state.page = 0; state.focus = 0; render(); });
   }
   $("prev").addEventListener("click", () => movePage(-1));
@@ -93,12 +127,18 @@
     const label = $("f-label").value;
     const lo = parseFloat($("f-min").value || "0"), hi = parseFloat($("f-max").value || "1");
     const g = $("f-group").value, gv = $("f-group-value").value.toLowerCase();
-    return ids.map((id) => rows.get(id)).filter((r) => r
+    const folder = $("f-folder").checked;
+    const out = ids.map((id) => rows.get(id)).filter((r) => r
       && (!path || r.path.toLowerCase().includes(path))
       && (!label || r.label === label || r.truth === label)
       // A face without a confidence, or with one that is not a number, is always shown.
       && (!Number.isFinite(r.confidence) || (r.confidence >= lo && r.confidence <= hi))
-      && (!g || (r.groups[g] || "").toLowerCase().includes(gv)));
+      && (!g || (r.groups[g] || "").toLowerCase().includes(gv))
+      && (!folder || (r.status === "ok" && folderLabel(r) !== null && folderLabel(r) !== r.label)));
+    const sort = $("f-sort").value;
+    if (sort === "disagree") out.sort((a, b) => disagreement(b) - disagreement(a) || a.id - b.id);
+    else if (sort === "path") out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : a.id - b.id));
+    return out;
   }
 
   // ---- cards ------------------------------------------------------------------------
@@ -107,8 +147,9 @@
     const c = choices[r.id];
     const thumbs = el("div", { class: "thumbs" });
     if (r.thumb === "ok") {
-      if (r.status === "ok") thumbs.append(el("img", { class: "face", src: D.crops_dir + "/" + r.id + ".png", alt: "aligned face" }));
-      thumbs.append(el("img", { class: "context", src: "context/" + r.id + ".jpg", alt: "face in its photo" }));
+      const zoom = () => openZoom(r);
+      if (r.status === "ok") thumbs.append(el("img", { class: "face", src: D.crops_dir + "/" + r.id + ".png", alt: "aligned face", title: "click or z: zoom", onclick: zoom }));
+      thumbs.append(el("img", { class: "context", src: "context/" + r.id + ".jpg", alt: "face in its photo", title: "click or z: zoom", onclick: zoom }));
     } else {
       const why = { missing: "photo missing since the run", changed: "photo changed since the run (size or time differs)", unreadable: "photo not readable" }[r.thumb] || r.thumb;
       thumbs.append(el("div", { class: "missing" }, why));
@@ -127,7 +168,9 @@
           onclick: () => choose(r.id, name) }, name.replace(/_/g, " ")));
       });
     }
-    return el("div", { class: "card" + (c && c !== "skip" ? " chosen" : ""), tabindex: "0", "data-id": r.id, "data-index": i,
+    const folder = r.status === "ok" ? folderLabel(r) : null;
+    if (folder && folder !== r.label) pred.append(el("div", { class: "folder" }, "folder says " + folder));
+    return el("div", { class: "card" + (c && c !== "skip" ? " chosen " + verdict(r, c) : ""), tabindex: "0", "data-id": r.id, "data-index": i,
       onfocus: () => { state.focus = i; } },
       thumbs,
       el("div", { class: "path", title: r.path }, r.path + (r.face_index !== null && r.face_index !== undefined ? "  face " + r.face_index : "")),
@@ -149,7 +192,11 @@
   }
 
   function choose(id, name) {
-    if (choices[id] === name) delete choices[id]; else choices[id] = name;
+    // Pressing a choice again takes it back (over an imported one: "skip").
+    if (choices[id] === name) {
+      if (importedHere && id in imported.choices) choices[id] = "skip";
+      else delete choices[id];
+    } else choices[id] = name;
     localStorage.setItem(storeKey, JSON.stringify(choices));
     const keep = state.focus;
     render();
@@ -161,14 +208,53 @@
     const pages = Math.max(1, Math.ceil(all.length / PAGE));
     state.page = Math.min(state.page, pages - 1);
     const slice = all.slice(state.page * PAGE, (state.page + 1) * PAGE);
+    state.slice = slice;
     $("page-info").textContent = "page " + (state.page + 1) + " of " + pages + " (" + all.length + " faces shown of "
       + galleryTotal(key) + ")";
+    const left = (D.left_out || {})[key] || 0;
+    const leftNote = left
+      ? el("p", { class: "left-out" }, left + " faces of this gallery are left out: it shows at most " + D.limit
+        + " (its least confident half and a random sample of the rest). Build the report again with --limit "
+        + ((D.galleries[key] || []).length + left) + " to show them all.")
+      : "";
     const note = key.startsWith("label:") || key.startsWith("cell:")
       ? el("p", {}, "Least confident first, then a random sample of the rest.")
       : key === "near" ? el("p", {}, "Faces whose two most likely labels are within 0.2 of each other, closest first.")
       : key === "disagree" ? el("p", {}, "Faces where two of the ensemble's networks differ by 0.2 or more in a label's probability, furthest apart first.") : "";
-    return [note, el("div", { class: "grid", id: "grid" }, slice.map(safeCard))];
+    return [note, leftNote, el("div", { class: "grid", id: "grid" }, slice.map(safeCard))];
   }
+
+  // "Accept this page": every face on the page without a choice keeps its label
+  // (a confirmation each).
+  function acceptPage() {
+    for (const r of state.slice) {
+      if (r.status === "ok" && r.thumb === "ok" && r.label && (!(r.id in choices) || choices[r.id] === "skip")) choices[r.id] = r.label;
+    }
+    localStorage.setItem(storeKey, JSON.stringify(choices));
+    const keep = state.focus;
+    render();
+    focusCard(keep);
+  }
+  $("accept-page").addEventListener("click", acceptPage);
+
+  // ---- zoom -------------------------------------------------------------------------
+  function openZoom(r) {
+    state.zoom = r.id;
+    const z = $("zoom");
+    const kids = [];
+    if (r.status === "ok") kids.push(el("img", { class: "zoom-face", src: D.crops_dir + "/" + r.id + ".png", alt: "aligned face, enlarged" }));
+    kids.push(el("img", { class: "zoom-context", src: "context/" + r.id + ".jpg", alt: "face in its photo, enlarged" }));
+    kids.push(el("p", {}, r.path + (r.face_index !== null && r.face_index !== undefined ? "  face " + r.face_index : "")
+      + (r.label ? "  \u2013 " + r.label + " " + fmt(r.confidence, 3) : "") + "  (Esc or click: close)"));
+    z.replaceChildren(...kids);
+    z.hidden = false;
+  }
+  function closeZoom() {
+    state.zoom = null;
+    $("zoom").hidden = true;
+    focusCard(state.focus);
+  }
+  $("zoom").addEventListener("click", closeZoom);
 
   function galleryTotal(key) {
     if (key.startsWith("label:")) return D.summary.by_label[key.slice(6)] || 0;
@@ -189,34 +275,43 @@
     cards[k].focus();
   }
 
+  const SVG = "http://www.w3.org/2000/svg";
+  function svgEl(tag, attrs, text) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
   // ---- summary ----------------------------------------------------------------------
   function table(head, body, numeric = true) {
     return el("table", {}, el("tr", {}, head.map((h) => el("th", {}, h))),
       body.map((r) => el("tr", {}, r.map((c, i) => el("td", { class: i && numeric ? "num" : "" }, c)))));
   }
 
+  // A label's confidences: bars from where a most likely label's confidence can start
+  // (1 / number of labels: 0.5 for two) to 1, with a count axis.
   function histogram(counts, title) {
-    const w = 300, h = 120, max = Math.max(1, ...counts);
-    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-    svg.setAttribute("width", w); svg.setAttribute("height", h + 30);
-    svg.setAttribute("role", "img"); svg.setAttribute("aria-label", title);
-    const bw = w / counts.length;
-    counts.forEach((c, i) => {
-      const r = document.createElementNS(svg.namespaceURI, "rect");
-      const bh = (h * c) / max;
-      r.setAttribute("x", i * bw + 1); r.setAttribute("y", h - bh);
-      r.setAttribute("width", bw - 2); r.setAttribute("height", bh);
-      r.setAttribute("fill", "#3a64b8");
-      const t = document.createElementNS(svg.namespaceURI, "title");
-      t.textContent = (i / counts.length).toFixed(2) + "-" + ((i + 1) / counts.length).toFixed(2) + ": " + c;
-      r.append(t); svg.append(r);
-    });
-    for (const [x, label] of [[0, "0"], [w / 2, "0.5"], [w - 12, "1"]]) {
-      const t = document.createElementNS(svg.namespaceURI, "text");
-      t.setAttribute("x", x); t.setAttribute("y", h + 14); t.textContent = label; svg.append(t);
+    const n = counts.length, first = Math.min(n - 1, Math.floor(n / Math.max(1, D.labels.length)));
+    const shown = counts.slice(first), max = Math.max(1, ...shown);
+    const left = 36, w = 300, h = 120, top = 6;
+    const svg = svgEl("svg", { width: left + w + 10, height: top + h + 34, role: "img", "aria-label": title, class: "histogram" });
+    const bw = w / shown.length, Y = (v) => top + h - (h * v) / max;
+    for (const v of [...new Set([0, Math.round(max / 2), max])]) {
+      svg.append(svgEl("line", { x1: left, x2: left + w, y1: Y(v), y2: Y(v), stroke: "#e3e6eb" }));
+      svg.append(svgEl("text", { x: left - 4, y: Y(v) + 4, "text-anchor": "end" }, String(v)));
     }
-    const cap = document.createElementNS(svg.namespaceURI, "text");
-    cap.setAttribute("x", 0); cap.setAttribute("y", h + 28); cap.textContent = title; svg.append(cap);
+    shown.forEach((c, i) => {
+      const lo = (first + i) / n, hi = (first + i + 1) / n;
+      const r = svgEl("rect", { x: left + i * bw + 1, y: Y(c), width: bw - 2, height: top + h - Y(c), fill: "#3a64b8" });
+      r.append(svgEl("title", {}, lo.toFixed(2) + "-" + hi.toFixed(2) + ": " + c + " faces"));
+      svg.append(r);
+    });
+    const lo = first / n;
+    for (const [v, anchor] of [[lo, "start"], [(lo + 1) / 2, "middle"], [1, "end"]]) {
+      svg.append(svgEl("text", { x: left + ((v - lo) / (1 - lo)) * w, y: top + h + 14, "text-anchor": anchor }, String(+v.toFixed(2))));
+    }
+    svg.append(svgEl("text", { x: left, y: top + h + 30 }, title + " (faces per bin)"));
     return svg;
   }
 
@@ -225,6 +320,12 @@
     const out = [];
     out.push(el("h2", {}, "Summary"));
     out.push(el("p", {}, s.rows + " rows from " + s.photos + " photos; " + D.input));
+    const leftOut = Object.entries(D.left_out || {}).filter(([k]) => k.startsWith("label:") || k === "no_face" || k === "error");
+    if (leftOut.length) {
+      const n = leftOut.reduce((a, [, v]) => a + v, 0);
+      out.push(el("p", { class: "left-out" }, n + " rows are in no gallery: each shows at most " + D.limit + " faces ("
+        + leftOut.map(([k, v]) => k.replace(/^label:/, "") + " " + v).join(", ") + " left out). Build the report again with a larger --limit to show them."));
+    }
     out.push(el("div", { class: "cols" },
       el("div", {}, el("h3", {}, "Rows by status"), table(["status", "rows"], Object.entries(s.by_status))),
       el("div", {}, el("h3", {}, "Faces by label"), table(["label", "faces"], Object.entries(s.by_label))),
@@ -264,22 +365,20 @@
     out.push(el("h3", {}, "Confusion matrix (click a cell to see its faces)"));
     out.push(el("table", { class: "confusion" }, el("tr", {}, head.map((h) => el("th", {}, h))),
       body.map((r) => el("tr", {}, r.map((c, i) => i ? el("td", {}, c) : el("th", {}, c))))));
-    for (const [col, groups] of Object.entries(s.groups)) {
-      out.push(el("h3", {}, "Accuracy by " + col + " (95% Wilson interval; * fewer than 30 images)"));
-      out.push(groupBars(col, Object.entries(groups)));
+    for (const chart of s.groups) {
+      if (chart.skipped) {
+        out.push(el("p", { class: "skipped" }, "Accuracy by " + chart.column + ": not drawn (" + chart.skipped + ")."));
+        continue;
+      }
+      const binned = chart.edges && chart.edges.length ? ", binned at " + chart.edges.join(", ") : "";
+      out.push(el("h3", {}, "Accuracy by " + chart.column + binned + " (95% Wilson interval; * fewer than 30 images)"));
+      out.push(groupBars(chart.column, chart.groups));
     }
     out.push(el("h3", {}, "Reliability: accuracy against confidence (15 bins)"));
     out.push(reliability(s.reliability));
     return out;
   }
 
-  const SVG = "http://www.w3.org/2000/svg";
-  function svgEl(tag, attrs, text) {
-    const e = document.createElementNS(SVG, tag);
-    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
-    if (text !== undefined) e.textContent = text;
-    return e;
-  }
 
   // Horizontal bars with their 95% Wilson interval as a whisker; small groups drawn pale.
   function groupBars(col, groups) {
@@ -326,21 +425,31 @@
     return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
   };
 
+  // The columns `facebatch report --import` writes too (docs/output-schema.md): the crop
+  // by absolute path, so the file trains from wherever the browser saves it.
   function correctionsCsv() {
-    const lines = [["path", "label", "photo", "face_index", "box", "model_label", "model_confidence", "already_aligned"].join(",")];
-    for (const [id, name] of Object.entries(choices)) {
-      const r = rows.get(Number(id));
-      if (!r || name === "skip" || r.thumb !== "ok") continue;
-      lines.push([D.crops_dir + "/" + r.id + ".png", name, r.path, r.face_index,
+    const lines = [["path", "label", "verdict", "id", "photo", "face_index", "box", "model_label", "model_confidence", "already_aligned"].join(",")];
+    const ids = Object.keys(choices).map(Number).sort((a, b) => a - b);
+    for (const id of ids) {
+      const r = rows.get(id), name = choices[id];
+      if (!r || name === "skip" || r.thumb !== "ok" || r.status !== "ok") continue;
+      lines.push([D.report_dir + "/" + D.crops_dir + "/" + r.id + ".png", name, verdict(r, name), r.id, r.photo, r.face_index,
         r.box ? r.box.map((v) => fmt(v, 1)).join(" ") : "", r.label, r.confidence, "true"].map(csvCell).join(","));
     }
     return lines.join("\n") + "\n";
   }
 
   function updateCount() {
-    const n = Object.values(choices).filter((c) => c !== "skip").length;
-    $("correction-count").textContent = n + (n === 1 ? " correction" : " corrections");
+    const n = { corrected: 0, confirmed: 0, not_a_face: 0 };
+    for (const [id, c] of Object.entries(choices)) {
+      const r = rows.get(Number(id));
+      if (r && c !== "skip") n[verdict(r, c)]++;
+    }
+    $("correction-count").textContent = n.corrected + " corrected, " + n.confirmed + " confirmed, " + n.not_a_face + " not a face";
   }
+  $("save-note").textContent = "Download saves corrections.csv where your browser saves downloads; it trains from "
+    + "there (facebatch train DATA corrections.csv --init MODEL --out NEW). To keep it with this report: "
+    + "facebatch report --import <the saved corrections.csv> --out " + D.report_dir;
 
   $("download").addEventListener("click", () => {
     const blob = new Blob([correctionsCsv()], { type: "text/csv" });
@@ -355,6 +464,10 @@
   // ---- keys -------------------------------------------------------------------------
   document.addEventListener("keydown", (e) => {
     if (e.target.matches("input, select, textarea") || e.ctrlKey || e.metaKey || e.altKey) return;
+    if (state.zoom !== null) {
+      if (e.key === "Escape" || e.key === "z") { closeZoom(); e.preventDefault(); }
+      return;
+    }
     const cards = document.querySelectorAll("#grid .card");
     const current = cards[state.focus];
     const id = current ? Number(current.dataset.id) : null;
@@ -363,6 +476,8 @@
       choose(id, D.labels[Number(e.key) - 1]); focusCard(state.focus + 1);
     } else if (e.key === "x" && r && r.status === "ok") { choose(id, "not_a_face"); focusCard(state.focus + 1); }
     else if (e.key === "s" && r && r.status === "ok") { choose(id, "skip"); focusCard(state.focus + 1); }
+    else if (e.key === "z" && r && r.thumb === "ok") openZoom(r);
+    else if (e.key === "a" && state.tab !== "summary" && state.tab !== "eval") acceptPage();
     else if (e.key === "ArrowRight" || e.key === "j") focusCard(state.focus + 1);
     else if (e.key === "ArrowLeft" || e.key === "k") focusCard(state.focus - 1);
     else if (e.key === "n") movePage(1);
@@ -388,7 +503,7 @@
     document.body.dataset.tab = state.tab;
   }
 
-  window.facebatchReport = { show, correctionsCsv, choices: () => choices, problems: () => problems.slice() };
+  window.facebatchReport = { show, correctionsCsv, acceptPage, choices: () => choices, problems: () => problems.slice() };
   // A page can be linked to: index.html#label:female opens that gallery, and the browser's
   // back and forward buttons move between the pages seen.
   function fromHash() {

@@ -635,7 +635,7 @@ def test_cron_and_systemd_run_the_job_and_never_overlap(
     # The job's output holds its partition and, beside it, the fingerprint index.
     (partition,) = (p for p in today_dir.iterdir() if not p.name.startswith("_"))
     assert partition.name.startswith("dt=")
-    assert (today_dir / "_index/seen-00000-of-00001.parquet").is_file()
+    assert (today_dir / "_index/seen-00000-of-00001.index").is_file()
     assert_exactly(dataset_rows(partition, 1), full_run, "cron run")
 
     # The systemd unit's command on the same date: the same lock, and a finished run is a no-op.

@@ -9,7 +9,7 @@
 //! - `DIR/part-KKKKK-of-NNNNN.parquet`: renamed into place once complete.
 //! - `DIR/_SUCCESS-KKKKK-of-NNNNN.json`: written after that rename; a shard with a marker is
 //!   done, and running it again does nothing.
-//! - In a job run, `OUTPUT/_index/seen-KKKKK-of-NNNNN.parquet`: the shard's fingerprint
+//! - In a job run, `OUTPUT/_index/seen-KKKKK-of-NNNNN.index`: the shard's fingerprint
 //!   index ([`super::seen`]), written beside the staged part as the run walks and renamed
 //!   into place after the marker. A crash between the two leaves the old index, which does
 //!   not cover the new part: the next run reads that part instead.
@@ -333,9 +333,21 @@ fn publish_index(paths: &DatasetPaths, seen: &super::seen::Seen) {
             fs_err::create_dir_all(to.parent().unwrap_or(Path::new("."))).map_err(Error::from)
         })
         .and_then(|()| publish(&staged, &to));
-    if let Err(e) = published {
-        tracing::warn!(index = %to.display(), error = %e, "the new fingerprint index could not be published: the next run reads this run's part instead");
-        let _ = std::fs::remove_file(&staged);
+    match published {
+        Err(e) => {
+            tracing::warn!(index = %to.display(), error = %e, "the new fingerprint index could not be published: the next run reads this run's part instead");
+            let _ = std::fs::remove_file(&staged);
+        }
+        // An older version's index, named `.parquet`, broke `OUTPUT/*/*.parquet` globs.
+        Ok(()) => {
+            let legacy = seen.legacy_index_path();
+            match std::fs::remove_file(&legacy) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!(index = %legacy.display(), error = %e, "an older version's index could not be removed")
+                }
+                _ => {}
+            }
+        }
     }
 }
 

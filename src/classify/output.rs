@@ -28,35 +28,9 @@ use crate::error::{Error, Result};
 /// Rows per Parquet row group in the final file.
 pub const ROW_GROUP_ROWS: usize = 65_536;
 
-/// Key-value metadata keys in the output file.
-pub mod meta {
-    pub const VERSION: &str = "facebatch.version";
-    pub const RUN_ID: &str = "facebatch.run_id";
-    pub const STARTED: &str = "facebatch.started_at";
-    pub const FINISHED: &str = "facebatch.finished_at";
-    pub const MODEL_SHA256: &str = "facebatch.model_sha256";
-    pub const MODEL_CARD: &str = "facebatch.model_card";
-    pub const MODEL_NAME: &str = "facebatch.model_name";
-    pub const MODEL_VERSION: &str = "facebatch.model_version";
-    pub const MODEL_PATH: &str = "facebatch.model_path";
-    /// `float32` or `int8` (`--precision`): which of the card's networks ran.
-    pub const MODEL_PRECISION: &str = "facebatch.model_precision";
-    pub const SHARD: &str = "facebatch.shard";
-    pub const INPUTS: &str = "facebatch.inputs";
-    pub const STATUS: &str = "facebatch.run_status";
-    pub const FEATURE_DIM: &str = "facebatch.feature_dim";
-    /// With `--member-probs`: the members whose columns the file holds (a JSON list).
-    pub const MEMBERS: &str = "facebatch.members";
-    pub const FACES: &str = "facebatch.faces";
-    /// Names the merge that wrote the file: the commit point of a run (see `staging`).
-    pub const MERGE_ID: &str = "facebatch.merge_id";
-    /// The parts folder a file was merged from (its `run.json` `parts_id`), and on each
-    /// part the folder it belongs to.
-    pub const MERGED_PARTS: &str = "facebatch.merged_parts";
-    pub const PARTS_ID: &str = "facebatch.parts_id";
-    /// The run's feature statistics, so the `.features.json` file can be rewritten.
-    pub const FEATURE_STATS: &str = "facebatch.feature_stats";
-}
+/// Key-value metadata keys in the output file (their home is `model::meta`, which eval's
+/// predictions files write too).
+pub use crate::model::meta;
 
 /// What the output's columns depend on: the model's labels, the pooled feature size
 /// (`--features`) and the ensemble members whose probabilities are written
@@ -67,6 +41,8 @@ pub struct Columns {
     pub feature_dim: Option<usize>,
     /// Member names, in card order (empty: no member columns).
     pub members: Vec<String>,
+    /// The `model` column's value on every row: `NAME/VERSION` of the model that ran.
+    pub model: String,
 }
 
 impl Columns {
@@ -116,6 +92,7 @@ pub fn schema(c: &Columns) -> SchemaRef {
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             true,
         ),
+        Field::new("model", DataType::Utf8, false),
     ]);
     if feature_dim.is_some() {
         // A list of exactly `feature_dim` floats per ok row, null on error rows. (A Parquet
@@ -143,7 +120,7 @@ pub fn schema(c: &Columns) -> SchemaRef {
 pub fn record_batch(schema: &SchemaRef, c: &Columns, rows: &[Row]) -> Result<RecordBatch> {
     let mut columns = RowColumns::new(rows.len(), c);
     for r in rows {
-        columns.push(r, c.feature_dim);
+        columns.push(r, c);
     }
     RecordBatch::try_new(schema.clone(), columns.finish())
         .map_err(|e| Error::arrow("building a record batch", e))
@@ -171,6 +148,7 @@ struct RowColumns {
     height: UInt32Builder,
     bytes: UInt64Builder,
     modified: TimestampMicrosecondBuilder,
+    model: StringBuilder,
     /// With `--features`: the pooled features of each row.
     features: Option<ListBuilder<Float32Builder>>,
     /// With `--member-probs`: one per member and label, in member then label order.
@@ -206,6 +184,7 @@ impl RowColumns {
             height: UInt32Builder::with_capacity(n),
             bytes: UInt64Builder::with_capacity(n),
             modified: TimestampMicrosecondBuilder::with_capacity(n).with_timezone("UTC"),
+            model: StringBuilder::with_capacity(n, n * c.model.len()),
             features: feature_dim.map(|d| floats(n * d)),
             members: (0..c.members.len() * labels)
                 .map(|_| Float32Builder::with_capacity(n))
@@ -214,7 +193,8 @@ impl RowColumns {
     }
 
     /// Appends row `r`.
-    fn push(&mut self, r: &Row, feature_dim: Option<usize>) {
+    fn push(&mut self, r: &Row, c: &Columns) {
+        let feature_dim = c.feature_dim;
         self.root.append_value(&*r.root);
         self.path.append_value(&r.path);
         self.status.append_value(r.status.as_str());
@@ -238,6 +218,7 @@ impl RowColumns {
         self.height.append_option(r.height);
         self.bytes.append_option(r.bytes);
         self.modified.append_option(r.modified);
+        self.model.append_value(&c.model);
         if let (Some(fb), Some(dim)) = (self.features.as_mut(), feature_dim) {
             match &r.features {
                 Some(v) if v.len() == dim => {
@@ -293,6 +274,7 @@ impl RowColumns {
         columns.push(Arc::new(self.height.finish()));
         columns.push(Arc::new(self.bytes.finish()));
         columns.push(Arc::new(self.modified.finish()));
+        columns.push(Arc::new(self.model.finish()));
         if let Some(mut fb) = self.features {
             columns.push(Arc::new(fb.finish()));
         }
@@ -463,17 +445,18 @@ pub fn done_files(
     path: &Path,
     files: &mut HashMap<(String, String), Option<Fingerprint>>,
 ) -> Result<()> {
-    for_each_file(path, |root, p, fingerprint| {
+    for_each_file(path, |root, p, fingerprint, _| {
         files.insert((root.to_string(), p.to_string()), fingerprint);
     })
 }
 
-/// Calls `f` with the root, path and fingerprint of every row of an output file. The
-/// fingerprint is `None` where the row has no size or time (an unreadable file), or the
-/// file was written before `modified` existed: such rows are never skipped as unchanged.
+/// Calls `f` with the root, path and fingerprint of every row of an output file, and
+/// whether it is an error row. The fingerprint is `None` where the row has no size or time
+/// (an unreadable file), or the file was written before `modified` existed: such rows are
+/// never skipped as unchanged.
 pub fn for_each_file(
     path: &Path,
-    mut f: impl FnMut(&str, &str, Option<Fingerprint>),
+    mut f: impl FnMut(&str, &str, Option<Fingerprint>, bool),
 ) -> Result<()> {
     for_each_batch(path, |b| {
         let col = |name: &str| {
@@ -492,17 +475,23 @@ pub fn for_each_file(
                 .downcast_ref::<arrow::array::TimestampMicrosecondArray>()
                 .cloned()
         });
+        let status = b
+            .column_by_name("status")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
         for i in 0..b.num_rows() {
             if !(root.is_valid(i) && p.is_valid(i)) {
                 continue;
             }
+            let error = status
+                .as_ref()
+                .is_some_and(|s| s.is_valid(i) && s.value(i) == Status::Error.as_str());
             let fingerprint = match (&bytes, &modified) {
                 (Some(b), Some(m)) if b.is_valid(i) && m.is_valid(i) => {
                     Some((b.value(i), m.value(i)))
                 }
                 _ => None,
             };
-            f(root.value(i), p.value(i), fingerprint);
+            f(root.value(i), p.value(i), fingerprint, error);
         }
         Ok(())
     })

@@ -11,9 +11,7 @@ use tokio::sync::mpsc::channel;
 use super::budget::MemoryBudget;
 use super::output::{self, meta};
 use super::preflight::preflight;
-use super::resume::{
-    Earlier, earlier, faces_identity, feature_dim, input_keys, member_columns, normalised,
-};
+use super::resume::{Earlier, earlier, feature_dim, input_keys, member_columns, normalised};
 use super::stages::walk::SourceConfig;
 use super::stages::{batch, decode, infer, locate, sink, tensorize, walk};
 use super::staging::{self, OutputLock, RunInfo};
@@ -72,7 +70,7 @@ fn open(s: &ClassifySettings) -> Result<(Opened, output::PartWriter, FaceFinder)
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let detectors = s.threads.clamp(1, cores);
     let finder = FaceFinder::for_model(card.faces(), &s.faces, &detector_session, detectors)?;
-    let faces_json = faces_identity(&finder);
+    let faces_json = finder.identity();
     tracing::info!(mode = %finder.mode, detector = finder.detector.as_ref().map(|d| d.info.name.as_str()).unwrap_or("none"), "faces");
     let labels = card.labels.clone();
     let feature_dim = feature_dim(s, card)?;
@@ -80,6 +78,7 @@ fn open(s: &ClassifySettings) -> Result<(Opened, output::PartWriter, FaceFinder)
         labels: labels.clone(),
         feature_dim,
         members: member_columns(s, card)?,
+        model: format!("{}/{model_version}", card.name),
     };
     let schema = output::schema(&columns);
     let parts_dir = output::parts_dir(&s.out);
@@ -397,6 +396,7 @@ fn metadata(
         kv(meta::STATUS, status.to_string()),
         kv(meta::MERGE_ID, merge_id.to_string()),
         kv(meta::MERGED_PARTS, info.parts_id.clone()),
+        kv(meta::BASE, crate::fsutil::working_dir_key()),
     ];
     let mut feature_stats = None;
     if !o.columns.members.is_empty() {

@@ -12,22 +12,6 @@ use super::stats::FeatureStats;
 use crate::error::{Error, Result};
 use crate::vision::faces::FaceFinder;
 
-/// The face settings a run records (mode, detector, thresholds, alignment): runs that
-/// continue or repeat it must find faces the same way.
-pub(crate) fn faces_identity(finder: &FaceFinder) -> String {
-    serde_json::json!({
-        "mode": finder.mode,
-        "detector": finder.detector.as_ref().map(|d| &d.info),
-        "detection": finder.detector.as_ref().map(|_| &finder.settings),
-        // One view as earlier versions wrote it; an ensemble's views as a list.
-        "alignment": finder.detector.as_ref().map(|_| match finder.views.as_slice() {
-            [one] => serde_json::json!(one.align),
-            views => serde_json::json!(views.iter().map(|v| &v.align).collect::<Vec<_>>()),
-        }),
-    })
-    .to_string()
-}
-
 /// The pooled feature size written with `--features`, from the card; `None` without it.
 pub(crate) fn feature_dim(
     s: &ClassifySettings,
@@ -84,7 +68,7 @@ pub(crate) fn identity(s: &ClassifySettings) -> Result<RunInfo> {
         labels: model.card.labels.clone(),
         feature_dim: feature_dim(s, &model.card)?,
         members: member_columns(s, &model.card)?,
-        faces: faces_identity(&finder),
+        faces: finder.identity(),
         inputs: input_keys(&s.inputs),
         parts_id: String::new(),
     })

@@ -266,6 +266,13 @@ fn exit_for_errors(counts: &facebatch::classify::output::StatusCounts, max_error
     if counts.errors == 0 || rate <= max_error_rate {
         EXIT_OK
     } else {
+        // Exit 1 says why, on stderr (stdout may be --json).
+        eprintln!(
+            "facebatch: exit 1: {} in {} images ({:.1}%) > --max-error-rate {max_error_rate}",
+            plural(counts.errors, "error row", "error rows"),
+            counts.files,
+            100.0 * rate
+        );
         EXIT_PARTIAL
     }
 }

@@ -105,7 +105,13 @@ pub fn run(args: &EvalArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     )?;
     progress.finish_and_clear();
     if let Some(path) = &args.predictions {
-        facebatch::eval::predictions::write(path, &samples, &evaluation.predictions, &classifier)?;
+        facebatch::eval::predictions::write(
+            path,
+            &samples,
+            &evaluation.predictions,
+            &classifier,
+            Some(&finder),
+        )?;
     }
     if let (Some(path), Some(r)) = (&args.reliability, &evaluation.report.calibration) {
         facebatch::report::plot::reliability_diagram(path, r, "reliability")?;

@@ -29,6 +29,11 @@ pub struct RunArgs {
     /// Overrides the job file's `max_error_rate` [default: the job's, else 0].
     #[arg(long, value_name = "FRACTION")]
     pub max_error_rate: Option<f64>,
+    /// Classify again the files whose newest row is an error row, even when unchanged (a
+    /// file that failed for a cause since fixed: a read error, a model or limit changed).
+    /// Reads every earlier part once.
+    #[arg(long)]
+    pub retry_errors: bool,
 }
 
 /// The global options that `[classify]` may set for the job's run (the job's value wins).
@@ -143,7 +148,11 @@ pub fn run(args: &RunArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         model = %job.model_dir.display(),
         "job"
     );
-    let seen = facebatch::job::seen(&job, &dir, settings.shard)?;
+    let retry = match args.retry_errors {
+        true => facebatch::classify::seen::Retry::Errors,
+        false => facebatch::classify::seen::Retry::None,
+    };
+    let seen = facebatch::job::seen(&job, &dir, settings.shard, retry)?;
     settings.seen = Some(std::sync::Arc::new(seen));
     if !g.json {
         println!(

@@ -19,6 +19,7 @@ pub mod eval;
 pub mod job;
 pub mod log;
 pub mod report;
+pub mod samples;
 pub mod setup;
 #[cfg(feature = "train")]
 pub mod train;
@@ -29,6 +30,7 @@ use ensemble::EnsembleArgs;
 use eval::EvalArgs;
 use job::RunArgs;
 use report::ReportArgs;
+use samples::SamplesArgs;
 use setup::SetupArgs;
 #[cfg(feature = "train")]
 use train::TrainArgs;
@@ -76,7 +78,7 @@ const AFTER_HELP: &str = "\
 Examples:
   facebatch classify photos/ --out results.parquet     one row per face found
   facebatch report results.parquet --out review/       least confident faces first
-  facebatch train faces/ review/corrections.csv --out models/mine/v1
+  facebatch train faces/ review/corrections.csv --init models/mine/v1 --out models/mine/v2
   facebatch eval faces/ --model models/mine/v1 --json
   facebatch setup --bundle /opt/facebatch/bundle       for machines without network
 
@@ -290,11 +292,26 @@ Exit status as classify's: 0, 1 (more error rows than max_error_rate), 2, 75, 13
     #[command(after_help = "\
 Examples:
   facebatch report results.parquet --out review/     then open review/index.html
-  facebatch report dataset/dt=2026-06-01/ --out review/ --least 500
+  facebatch report dataset/dt=2026-06-01/ --out review/ --limit 50000
   facebatch eval faces/ --predictions p.parquet && facebatch report p.parquet --out review/
+  facebatch report --import ~/Downloads/corrections.csv --out review/
+  facebatch train faces/ review/corrections.csv --init models/mine/v1 --out models/mine/v2
+
+The page saves corrections.csv (crops by absolute path) where the browser saves downloads;
+--import keeps them with the report as review/corrections.csv, and the page shows them again.
+Report runs no model: --ort-lib, --detector, --no-progress and --progress-interval do
+nothing here.
 
 Exit status: 0 written, 2 fatal.")]
     Report(ReportArgs),
+    /// Write the sample data built into the binary (face crops per class, group photos, a
+    /// broken file, a labelled manifest and a job file), so the README's tour runs anywhere.
+    #[command(after_help = "\
+Example:
+  facebatch samples --out samples && facebatch classify samples --out results.parquet
+
+Exit status: 0 written, 2 fatal.")]
+    Samples(SamplesArgs),
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
     #[command(
         after_help = "Example: facebatch completions bash > /etc/bash_completion.d/facebatch"
@@ -306,9 +323,14 @@ Exit status: 0 written, 2 fatal.")]
     /// Write the man pages (facebatch.1 and one per subcommand) into a folder.
     #[command(after_help = "Example: facebatch man --out /usr/local/share/man/man1")]
     Man {
-        /// The folder to write the pages into (created).
+        /// Print this command's page (`classify`, `run`, ...) instead of `facebatch`'s; only
+        /// without --out.
+        #[arg(value_name = "COMMAND")]
+        page: Option<String>,
+        /// The folder to write every page into (created); without it one page goes to
+        /// standard output, so `facebatch man | man -l -` reads it.
         #[arg(long, value_name = "DIR")]
-        out: PathBuf,
+        out: Option<PathBuf>,
     },
 }
 
@@ -368,7 +390,20 @@ pub fn long_version() -> String {
 /// The command line, with the long version.
 pub fn command() -> clap::Command {
     use clap::CommandFactory;
-    Cli::command().long_version(long_version())
+    let mut cmd = Cli::command().long_version(long_version());
+    // Global options reach every subcommand when the command is built; hide from `report
+    // --help` those it accepts and ignores (it runs no model and shows no progress).
+    cmd.build();
+    cmd.mut_subcommand("report", |report| {
+        report.mut_args(|a| {
+            let ignored = ["ort_lib", "detector", "no_progress", "progress_interval"];
+            if ignored.contains(&a.get_id().as_str()) {
+                a.hide(true)
+            } else {
+                a
+            }
+        })
+    })
 }
 
 /// Parses the process's arguments; exits with clap's message when they do not parse.
@@ -390,11 +425,12 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Visualize(args) => visualize::run(args, g),
         Command::Report(args) => report::run(args, g),
         Command::Setup(args) => setup::run(args, g),
+        Command::Samples(args) => samples::run(args, g),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut command(), "facebatch", &mut std::io::stdout());
             Ok(EXIT_OK)
         }
-        Command::Man { out } => setup::man(out, g),
+        Command::Man { page, out } => setup::man(page.as_deref(), out.as_deref(), g),
     }
 }
 

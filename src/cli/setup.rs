@@ -143,10 +143,45 @@ pub fn run(args: &SetupArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// `facebatch man`: the man pages into a folder.
-pub fn man(out: &Path, g: &GlobalArgs) -> anyhow::Result<u8> {
+/// `facebatch man`: one page to standard output, or every page into a folder.
+pub fn man(page: Option<&str>, out: Option<&Path>, g: &GlobalArgs) -> anyhow::Result<u8> {
+    let root = super::command();
+    let siblings = page_names(&root, "facebatch");
+    let Some(out) = out else {
+        let (cmd, name) = match page {
+            None => (root.clone(), "facebatch".to_string()),
+            Some(p) => {
+                let sub = root
+                    .get_subcommands()
+                    .find(|s| s.get_name() == p && !s.is_hide_set())
+                    .with_context(|| {
+                        let names: Vec<&str> = root
+                            .get_subcommands()
+                            .filter(|s| !s.is_hide_set())
+                            .map(|s| s.get_name())
+                            .collect();
+                        format!(
+                            "no man page for {p:?}: the commands are {}",
+                            names.join(", ")
+                        )
+                    })?;
+                (sub.clone(), format!("facebatch-{p}"))
+            }
+        };
+        std::io::Write::write_all(
+            &mut std::io::stdout(),
+            &render_page(&cmd, &name, &siblings)?,
+        )
+        .context("writing the man page to standard output")?;
+        return Ok(EXIT_OK);
+    };
+    anyhow::ensure!(
+        page.is_none(),
+        "`facebatch man {}` prints one page; --out writes every page: give one or the other",
+        page.unwrap_or_default()
+    );
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let written = write_man_pages(&super::command(), out, "facebatch")?;
+    let written = write_man_pages(&root, out, "facebatch", &siblings)?;
     if g.json {
         println!("{}", serde_json::json!({ "pages": written }));
     } else {
@@ -155,26 +190,155 @@ pub fn man(out: &Path, g: &GlobalArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
+/// The page names of a command and its subcommands (`facebatch`, `facebatch-classify`, ...).
+fn page_names(cmd: &clap::Command, name: &str) -> Vec<String> {
+    let mut names = vec![name.to_string()];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        names.extend(page_names(sub, &format!("{name}-{}", sub.get_name())));
+    }
+    names
+}
+
+/// When this version's manual was last revised (the man pages' title line).
+const MANUAL_DATE: &str = "2026-12-07";
+
+/// One man page, section 1: the title line names the version and the manual; the sections
+/// are clap_mangen's, with the examples under EXAMPLES (not EXTRA) and a SEE ALSO of the
+/// other pages.
+fn render_page(cmd: &clap::Command, name: &str, pages: &[String]) -> anyhow::Result<Vec<u8>> {
+    let mut cmd = cmd
+        .clone()
+        .name(name.to_string())
+        .bin_name(name.replace('-', " "));
+    if cmd.get_version().is_none() {
+        cmd = cmd.version(env!("CARGO_PKG_VERSION"));
+    }
+    let man = clap_mangen::Man::new(cmd.clone())
+        .title(name.to_uppercase())
+        .section("1")
+        // Without a date the title line's fields shift (`.TH NAME 1  "source"`): the date
+        // of this version's manual.
+        .date(MANUAL_DATE)
+        .source(format!("facebatch {}", env!("CARGO_PKG_VERSION")))
+        .manual("facebatch manual");
+    let mut page = Vec::new();
+    let render = |page: &mut Vec<u8>| -> std::io::Result<()> {
+        man.render_title(page)?;
+        man.render_name_section(page)?;
+        man.render_synopsis_section(page)?;
+        man.render_description_section(page)?;
+        if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+            man.render_options_section(page)?;
+        }
+        if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+            man.render_subcommands_section(page)?;
+        }
+        if cmd.get_after_long_help().is_some() || cmd.get_after_help().is_some() {
+            let mut extra = Vec::new();
+            man.render_extra_section(&mut extra)?;
+            page.extend_from_slice(
+                after_help_sections(&String::from_utf8_lossy(&extra)).as_bytes(),
+            );
+        }
+        let see: Vec<String> = pages
+            .iter()
+            .filter(|p| *p != name)
+            .map(|p| format!("\\fB{}\\fR(1)", p.replace('-', "\\-")))
+            .collect();
+        std::io::Write::write_all(
+            page,
+            format!(".SH \"SEE ALSO\"\n{}\n", see.join(", ")).as_bytes(),
+        )?;
+        man.render_version_section(page)
+    };
+    render(&mut page).with_context(|| format!("rendering the man page {name}.1"))?;
+    Ok(once_preamble(&String::from_utf8_lossy(&page)).into_bytes())
+}
+
+/// The page with roff's quote-string preamble (`.ie \n(.g .ds Aq \(aq` / `.el .ds Aq '`),
+/// which clap_mangen writes before every section, once at the top.
+fn once_preamble(roff: &str) -> String {
+    const PREAMBLE: [&str; 2] = [".ie \\n(.g .ds Aq \\(aq", ".el .ds Aq '"];
+    let mut seen = false;
+    let mut out = String::with_capacity(roff.len());
+    let mut lines = roff.lines().peekable();
+    while let Some(line) = lines.next() {
+        if line == PREAMBLE[0] && lines.peek() == Some(&PREAMBLE[1]) {
+            lines.next();
+            if seen {
+                continue;
+            }
+            seen = true;
+            out.push_str(PREAMBLE[0]);
+            out.push('\n');
+            out.push_str(PREAMBLE[1]);
+            out.push('\n');
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// clap_mangen's EXTRA section (the `after_help` text, already escaped for roff) as
+/// sections of their own: each `Heading:` line that starts a paragraph (`Examples:`, `Exit
+/// status:`, `Environment:`) becomes `.SH HEADING`, its indented lines kept as they are laid
+/// out (`.nf`), the rest filled.
+fn after_help_sections(roff: &str) -> String {
+    let mut out = String::new();
+    let mut verbatim = false;
+    for line in roff.lines() {
+        if line.starts_with(".SH EXTRA") {
+            continue;
+        }
+        let heading = line.split_once(':').filter(|(h, _)| {
+            !h.is_empty()
+                && h.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                && h.chars().all(|c| c.is_ascii_alphabetic() || c == ' ')
+        });
+        if let Some((h, rest)) = heading {
+            if verbatim {
+                out.push_str(".fi\n");
+                verbatim = false;
+            }
+            out.push_str(&format!(".SH \"{}\"\n", h.to_uppercase()));
+            if !rest.trim().is_empty() {
+                out.push_str(rest.trim());
+                out.push('\n');
+            }
+            continue;
+        }
+        let indented = line.starts_with("  ");
+        if indented && !verbatim {
+            out.push_str(".nf\n");
+            verbatim = true;
+        } else if !indented && verbatim && !line.trim().is_empty() {
+            out.push_str(".fi\n");
+            verbatim = false;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if verbatim {
+        out.push_str(".fi\n");
+    }
+    out
+}
+
 /// One page for the command and one per subcommand (`facebatch-classify.1`, ...).
 fn write_man_pages(
     cmd: &clap::Command,
     dir: &std::path::Path,
     name: &str,
+    pages: &[String],
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let cmd = cmd
-        .clone()
-        .name(name.to_string())
-        .bin_name(name.replace('-', " "));
     let file = dir.join(format!("{name}.1"));
-    let mut page = Vec::new();
-    clap_mangen::Man::new(cmd.clone())
-        .render(&mut page)
-        .with_context(|| format!("rendering {}", file.display()))?;
-    facebatch::fsutil::write_atomic(&file, &page)?;
+    facebatch::fsutil::write_atomic(&file, &render_page(cmd, name, pages)?)?;
     let mut written = vec![file];
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let sub_name = format!("{name}-{}", sub.get_name());
-        written.extend(write_man_pages(sub, dir, &sub_name)?);
+        written.extend(write_man_pages(sub, dir, &sub_name, pages)?);
     }
     Ok(written)
 }

@@ -88,8 +88,14 @@ impl GroupBy {
             (None, "label") => s.label.clone(),
             (None, _) => String::new(),
         };
+        self.bin(&raw)
+    }
+
+    /// The group of a raw value: itself without edges; else its bin (`<15`, `15-60`,
+    /// `>=60`), or `unknown` for what is not a number or a band inside one bin.
+    pub fn bin(&self, raw: &str) -> String {
         if self.edges.is_empty() {
-            return raw;
+            return raw.to_string();
         }
         // A number, or a band such as FairFace's "20-29" / "more than 70": a band goes to
         // the bin that holds all of it, and one that straddles an edge is "unknown".
@@ -121,6 +127,22 @@ impl GroupBy {
             Some(i) => format!("{}-{}", fmt(self.edges[i - 1]), fmt(self.edges[i])),
             None => format!(">={}", fmt(*self.edges.last().unwrap_or(&0.0))),
         }
+    }
+
+    /// Where a group [`bin`](Self::bin) names sorts: the bins from the lowest, then
+    /// `unknown` (and anything else) last.
+    pub fn bin_order(&self, group: &str) -> usize {
+        let n = self.edges.len();
+        (0..=n)
+            .find(|&i| {
+                let probe = match i {
+                    0 => self.edges[0] - 1.0,
+                    i if i == n => self.edges[n - 1],
+                    i => self.edges[i - 1],
+                };
+                n > 0 && self.bin(&probe.to_string()) == group
+            })
+            .unwrap_or(n + 1)
     }
 }
 
@@ -414,6 +436,14 @@ mod tests {
             source: "s".into(),
             extra: BTreeMap::from([("age".to_string(), age.to_string())]),
         }
+    }
+
+    #[test]
+    fn bins_sort_in_their_natural_order() {
+        let g: GroupBy = "age:15,60".parse().unwrap();
+        let mut names = vec!["unknown", ">=60", "15-60", "<15"];
+        names.sort_by_key(|n| g.bin_order(n));
+        assert_eq!(names, ["<15", "15-60", ">=60", "unknown"]);
     }
 
     #[test]

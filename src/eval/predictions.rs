@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::labelled::Sample;
 use crate::model::classifier::Classifier;
 use crate::vision::detect::Face;
+use crate::vision::faces::FaceFinder;
 
 /// Columns every predictions file has before the manifest's own.
 const FIXED: [&str; 15] = [
@@ -52,6 +53,7 @@ pub fn write(
     samples: &[Sample],
     predictions: &[Prediction],
     classifier: &Classifier,
+    faces: Option<&FaceFinder>,
 ) -> Result<()> {
     let labels = &classifier.card.labels;
     let members = member_names(classifier);
@@ -64,7 +66,7 @@ pub fn write(
     let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), arrays)
         .map_err(|e| Error::arrow("building the predictions table", e))?;
-    let bytes = encode(path, schema, &batch, metadata(classifier))?;
+    let bytes = encode(path, schema, &batch, metadata(classifier, faces)?)?;
     crate::fsutil::write_atomic(path, &bytes)
 }
 
@@ -141,7 +143,9 @@ impl Columns {
 
     /// Appends the row of prediction `p` of sample `s`.
     fn push(&mut self, s: &Sample, p: &Prediction, labels: &[String], extra: &BTreeSet<&str>) {
-        self.path.append_value(s.path.to_string_lossy());
+        // Absolute and without `.`/`..`, so the file resolves from wherever it is read.
+        self.path
+            .append_value(crate::fsutil::absolute_normal(&s.path).to_string_lossy());
         self.label.append_value(&labels[p.truth]);
         self.source.append_value(&s.source);
         for (b, k) in self.extra.iter_mut().zip(extra) {
@@ -290,33 +294,39 @@ pub fn is_predictions_file(path: &Path) -> bool {
     keys.contains(&"facebatch.version") && !keys.contains(&"facebatch.run_id")
 }
 
-/// The file's key-value metadata: the facebatch version and the model evaluated.
-fn metadata(classifier: &Classifier) -> Vec<KeyValue> {
+/// The file's key-value metadata: what classify's output records of the model and the
+/// faces (docs/output-schema.md), without a run id (which marks a classify output).
+fn metadata(classifier: &Classifier, faces: Option<&FaceFinder>) -> Result<Vec<KeyValue>> {
+    use crate::model::meta;
     let card = &classifier.card;
-    let mut meta = vec![
-        KeyValue::new(
-            "facebatch.version".into(),
-            env!("CARGO_PKG_VERSION").to_string(),
+    let kv = |k: &str, v: String| KeyValue::new(k.to_string(), v);
+    let card_json = serde_json::to_string(card).map_err(|e| Error::Json {
+        context: "encoding the model card".into(),
+        source: e,
+    })?;
+    let mut out = vec![
+        kv(meta::VERSION, env!("CARGO_PKG_VERSION").to_string()),
+        kv(meta::FINISHED, crate::fsutil::now_rfc3339()),
+        kv(meta::MODEL_NAME, card.name.clone()),
+        kv(
+            meta::MODEL_VERSION,
+            crate::model::card::model_version(&classifier.onnx_path),
         ),
-        KeyValue::new("facebatch.model_name".into(), card.name.clone()),
-        KeyValue::new(
-            "facebatch.model_sha256".into(),
-            classifier.onnx_sha256.clone(),
-        ),
-        KeyValue::new(
-            "facebatch.model_path".into(),
-            classifier.onnx_path.display().to_string(),
-        ),
+        kv(meta::MODEL_SHA256, classifier.onnx_sha256.clone()),
+        kv(meta::MODEL_PATH, classifier.onnx_path.display().to_string()),
+        kv(meta::MODEL_PRECISION, classifier.precision.to_string()),
+        kv(meta::MODEL_CARD, card_json),
+        kv(meta::BASE, crate::fsutil::working_dir_key()),
     ];
+    if let Some(f) = faces {
+        out.push(kv(meta::FACES, f.identity()));
+    }
     if let Some(c) = &card.primary().calibration
         && !card.is_ensemble()
     {
-        meta.push(KeyValue::new(
-            "facebatch.temperature".into(),
-            c.temperature.to_string(),
-        ));
+        out.push(kv("facebatch.temperature", c.temperature.to_string()));
     }
-    meta
+    Ok(out)
 }
 
 /// The Parquet bytes of `batch` (ZSTD, with `meta`); `path` only names the file in errors.

@@ -8,4 +8,5 @@ pub mod calibration;
 pub mod card;
 pub mod classifier;
 pub mod combine;
+pub mod meta;
 pub mod metrics;

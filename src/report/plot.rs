@@ -20,7 +20,7 @@ pub(crate) fn ensure_font() {
     });
 }
 
-fn perr(e: impl std::fmt::Display) -> Error {
+pub(crate) fn perr(e: impl std::fmt::Display) -> Error {
     Error::Plot(e.to_string())
 }
 
@@ -50,6 +50,10 @@ struct Series<'a> {
     name: &'a str,
     color: RGBColor,
     points: Vec<(f64, f64)>,
+    /// A noisy per-batch series: drawn faint and one pixel wide, and given no say in the
+    /// y range beyond its 1st to 99th percentile (what lies outside is clipped at the
+    /// plot's edge), so the smoothed curve beside it fills the plot.
+    raw: bool,
 }
 
 /// Series with more points than this are drawn one pixel wide: plotters draws a wider
@@ -76,10 +80,131 @@ fn downsample(points: &[(f64, f64)], n: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
-/// Tick labels for an axis whose values are whole numbers (steps, epochs): at most `max`
-/// labels on whole numbers, printed without decimals.
-fn integer_ticks(lo: f64, hi: f64, max: usize) -> usize {
-    ((hi - lo).round() as usize + 1).clamp(2, max)
+/// Tick positions for an axis whose values are whole numbers (steps, epochs): at most
+/// `max` of them, every 1, 2 or 5 times a power of ten, so they print without decimals.
+fn whole_ticks(lo: f64, hi: f64, max: usize) -> Vec<f64> {
+    let span = (hi - lo).max(1.0);
+    let wanted = span / max.saturating_sub(1).max(1) as f64;
+    let mut step = 1.0f64;
+    'search: loop {
+        for m in [1.0, 2.0, 5.0] {
+            if step * m >= wanted {
+                step *= m;
+                break 'search;
+            }
+        }
+        step *= 10.0;
+    }
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
+}
+
+/// The value at quantile `q` (0..=1) of `values` (nearest rank; 0 for none).
+fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize]
+}
+
+/// The smallest and largest of `values` (`None` for none).
+fn bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    values
+        .filter(|v| v.is_finite())
+        .fold(None, |acc, v| match acc {
+            None => Some((v, v)),
+            Some((a, b)) => Some((a.min(v), b.max(v))),
+        })
+}
+
+/// The part of the segment `a`-`b` inside the box `x`×`y` (Liang-Barsky), if any.
+fn clip_segment(
+    a: (f64, f64),
+    b: (f64, f64),
+    x: (f64, f64),
+    y: (f64, f64),
+) -> Option<((f64, f64), (f64, f64))> {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let (mut t0, mut t1) = (0.0f64, 1.0f64);
+    for (p, q) in [
+        (-dx, a.0 - x.0),
+        (dx, x.1 - a.0),
+        (-dy, a.1 - y.0),
+        (dy, y.1 - a.1),
+    ] {
+        if p == 0.0 {
+            if q < 0.0 {
+                return None;
+            }
+        } else {
+            let t = q / p;
+            if p < 0.0 {
+                t0 = t0.max(t);
+            } else {
+                t1 = t1.min(t);
+            }
+        }
+    }
+    (t0 <= t1).then_some((
+        (a.0 + t0 * dx, a.1 + t0 * dy),
+        (a.0 + t1 * dx, a.1 + t1 * dy),
+    ))
+}
+
+/// `points` as the runs of line that lie inside the box `x`×`y`: plotters does not clip,
+/// so a line drawn past the plotting area lands on the title and the tick labels.
+fn clip_polyline(points: &[(f64, f64)], x: (f64, f64), y: (f64, f64)) -> Vec<Vec<(f64, f64)>> {
+    let inside = |p: &(f64, f64)| p.0 >= x.0 && p.0 <= x.1 && p.1 >= y.0 && p.1 <= y.1;
+    if points.len() == 1 {
+        return if inside(&points[0]) {
+            vec![points.to_vec()]
+        } else {
+            Vec::new()
+        };
+    }
+    let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut open = false;
+    for w in points.windows(2) {
+        let Some((a, b)) = clip_segment(w[0], w[1], x, y) else {
+            open = false;
+            continue;
+        };
+        match runs.last_mut() {
+            Some(run) if open => run.push(b),
+            _ => runs.push(vec![a, b]),
+        }
+        // The run goes on only where the segment ended inside, at its own end point.
+        open = b == w[1];
+    }
+    runs
+}
+
+/// Where a panel's legend covers the least: the right-hand corner (upper or lower) with
+/// fewer points of the solid series in the right third of the plot.
+fn legend_corner(series: &[Series<'_>], x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+    let right = x.0 + (x.1 - x.0) * 2.0 / 3.0;
+    let middle = (y.0 + y.1) / 2.0;
+    let (mut upper, mut lower) = (0usize, 0usize);
+    for p in series
+        .iter()
+        .filter(|s| !s.raw)
+        .flat_map(|s| s.points.iter())
+        .filter(|p| p.0 >= right)
+    {
+        if p.1 >= middle {
+            upper += 1;
+        } else {
+            lower += 1;
+        }
+    }
+    if upper <= lower {
+        SeriesLabelPosition::UpperRight
+    } else {
+        SeriesLabelPosition::LowerRight
+    }
 }
 
 fn panel(
@@ -89,19 +214,19 @@ fn panel(
     y_label: &str,
     series: &[Series<'_>],
 ) -> Result<()> {
-    let all: Vec<(f64, f64)> = series
-        .iter()
-        .flat_map(|s| s.points.iter().copied())
-        .collect();
-    let (mut x0, mut x1) = all
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (mut y0, mut y1) = all
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    if all.is_empty() {
-        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
-    }
+    let (x0, mut x1) =
+        bounds(series.iter().flat_map(|s| s.points.iter().map(|p| p.0))).unwrap_or((0.0, 1.0));
+    let y_all = series.iter().filter_map(|s| {
+        let ys: Vec<f64> = s.points.iter().map(|p| p.1).collect();
+        if s.raw {
+            (!ys.is_empty()).then(|| (quantile(&ys, 0.01), quantile(&ys, 0.99)))
+        } else {
+            bounds(ys.into_iter())
+        }
+    });
+    let (y0, mut y1) = y_all
+        .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)))
+        .unwrap_or((0.0, 1.0));
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }
@@ -109,41 +234,52 @@ fn panel(
         y1 = y0 + 1e-3;
     }
     let pad = (y1 - y0) * 0.05;
+    let (y0, y1) = (y0 - pad, y1 + pad);
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
+        .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(perr)?;
-    // x is a step or an epoch: whole numbers, so whole-number ticks.
-    let whole = |x: &f64| format!("{x:.0}");
+    // x is a step or an epoch: as many ticks as there are whole-number ones, and any
+    // tick plotters puts between whole numbers left unlabelled.
+    let whole = |x: &f64| {
+        if (x - x.round()).abs() < 1e-6 {
+            format!("{x:.0}")
+        } else {
+            String::new()
+        }
+    };
     chart
         .configure_mesh()
         .x_desc(x_label)
         .y_desc(y_label)
-        .x_labels(integer_ticks(x0, x1, 10))
+        .x_labels(whole_ticks(x0, x1, 10).len().max(2))
         .x_label_formatter(&whole)
+        .light_line_style(WHITE)
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(perr)?;
     for s in series {
         let color = s.color;
-        let width = if s.points.len() > THICK_MAX_POINTS {
-            1
+        // The raw series is pale by its colour; it and any long series are one pixel wide.
+        let style = if s.raw || s.points.len() > THICK_MAX_POINTS {
+            color.stroke_width(1)
         } else {
-            2
+            color.stroke_width(3)
         };
-        chart
-            .draw_series(LineSeries::new(
-                s.points.iter().copied(),
-                color.stroke_width(width),
-            ))
-            .map_err(perr)?
-            .label(s.name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+        let runs = clip_polyline(&s.points, (x0, x1), (y0, y1));
+        for (k, run) in runs.into_iter().enumerate() {
+            let drawn = chart
+                .draw_series(LineSeries::new(run, style))
+                .map_err(perr)?;
+            if k == 0 {
+                drawn.label(s.name).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            }
+        }
         if s.points.len() <= 60 {
             chart
                 .draw_series(s.points.iter().map(|p| Circle::new(*p, 3, color.filled())))
@@ -152,7 +288,8 @@ fn panel(
     }
     chart
         .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
+        .position(legend_corner(series, (x0, x1), (y0, y1)))
+        .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
         .draw()
@@ -196,10 +333,7 @@ pub fn training_curves(dir: &Path, steps: &[StepRecord], epochs: &[EpochRecord])
         ),
     ];
     for (file, what, pick, pick_e) in metrics {
-        let path = dir.join(format!("{file}.png"));
-        {
-            let root = BitMapBackend::new(&path, (1400, 520)).into_drawing_area();
-            root.fill(&WHITE).map_err(perr)?;
+        write_png(&dir.join(format!("{file}.png")), (1400, 520), |root| {
             let (left, right) = root.split_horizontally(700);
             let raw: Vec<(f64, f64)> = steps.iter().map(|s| (s.step as f64, pick(s))).collect();
             let alpha = (10.0 / raw.len().max(10) as f64).clamp(0.01, 1.0);
@@ -211,13 +345,16 @@ pub fn training_curves(dir: &Path, steps: &[StepRecord], epochs: &[EpochRecord])
                 &[
                     Series {
                         name: "train (batch)",
-                        color: RGBColor(170, 190, 230),
+                        // Pale and opaque: thousands of overlapping segments stay pale.
+                        color: RGBColor(200, 212, 240),
                         points: raw.clone(),
+                        raw: true,
                     },
                     Series {
                         name: "train (smoothed)",
                         color: BLUE,
                         points: downsample(&smooth(&raw, alpha), THICK_MAX_POINTS),
+                        raw: false,
                     },
                 ],
             )?;
@@ -234,6 +371,7 @@ pub fn training_curves(dir: &Path, steps: &[StepRecord], epochs: &[EpochRecord])
                             .iter()
                             .map(|e| (e.epoch as f64, pick_e(e).0))
                             .collect(),
+                        raw: false,
                     },
                     Series {
                         name: "validation",
@@ -242,33 +380,41 @@ pub fn training_curves(dir: &Path, steps: &[StepRecord], epochs: &[EpochRecord])
                             .iter()
                             .map(|e| (e.epoch as f64, pick_e(e).1))
                             .collect(),
+                        raw: false,
                     },
                 ],
             )?;
-            root.present().map_err(perr)?;
-        }
+            Ok(())
+        })?;
     }
     Ok(())
 }
 
+/// Draws on `img` in place with plotters (text, shapes), through a drawing area of its
+/// size.
+pub(crate) fn draw_on(img: &mut RgbImage, draw: impl FnOnce(&Area) -> Result<()>) -> Result<()> {
+    ensure_font();
+    let (w, h) = img.dimensions();
+    let buf: &mut [u8] = img.as_mut();
+    let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
+    draw(&root)?;
+    root.present().map_err(perr)
+}
+
 /// Draws `title` in a band above `grid` and saves the PNG.
 pub fn save_titled(grid: &RgbImage, title: &str, path: &Path) -> Result<()> {
-    ensure_font();
     let band = 34u32;
     let (w, h) = (grid.width().max(360), grid.height() + band);
     let mut canvas = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
     image::imageops::replace(&mut canvas, grid, 0, band as i64);
-    {
-        let buf: &mut [u8] = canvas.as_mut();
-        let root = BitMapBackend::with_buffer(buf, (w, h)).into_drawing_area();
+    draw_on(&mut canvas, |root| {
         root.draw(&Text::new(
             title.to_string(),
             (8, 8),
             ("sans-serif", 18).into_font().color(&BLACK),
         ))
-        .map_err(perr)?;
-        root.present().map_err(perr)?;
-    }
+        .map_err(perr)
+    })?;
     canvas.save(path).map_err(perr)
 }
 
@@ -337,7 +483,7 @@ pub fn reliability_diagram(
 }
 
 /// A figure being drawn.
-type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+pub(crate) type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
 /// Draws a figure of `size` on white with `draw` and writes it to `path` as PNG (through a
 /// temporary file beside it, then a rename).
@@ -574,28 +720,53 @@ fn group_bar(
     Ok(())
 }
 
-/// A test report as pictures: `confusion.png`, and `groups-<column>.png` (accuracy per
-/// group with its 95% interval) for every group column.
-pub fn report_figures(reports: &Path, report: &crate::model::metrics::Report) -> Result<()> {
-    confusion_matrix(
-        &reports.join("confusion.png"),
-        &report.labels,
-        &report.confusion,
-        &format!("test split: confusion matrix ({} images)", report.n),
-    )?;
-    for (column, groups) in &report.groups {
+/// The files [`report_figures`] writes for `report`, in order: `confusion.png`,
+/// `groups-<column>.png` for every group column, and `reliability.png` when the report
+/// holds its calibration.
+pub fn report_figure_names(report: &crate::model::metrics::Report) -> Vec<String> {
+    let mut names = vec!["confusion.png".to_string()];
+    for column in report.groups.keys() {
         let name: String = column
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
             .collect();
+        names.push(format!("groups-{}.png", name.trim_matches('-')));
+    }
+    if report.calibration.is_some() {
+        names.push("reliability.png".to_string());
+    }
+    names
+}
+
+/// A test report as pictures in `reports` (the files of [`report_figure_names`]): the
+/// confusion matrix, the accuracy per group with its 95% interval for every group column,
+/// and the reliability diagram. Returns the files written.
+pub fn report_figures(
+    reports: &Path,
+    report: &crate::model::metrics::Report,
+) -> Result<Vec<std::path::PathBuf>> {
+    let written: Vec<std::path::PathBuf> = report_figure_names(report)
+        .iter()
+        .map(|n| reports.join(n))
+        .collect();
+    confusion_matrix(
+        &written[0],
+        &report.labels,
+        &report.confusion,
+        &format!("test split: confusion matrix ({} images)", report.n),
+    )?;
+    for ((column, groups), path) in report.groups.iter().zip(&written[1..]) {
         group_bars(
-            &reports.join(format!("groups-{}.png", name.trim_matches('-'))),
+            path,
             column,
             groups,
             &format!("test split: accuracy by {column}"),
         )?;
     }
-    Ok(())
+    if let (Some(r), Some(path)) = (&report.calibration, written.last()) {
+        reliability_diagram(path, r, "test split")?;
+    }
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -632,7 +803,7 @@ mod tests {
             let img = image::open(dir.path().join(file)).unwrap().to_rgb8();
             // The caption band of the per-step panel (above the plotting area) and the
             // axis-label band left of it hold no series colour.
-            let bluish = |p: &image::Rgb<u8>| p[2] as i32 > p[0] as i32 + 40;
+            let bluish = |p: &image::Rgb<u8>| p[2] as i32 > p[0] as i32 + 20;
             for y in 0..40 {
                 for x in 0..700 {
                     assert!(
@@ -654,9 +825,51 @@ mod tests {
 
     #[test]
     fn whole_number_axes_get_whole_number_ticks() {
-        assert_eq!(integer_ticks(1.0, 3.0, 10), 3);
-        assert_eq!(integer_ticks(1.0, 20.0, 10), 10);
-        assert_eq!(integer_ticks(1.0, 1.0, 10), 2);
+        assert_eq!(whole_ticks(1.0, 3.0, 10), vec![1.0, 2.0, 3.0]);
+        assert_eq!(
+            whole_ticks(1.0, 10.0, 10),
+            (1..=10).map(f64::from).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            whole_ticks(1.0, 10800.0, 10),
+            vec![2000.0, 4000.0, 6000.0, 8000.0, 10000.0]
+        );
+        assert_eq!(whole_ticks(1.0, 2.0, 10), vec![1.0, 2.0]);
+        for t in whole_ticks(3.0, 977.0, 10) {
+            assert_eq!(t.fract(), 0.0);
+        }
+    }
+
+    #[test]
+    fn a_line_is_clipped_to_the_plot() {
+        let (x, y) = ((0.0, 10.0), (0.0, 1.0));
+        // In, out above, back in, out below and the end outside.
+        let line = [(0.0, 0.5), (2.0, 3.0), (4.0, 0.5), (6.0, 0.2), (8.0, -1.0)];
+        let runs = clip_polyline(&line, x, y);
+        assert_eq!(runs.len(), 2, "{runs:?}");
+        for p in runs.iter().flatten() {
+            assert!(
+                p.0 >= x.0 && p.0 <= x.1 && p.1 >= y.0 && p.1 <= y.1,
+                "{p:?}"
+            );
+        }
+        // The first run ends where the line leaves through the top (y = 1 at x = 0.4).
+        let end = *runs[0].last().unwrap();
+        assert!((end.0 - 0.4).abs() < 1e-9 && (end.1 - 1.0).abs() < 1e-9);
+        // The second keeps the inside points (4, 0.5) and (6, 0.2).
+        assert!(runs[1].contains(&(4.0, 0.5)) && runs[1].contains(&(6.0, 0.2)));
+        assert!(clip_polyline(&[(0.0, 5.0), (9.0, 5.0)], x, y).is_empty());
+        assert_eq!(clip_polyline(&line[..1], x, y), vec![vec![(0.0, 0.5)]]);
+    }
+
+    #[test]
+    fn the_batch_series_does_not_stretch_the_y_range() {
+        let values: Vec<f64> = (0..1000)
+            .map(|i| if i == 500 { 50.0 } else { 1.0 })
+            .collect();
+        assert_eq!(quantile(&values, 0.99), 1.0);
+        assert_eq!(quantile(&values, 1.0), 50.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
     }
 
     #[test]

@@ -273,18 +273,12 @@ fn test_report(
     )?;
     write_report(&dirs.reports, "test_report", &eval.report)?;
     crate::report::plot::report_figures(&dirs.reports, &eval.report)?;
-    if let Some(r) = &eval.report.calibration {
-        crate::report::plot::reliability_diagram(
-            &dirs.reports.join("reliability.png"),
-            r,
-            "test split",
-        )?;
-    }
     crate::eval::predictions::write(
         &dirs.reports.join("test_predictions.parquet"),
         &test_samples,
         &eval.predictions,
         classifier,
+        finder,
     )?;
     card.metrics.insert("test".into(), eval.report);
     card.save(&dirs.out.join(CARD_FILE))

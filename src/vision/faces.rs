@@ -111,6 +111,38 @@ pub struct FaceFinder {
 }
 
 impl FaceFinder {
+    /// The face settings a run records (mode, detector, thresholds, alignment), as JSON:
+    /// runs that continue or repeat it must find faces the same way (`facebatch.faces` in
+    /// classify outputs and eval predictions).
+    pub fn identity(&self) -> String {
+        serde_json::json!({
+            "mode": self.mode,
+            "detector": self.detector.as_ref().map(|d| &d.info),
+            "detection": self.detector.as_ref().map(|_| &self.settings),
+            // One view as earlier versions wrote it; an ensemble's views as a list. Each
+            // with the detection settings this run used (`--det-threshold`, `--det-size`),
+            // not the card's defaults, and without the card's prose (which states them).
+            "alignment": self.detector.as_ref().map(|_| {
+                // As written on the command line (0.7, not 0.699999988 from f32).
+                let threshold: f64 = self.settings.threshold.to_string().parse().unwrap_or_default();
+                let used = |align: &crate::vision::align::AlignSpec| {
+                    let mut v = serde_json::json!(align);
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("description");
+                        o.insert("det_threshold".into(), serde_json::json!(threshold));
+                        o.insert("det_max_side".into(), serde_json::json!(self.settings.max_side));
+                    }
+                    v
+                };
+                match self.views.as_slice() {
+                    [one] => used(&one.align),
+                    views => serde_json::json!(views.iter().map(|v| used(&v.align)).collect::<Vec<_>>()),
+                }
+            }),
+        })
+        .to_string()
+    }
+
     /// Every face in `img`, left to right, as aligned crops (or the whole image, per mode).
     /// Empty means no face.
     pub fn crops(&self, img: &RgbImage) -> Result<Vec<Crop>> {

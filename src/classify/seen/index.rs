@@ -77,8 +77,21 @@ pub(super) struct Cover {
     pub(super) run_id: String,
 }
 
-/// The index of shard `shard` of the job whose output is `output`.
+/// The index of shard `shard` of the job whose output is `output`. Parquet inside, but not
+/// named `.parquet`: the analysts' glob `OUTPUT/*/*.parquet` (DuckDB with
+/// `hive_partitioning=true`, which a leading `_` does not stop) must reach only the rows.
 pub fn index_path(output: &Path, shard: Shard) -> PathBuf {
+    output
+        .join(INDEX_DIR)
+        .join(format!("seen-{}.{INDEX_EXT}", shard.tag()))
+}
+
+/// The file name extension of an index.
+pub const INDEX_EXT: &str = "index";
+
+/// Where versions before 0.1.0's issue 30 kept the index: removed when a new one is
+/// published (it broke that glob), never read (the parts it covered are read instead, once).
+pub fn legacy_index_path(output: &Path, shard: Shard) -> PathBuf {
     output
         .join(INDEX_DIR)
         .join(format!("seen-{}.parquet", shard.tag()))
@@ -354,7 +367,7 @@ impl IndexWriter {
             .unwrap_or(Path::new("."));
         let tmp = tempfile::Builder::new()
             .prefix(".seen-")
-            .suffix(".parquet.tmp")
+            .suffix(".index.tmp")
             .tempfile_in(dir)
             .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?;
         let file = tmp

@@ -2,7 +2,8 @@
 //! runs classified, read in step with the walk, so that a run's memory does not grow with
 //! the number of files earlier runs saw.
 //!
-//! `OUTPUT/_index/seen-KKKKK-of-NNNNN.parquet` holds, for shard K of N of a job, one row per
+//! `OUTPUT/_index/seen-KKKKK-of-NNNNN.index` (Parquet, named so that `OUTPUT/*/*.parquet`
+//! reaches only the rows) holds, for shard K of N of a job, one row per
 //! file that a successful run of that shard classified: `root`, `path` and the fingerprint
 //! (`bytes`, `modified`) its newest row records. Error rows count as they always did: a
 //! row with a size and a time is an entry (the file is not retried while unchanged), a row
@@ -66,7 +67,7 @@ pub fn walk_order(a: &str, b: &str) -> Ordering {
 /// the part is published.
 pub fn staged(out: &Path) -> PathBuf {
     let mut name = out.file_name().unwrap_or_default().to_os_string();
-    name.push(".seen.parquet");
+    name.push(".seen.index");
     out.with_file_name(name)
 }
 
@@ -82,6 +83,9 @@ pub struct Seen {
     extra: Extras,
     /// The parts the new index covers, besides this run's.
     covers: Vec<Cover>,
+    /// With `--retry-errors`: by root, the paths whose newest earlier row is an error row;
+    /// they are classified again even when unchanged.
+    retry: HashMap<String, HashSet<String>>,
 }
 
 /// The files of the parts an index does not cover, one entry per file (its newest), by
@@ -194,7 +198,7 @@ impl Seen {
     /// index when it can be trusted, and the parts it does not cover. `part` is the part
     /// this run will publish. A missing, damaged or stale index is not an error: it is set
     /// aside with a warning, and the parts are read instead.
-    pub fn open(output: &Path, shard: Shard, part: &Path) -> Result<Seen> {
+    pub fn open(output: &Path, shard: Shard, part: &Path, retry: Retry) -> Result<Seen> {
         let parts = published(output)?;
         // Parts of another shard of the same count hold only files this shard never takes
         // (the shard of a path is fixed: `shard::path_hash`).
@@ -216,6 +220,10 @@ impl Seen {
                 None
             }
         };
+        let retry = match retry {
+            Retry::Errors => error_files(&relevant, shard)?,
+            Retry::None => HashMap::new(),
+        };
         let covered: HashSet<&str> = index
             .iter()
             .flat_map(|i| i.covers.iter().map(|c| c.part.as_str()))
@@ -228,8 +236,9 @@ impl Seen {
             tracing::warn!(index = %path.display(), parts = uncovered.len(), "no fingerprint index for this shard yet: reading every earlier part instead (this run needs more memory; its own index replaces it)");
         }
         // Oldest first, so that a newer part's fingerprint of a file replaces an older one.
-        uncovered.sort_by(|a, b| (&a.finished_at, &a.rel).cmp(&(&b.finished_at, &b.rel)));
+        oldest_first(&mut uncovered);
         let extra = read_parts(&uncovered, shard)?;
+
         let part_key = crate::fsutil::path_key(part.strip_prefix(output).unwrap_or(part));
         let mut covers: Vec<Cover> = index.as_ref().map(|i| i.covers.clone()).unwrap_or_default();
         covers.extend(uncovered.iter().filter_map(|p| {
@@ -253,6 +262,7 @@ impl Seen {
             index,
             extra,
             covers,
+            retry,
         })
     }
 
@@ -260,6 +270,54 @@ impl Seen {
     pub fn index_path(&self) -> PathBuf {
         index_path(&self.output, self.shard)
     }
+
+    /// Where an older version kept this shard's index (removed once a new one is in place).
+    pub fn legacy_index_path(&self) -> PathBuf {
+        index::legacy_index_path(&self.output, self.shard)
+    }
+}
+
+/// Sorts parts oldest first, so that a newer part's row of a file wins over an older one's.
+fn oldest_first(parts: &mut [&Published]) {
+    parts.sort_by(|a, b| (&a.finished_at, &a.rel).cmp(&(&b.finished_at, &b.rel)));
+}
+
+/// Which unchanged files an incremental run classifies again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Retry {
+    /// None: an unchanged file keeps its earlier rows, error rows included.
+    #[default]
+    None,
+    /// Files whose newest earlier row is an error row (`facebatch run --retry-errors`).
+    Errors,
+}
+
+/// The files of `parts` that `shard` takes whose newest row is an error row. Reads every
+/// part (the index holds no status); holds only the error files.
+fn error_files(parts: &[&Published], shard: Shard) -> Result<HashMap<String, HashSet<String>>> {
+    let mut parts = parts.to_vec();
+    oldest_first(&mut parts);
+    let mut errors: HashMap<String, HashSet<String>> = HashMap::new();
+    for p in parts {
+        output::for_each_file(&p.path, |root, path, _, error| {
+            if !shard.takes(path) {
+                return;
+            }
+            if error {
+                errors
+                    .entry(root.to_string())
+                    .or_default()
+                    .insert(path.to_string());
+            } else if let Some(paths) = errors.get_mut(root) {
+                paths.remove(path);
+            }
+        })?;
+    }
+    tracing::info!(
+        files = errors.values().map(HashSet::len).sum::<usize>(),
+        "--retry-errors: the files whose newest row is an error are classified again"
+    );
+    Ok(errors)
 }
 
 /// The files of `parts` (oldest first) that `shard` takes, one entry per file (its newest
@@ -269,7 +327,7 @@ fn read_parts(parts: &[&Published], shard: Shard) -> Result<Extras> {
     let mut ids: HashMap<String, u32> = HashMap::new();
     let mut extra = Vec::new();
     for (n, p) in parts.iter().enumerate() {
-        output::for_each_file(&p.path, |root, path, fingerprint| {
+        output::for_each_file(&p.path, |root, path, fingerprint, _| {
             let Some(fingerprint) = fingerprint.filter(|_| shard.takes(path)) else {
                 return;
             };
@@ -454,7 +512,8 @@ impl Join {
                 }
                 Ordering::Equal => {
                     cur.old.pop();
-                    return Some(fingerprint);
+                    let retry = self.seen.retry.get(root).is_some_and(|p| p.contains(key));
+                    return (!retry).then_some(fingerprint);
                 }
                 Ordering::Greater => return None,
             }
@@ -618,7 +677,7 @@ mod tests {
     fn run_as(out: &Path, shard: Shard, day: &str, walked: &[Walked], index: bool) -> Vec<String> {
         let dir = out.join(format!("dt={day}"));
         let part = dir.join(format!("part-{}.parquet", shard.tag()));
-        let seen = Arc::new(Seen::open(out, shard, &part).unwrap());
+        let seen = Arc::new(Seen::open(out, shard, &part, Retry::None).unwrap());
         std::fs::create_dir_all(dir.join("_staging")).unwrap();
         let staged = staged(&dir.join("_staging").join("part.parquet"));
         let mut join = Join::new(seen.clone(), staged.clone(), day);
@@ -694,7 +753,7 @@ mod tests {
     /// The entries of shard `shard`'s index, as `root:path=bytes`.
     fn entries(out: &Path, shard: Shard) -> Vec<String> {
         let mut all = Vec::new();
-        output::for_each_file(&index_path(out, shard), |root, path, f| {
+        output::for_each_file(&index_path(out, shard), |root, path, f, _| {
             all.push(format!("{root}:{path}={}", f.unwrap().0));
         })
         .unwrap();
@@ -874,6 +933,7 @@ mod tests {
             out,
             s0,
             &out.join("dt=2026-01-02/part-00000-of-00002.parquet"),
+            Retry::None,
         )
         .unwrap();
         assert!(seen.index.is_some() && seen.extra.entries.is_empty());
@@ -884,6 +944,7 @@ mod tests {
             out,
             s,
             &out.join("dt=2026-01-03/part-00001-of-00003.parquet"),
+            Retry::None,
         )
         .unwrap();
         assert_eq!(seen.extra.entries.len(), 0, "its index covers them now");

@@ -11,6 +11,7 @@
 //! `file://` and the folder can be zipped and mailed. The data is a script (`data.js`), not
 //! a fetched JSON file, because browsers refuse `fetch` on `file://`.
 
+pub mod corrections;
 pub mod page;
 pub mod read;
 pub mod select;
@@ -28,10 +29,8 @@ pub struct ReportSettings {
     pub input: PathBuf,
     /// The report folder (created; files in it are replaced).
     pub out: PathBuf,
-    /// Least confident faces shown per gallery.
-    pub least: usize,
-    /// Randomly sampled other faces shown per gallery.
-    pub random: usize,
+    /// The most faces shown per gallery (every face of a smaller one).
+    pub limit: usize,
     pub seed: u64,
 }
 
@@ -44,24 +43,20 @@ pub struct ReportSummary {
     pub shown: usize,
     /// Shown faces whose photo is missing or changed since the run.
     pub missing: usize,
+    /// Rows shown in no gallery, because their gallery held more than the limit.
+    pub left_out: u64,
+    /// The limit that left them out.
+    pub limit: usize,
 }
 
 /// Builds the report.
 pub fn build(s: &ReportSettings) -> Result<ReportSummary> {
     let input = read::open(&s.input)?;
-    let base = if s.input.is_file() {
-        s.input.parent().map(PathBuf::from).unwrap_or_default()
-    } else {
-        s.input.clone()
-    };
     let limits = select::Limits {
-        least: s.least,
-        random: s.random,
+        limit: s.limit,
         seed: s.seed,
     };
-    let selected = select::select(&input.labels, limits, |f| {
-        read::for_each_row(&input, &base, f)
-    })?;
+    let selected = select::select(&input.labels, limits, |f| read::for_each_row(&input, f))?;
     tracing::info!(
         rows = selected.summary.rows,
         galleries = selected.galleries.len(),
@@ -103,6 +98,8 @@ pub fn build(s: &ReportSettings) -> Result<ReportSummary> {
         rows: selected.summary.rows,
         shown: rows.len(),
         missing,
+        left_out: selected.left_out_rows(),
+        limit: s.limit,
     })
 }
 

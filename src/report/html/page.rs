@@ -55,6 +55,26 @@ struct Data<'a> {
     rows: Vec<ShownRow<'a>>,
     /// The alignment crops' folder, for the corrections' `path` column.
     crops_dir: &'static str,
+    /// The report folder, absolute: the corrections name their crops by it, so a
+    /// `corrections.csv` saved anywhere trains from anywhere.
+    report_dir: String,
+    /// What the page keeps its corrections under, in the browser and in `corrections.js`.
+    store_key: String,
+    /// The most faces shown per gallery, and per gallery how many it left out.
+    limit: usize,
+    left_out: &'a BTreeMap<String, u64>,
+}
+
+/// The key a report's corrections are kept under: its run's id, else its input; a
+/// `corrections.js` of another run is not applied.
+pub fn store_key(input: &Input, shown_input: &str) -> String {
+    format!(
+        "facebatch-report:{}",
+        input
+            .metadata
+            .get(crate::classify::output::meta::RUN_ID)
+            .map_or(shown_input, String::as_str)
+    )
 }
 
 /// Writes the page files into `s.out`; returns the path of `index.html`.
@@ -64,9 +84,11 @@ pub fn write(
     selected: &Selected,
     rows: &BTreeMap<u64, (&FaceRow, Thumb)>,
 ) -> Result<PathBuf> {
+    let shown_input = s.input.display().to_string();
     let data = Data {
         kind: input.kind,
-        input: s.input.display().to_string(),
+        store_key: store_key(input, &shown_input),
+        input: shown_input,
         generated_at: crate::fsutil::now_rfc3339(),
         labels: &input.labels,
         group_columns: &input.group_columns,
@@ -84,7 +106,12 @@ pub fn write(
             .values()
             .map(|(row, thumb)| ShownRow { row, thumb: *thumb })
             .collect(),
-        crops_dir: "faces",
+        crops_dir: super::corrections::CROPS_DIR,
+        report_dir: crate::fsutil::absolute_normal(&s.out)
+            .to_string_lossy()
+            .into_owned(),
+        limit: s.limit,
+        left_out: &selected.left_out,
     };
     let json = serde_json::to_string(&data).map_err(|e| Error::Json {
         context: "encoding the report data".into(),
@@ -100,6 +127,15 @@ pub fn write(
     put(out, "report.js", REPORT_JS.as_bytes())?;
     put(out, "report.css", REPORT_CSS.as_bytes())?;
     put(out, "index.html", INDEX_HTML.as_bytes())?;
+    // The page reads its imported corrections from corrections.js: none yet. One that
+    // `report --import` wrote is kept (it names its run; the page applies it only to it).
+    if !out.join(super::corrections::CORRECTIONS_JS).exists() {
+        put(
+            out,
+            super::corrections::CORRECTIONS_JS,
+            super::corrections::NONE_JS.as_bytes(),
+        )?;
+    }
     Ok(out.join("index.html"))
 }
 

@@ -41,8 +41,8 @@ pub struct FaceRow {
     pub id: u64,
     /// The photo as the run recorded it (`root`/`path`, or the manifest path).
     pub path: String,
-    /// Where the photo is read from now.
-    #[serde(skip)]
+    /// Where the photo is read from now, absolute (the corrections' `photo`).
+    #[serde(rename = "photo", serialize_with = "lossy_path")]
     pub file: PathBuf,
     pub face_index: Option<i32>,
     pub status: String,
@@ -79,6 +79,12 @@ pub struct FaceRow {
         serialize_with = "finite::map"
     )]
     pub members: BTreeMap<String, Vec<f32>>,
+}
+
+/// A path as text (a name that is not UTF-8 with its bad bytes replaced: the page only
+/// shows it and names it in corrections).
+fn lossy_path<S: serde::Serializer>(p: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string_lossy())
 }
 
 /// Numbers as the page reads them: a finite one as a JSON number, NaN and the infinities
@@ -435,11 +441,26 @@ fn num<T: ArrowPrimitiveType>(a: Option<&PrimitiveArray<T>>, i: usize) -> Option
     a.filter(|a| a.is_valid(i)).map(|a| a.value(i))
 }
 
+/// Where the relative photo paths of `file` resolve from: the folder its run recorded
+/// (`facebatch.base`, the run's working directory), else the working directory, as before
+/// the key existed (outputs of older versions recorded paths relative to where they ran).
+pub fn base_of(file: &Path) -> Result<PathBuf> {
+    let md = output::read_metadata(file)?;
+    Ok(match md.get(output::meta::BASE).filter(|b| !b.is_empty()) {
+        Some(b) => crate::fsutil::path_from_key(b),
+        None => crate::fsutil::absolute_normal(Path::new(".")),
+    })
+}
+
 /// Streams every row of `input` to `f`, in file and row order. A file without a column the
 /// report reads, or with one of a type it cannot read, is refused before any of its rows.
-pub fn for_each_row(input: &Input, base: &Path, mut f: impl FnMut(FaceRow)) -> Result<()> {
+/// Each file's relative photo paths resolve from its own [`base_of`], so a report read
+/// from any folder, of a dataset written by runs in several folders, finds every photo.
+pub fn for_each_row(input: &Input, mut f: impl FnMut(FaceRow)) -> Result<()> {
     let mut id = 0u64;
     for file in &input.files {
+        let base = base_of(file)?;
+        let base = base.as_path();
         output::for_each_batch(file, |b| {
             let columns = Columns::of(b, input, file)?;
             for i in 0..b.num_rows() {
@@ -559,7 +580,8 @@ impl<'a> Columns<'a> {
         })
     }
 
-    /// Row `i` as the page's row `id`; relative photo paths resolve against `base`.
+    /// Row `i` as the page's row `id`; relative photo paths resolve against `base` (an
+    /// absolute folder).
     fn row(&self, i: usize, id: u64, base: &Path) -> FaceRow {
         let (path, file) = self.photo(i, base);
         let bbox = (0..4)
@@ -622,7 +644,7 @@ impl<'a> Columns<'a> {
         let rel = text(self.path.as_ref(), i).unwrap_or_default();
         match (self.kind, text(self.root.as_ref(), i)) {
             (Kind::Classify, Some(r)) => {
-                let root_path = crate::fsutil::path_from_key(&r);
+                let root_path = base.join(crate::fsutil::path_from_key(&r));
                 let file = if root_path.is_file() {
                     root_path
                 } else {
@@ -631,12 +653,7 @@ impl<'a> Columns<'a> {
                 (format!("{r}/{rel}"), file)
             }
             _ => {
-                let p = PathBuf::from(&rel);
-                let file = if p.is_absolute() || p.exists() {
-                    p
-                } else {
-                    base.join(&p)
-                };
+                let file = base.join(&rel);
                 (rel, file)
             }
         }

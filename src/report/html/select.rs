@@ -101,6 +101,152 @@ pub struct GroupCount {
     pub correct: u64,
 }
 
+/// The most groups a chart draws: a column with more distinct values is binned when they
+/// are numbers (as `eval --group-by COL:EDGES` bins), else not drawn.
+pub const MAX_GROUPS: usize = 30;
+
+/// The most distinct values counted per column; past it the column is not drawn, and its
+/// counts are dropped, so a unique column (`sha256`) costs no memory per row.
+const MAX_DISTINCT: usize = 2000;
+
+/// The name of the group of faces with an empty value.
+pub const EMPTY_GROUP: &str = "(empty)";
+
+/// One accuracy chart: a column's groups, in order.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GroupChart {
+    pub column: String,
+    /// The bin edges used, when the column's numbers were binned.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub edges: Vec<f64>,
+    pub groups: Vec<(String, GroupCount)>,
+    /// Why the column is not drawn (its groups are then empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+/// A column's counts during the pass.
+#[derive(Debug, Default)]
+struct ColumnCounts {
+    values: BTreeMap<String, GroupCount>,
+    /// More than [`MAX_DISTINCT`] values: counting stopped.
+    overflow: bool,
+}
+
+impl ColumnCounts {
+    fn add(&mut self, value: &str, correct: bool) {
+        if self.overflow {
+            return;
+        }
+        let value = if value.trim().is_empty() {
+            EMPTY_GROUP
+        } else {
+            value
+        };
+        if !self.values.contains_key(value) && self.values.len() >= MAX_DISTINCT {
+            self.overflow = true;
+            self.values.clear();
+            return;
+        }
+        let g = self.values.entry(value.to_string()).or_default();
+        g.n += 1;
+        g.correct += u64::from(correct);
+    }
+
+    /// The chart: every value in natural order (numbers by value, then text, the empty
+    /// group last); binned at quartile edges when there are too many numbers; skipped when
+    /// there are too many of anything else.
+    fn chart(self, column: String) -> GroupChart {
+        let mut chart = GroupChart {
+            column,
+            ..Default::default()
+        };
+        if self.overflow {
+            chart.skipped = Some(format!("more than {MAX_DISTINCT} distinct values"));
+            return chart;
+        }
+        if self.values.len() <= MAX_GROUPS {
+            let mut groups: Vec<(String, GroupCount)> = self.values.into_iter().collect();
+            groups.sort_by(|(a, _), (b, _)| natural(a, b));
+            chart.groups = groups;
+            return chart;
+        }
+        // A column of numbers: at least 4 in 5 of its faces' values are numbers (the rest,
+        // such as FairFace's age bands "20-29" or "unknown", go where `bin` puts them).
+        let numbers: Vec<(f64, u64)> = self
+            .values
+            .iter()
+            .filter_map(|(v, c)| v.trim().parse::<f64>().ok().map(|x| (x, c.n)))
+            .collect();
+        let numeric: u64 = numbers.iter().map(|n| n.1).sum();
+        let valued: u64 = self
+            .values
+            .iter()
+            .filter(|(v, _)| v.as_str() != EMPTY_GROUP)
+            .map(|(_, c)| c.n)
+            .sum();
+        let is_numeric = numeric > 0 && numeric * 5 >= valued * 4;
+        let Some(numbers) = is_numeric.then_some(numbers) else {
+            chart.skipped = Some(format!(
+                "{} distinct values, more than {MAX_GROUPS}",
+                self.values.len()
+            ));
+            return chart;
+        };
+        let binning = crate::eval::GroupBy {
+            column: chart.column.clone(),
+            edges: quartile_edges(numbers),
+        };
+        let mut bins: BTreeMap<String, GroupCount> = BTreeMap::new();
+        for (v, c) in self.values {
+            let key = if v == EMPTY_GROUP { v } else { binning.bin(&v) };
+            let b = bins.entry(key).or_default();
+            b.n += c.n;
+            b.correct += c.correct;
+        }
+        let mut groups: Vec<(String, GroupCount)> = bins.into_iter().collect();
+        groups.sort_by_key(|(g, _)| (g == EMPTY_GROUP, binning.bin_order(g)));
+        chart.edges = binning.edges;
+        chart.groups = groups;
+        chart
+    }
+}
+
+/// Natural order of group names: numbers by value first, then text, the empty group last.
+fn natural(a: &str, b: &str) -> Ordering {
+    let key = |s: &str| (s == EMPTY_GROUP, s.trim().parse::<f64>().ok());
+    match (key(a), key(b)) {
+        ((ea, Some(x)), (eb, Some(y))) => ea.cmp(&eb).then(x.total_cmp(&y)),
+        ((ea, Some(_)), (eb, None)) => ea.cmp(&eb).then(Ordering::Less),
+        ((ea, None), (eb, Some(_))) => ea.cmp(&eb).then(Ordering::Greater),
+        ((ea, None), (eb, None)) => ea.cmp(&eb).then(a.cmp(b)),
+    }
+}
+
+/// Edges at the quartiles of weighted values, rounded to whole numbers when the values
+/// span more than 10 (ages: `<26, 26-35, 35-50, >=50`), distinct and rising.
+fn quartile_edges(mut values: Vec<(f64, u64)>) -> Vec<f64> {
+    values.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: u64 = values.iter().map(|v| v.1).sum();
+    let span = values.last().map_or(0.0, |l| l.0) - values.first().map_or(0.0, |f| f.0);
+    let mut edges: Vec<f64> = Vec::new();
+    for q in [1, 2, 3] {
+        let want = total * q / 4;
+        let mut seen = 0;
+        let at = values.iter().find(|(_, n)| {
+            seen += n;
+            seen > want
+        });
+        if let Some(&(v, _)) = at {
+            let v = if span > 10.0 { v.round() } else { v };
+            if edges.last().is_none_or(|l| v > *l) && values.first().is_some_and(|f| v > f.0) {
+                edges.push(v);
+            }
+        }
+    }
+    edges
+}
+
 /// Everything the summary page shows, counted over all rows.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Summary {
@@ -117,8 +263,9 @@ pub struct Summary {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Eval predictions: `confusion[true][predicted]` counts, in label order.
     pub confusion: Vec<Vec<u64>>,
-    /// Eval predictions: per group column and value, images and correct answers.
-    pub groups: BTreeMap<String, BTreeMap<String, GroupCount>>,
+    /// Eval predictions: per group column, its groups in their natural order with images
+    /// and correct answers (or why the column is not drawn).
+    pub groups: Vec<GroupChart>,
     /// Eval predictions: (confidence, correct) in 15 equal bins, for the reliability diagram.
     pub reliability: Vec<(u64, f64, u64)>,
 }
@@ -128,16 +275,46 @@ pub struct Summary {
 pub struct Selected {
     pub summary: Summary,
     pub galleries: BTreeMap<String, Vec<FaceRow>>,
+    /// Per gallery, how many of its rows it could not keep (over [`Limits::limit`]).
+    pub left_out: BTreeMap<String, u64>,
+}
+
+impl Selected {
+    /// Rows shown in no gallery: what the primary galleries could not keep.
+    pub fn left_out_rows(&self) -> u64 {
+        self.left_out
+            .iter()
+            .filter(|(k, _)| is_primary(k))
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 /// Page sizes.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    /// Least confident faces kept per gallery.
-    pub least: usize,
-    /// Random other faces kept per gallery.
-    pub random: usize,
+    /// The most faces kept per gallery: every face of a gallery that has no more; of a
+    /// larger one, the least confident half and a seeded random sample of the rest.
+    pub limit: usize,
     pub seed: u64,
+}
+
+impl Limits {
+    /// The least confident faces kept per gallery.
+    fn least(self) -> usize {
+        self.limit - self.limit / 2
+    }
+
+    /// The randomly sampled other faces kept per gallery.
+    fn random(self) -> usize {
+        self.limit / 2
+    }
+}
+
+/// The galleries every row is offered to exactly once (by its label, or as no face or
+/// error): what they could not keep is what the report leaves out.
+pub fn is_primary(key: &str) -> bool {
+    key.starts_with("label:") || key == "no_face" || key == "error"
 }
 
 /// An error message as a group, for outputs without an `error_kind` column: digits and
@@ -194,6 +371,7 @@ pub fn select(
             ..Default::default()
         },
         galleries: BTreeMap::new(),
+        groups: BTreeMap::new(),
         photo: None,
     };
     rows(&mut |row: FaceRow| selector.take(row))?;
@@ -207,6 +385,8 @@ struct Selector<'a> {
     rng: ChaCha8Rng,
     summary: Summary,
     galleries: BTreeMap<String, Gallery>,
+    /// Eval predictions: per group column, its values' counts.
+    groups: BTreeMap<String, ColumnCounts>,
     /// The current photo's path and how many of its rows are classified faces.
     photo: Option<(String, u32)>,
 }
@@ -256,14 +436,10 @@ impl Selector<'_> {
         let s = &mut self.summary;
         let correct = ok && row.label.as_deref() == Some(truth);
         for (column, value) in &row.groups {
-            let g = s
-                .groups
+            self.groups
                 .entry(column.clone())
                 .or_default()
-                .entry(value.clone())
-                .or_default();
-            g.n += 1;
-            g.correct += u64::from(correct);
+                .add(value, correct);
         }
         let index = |l: &str| self.labels.iter().position(|x| x == l);
         if let (Some(t), Some(p)) = (index(truth), row.label.as_deref().and_then(index)) {
@@ -315,7 +491,7 @@ impl Selector<'_> {
         let limits = self.limits;
         self.galleries
             .entry(key)
-            .or_insert_with(|| Gallery::new(limits.least, limits.random))
+            .or_insert_with(|| Gallery::new(limits.least(), limits.random()))
             .offer(order, row, &mut self.rng);
     }
 
@@ -324,13 +500,28 @@ impl Selector<'_> {
         if let Some((_, n)) = self.photo {
             *self.summary.faces_per_photo.entry(n).or_default() += 1;
         }
+        self.summary.groups = std::mem::take(&mut self.groups)
+            .into_iter()
+            .map(|(column, counts)| counts.chart(column))
+            .collect();
+        let mut left_out = BTreeMap::new();
+        let galleries = self
+            .galleries
+            .into_iter()
+            .map(|(k, g)| {
+                let total = g.total;
+                let kept = g.finish();
+                let n = total - kept.len() as u64;
+                if n > 0 {
+                    left_out.insert(k.clone(), n);
+                }
+                (k, kept)
+            })
+            .collect();
         Selected {
             summary: self.summary,
-            galleries: self
-                .galleries
-                .into_iter()
-                .map(|(k, g)| (k, g.finish()))
-                .collect(),
+            galleries,
+            left_out,
         }
     }
 }
@@ -377,11 +568,7 @@ mod tests {
             r
         };
         let labels = vec!["female".to_string(), "male".to_string()];
-        let limits = Limits {
-            least: 10,
-            random: 0,
-            seed: 0,
-        };
+        let limits = Limits { limit: 10, seed: 0 };
         let picked = select(&labels, limits, |f| {
             f(with(0, 0.9, 0.85)); // agree
             f(with(1, 0.9, 0.3)); // 0.6 apart
@@ -398,11 +585,7 @@ mod tests {
     #[test]
     fn a_face_without_a_sensible_confidence_is_shown_first_and_in_no_histogram_bin() {
         let labels = vec!["female".to_string(), "male".to_string()];
-        let limits = Limits {
-            least: 2,
-            random: 0,
-            seed: 0,
-        };
+        let limits = Limits { limit: 3, seed: 0 };
         let picked = select(&labels, limits, |f| {
             f(row(0, 0.9));
             f(row(1, f32::NAN));
@@ -416,10 +599,76 @@ mod tests {
             .iter()
             .map(|r| r.id)
             .collect();
-        assert_eq!(ids, vec![1, 3], "NaN and infinity first, before any number");
+        assert_eq!(
+            ids[..2],
+            [1, 3],
+            "NaN and infinity first, before any number"
+        );
+        assert_eq!(
+            ids.len(),
+            3,
+            "limit 3: the two least confident and one sampled"
+        );
+        assert_eq!(picked.left_out["label:female"], 2);
+        assert_eq!(picked.left_out_rows(), 2);
         let bins: u64 = picked.summary.confidence_histogram["female"].iter().sum();
         assert_eq!(bins, 3, "only the finite confidences are binned");
         assert_eq!(picked.summary.by_label["female"], 5);
+    }
+
+    #[test]
+    fn every_face_is_kept_up_to_the_limit_and_nothing_is_left_out() {
+        let labels = vec!["female".to_string(), "male".to_string()];
+        let limits = Limits { limit: 7, seed: 3 };
+        let picked = select(&labels, limits, |f| {
+            for i in 0..7 {
+                f(row(i, 0.5 + i as f32 / 20.0));
+            }
+            Ok(())
+        })
+        .unwrap();
+        let mut ids: Vec<u64> = picked.galleries["label:female"]
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, (0..7).collect::<Vec<_>>());
+        assert!(picked.left_out.is_empty());
+        assert_eq!(picked.left_out_rows(), 0);
+    }
+
+    #[test]
+    fn group_charts_sort_naturally_bin_many_numbers_and_skip_unique_text() {
+        let chart = |values: &[String]| {
+            let mut c = ColumnCounts::default();
+            for v in values {
+                c.add(v, true);
+            }
+            c.chart("c".into())
+        };
+        let names = |c: &GroupChart| c.groups.iter().map(|g| g.0.clone()).collect::<Vec<_>>();
+        let few: Vec<String> = ["10", "9", "", "b", "a", "100"].map(String::from).into();
+        assert_eq!(names(&chart(&few)), ["9", "10", "100", "a", "b", "(empty)"]);
+        let ages: Vec<String> = (1..=90)
+            .map(|a| a.to_string())
+            .chain([String::new(), "20-29".into(), "unknown".into()])
+            .collect();
+        let binned = chart(&ages);
+        assert!(binned.skipped.is_none());
+        assert_eq!(binned.edges.len(), 3, "{:?}", binned.edges);
+        let got = names(&binned);
+        assert!(
+            got[0].starts_with('<') && got[3].starts_with(">="),
+            "{got:?}"
+        );
+        assert_eq!(got[4..], ["unknown", EMPTY_GROUP], "{got:?}");
+        assert_eq!(binned.groups.iter().map(|g| g.1.n).sum::<u64>(), 93);
+        let hashes: Vec<String> = (0..400).map(|i| format!("h{i:x}")).collect();
+        let skipped = chart(&hashes);
+        assert!(skipped.groups.is_empty());
+        assert!(skipped.skipped.unwrap().contains("400 distinct"));
+        let unique: Vec<String> = (0..MAX_DISTINCT + 5).map(|i| format!("u{i}")).collect();
+        assert!(chart(&unique).skipped.unwrap().contains("more than"));
     }
 
     #[test]
