@@ -13,18 +13,6 @@ use arrow::array::{ArrayRef, AsArray, Float32Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Float32Type, Schema, TimeUnit};
 use common::*;
 
-/// The page's data (`data.js` without its assignment).
-fn page_data(report: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(report.join("data.js")).unwrap();
-    let json = text
-        .trim()
-        .strip_prefix("window.FACEBATCH_REPORT = ")
-        .unwrap()
-        .strip_suffix(';')
-        .unwrap();
-    serde_json::from_str(json).unwrap()
-}
-
 fn statuses(parquet: &Path) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for status in texts(&read_rows(parquet).0, "status") {
@@ -530,7 +518,7 @@ fn a_report_built_from_another_folder_finds_every_photo() {
     let tmp = tempfile::tempdir().unwrap();
     let run_dir = tmp.path().join("run");
     let faces = run_dir.join("faces");
-    copy_dir(&sample_faces(), &faces);
+    copy_tree(&sample_faces(), &faces);
     let o = run(facebatch().current_dir(&run_dir).args([
         "classify",
         "faces",
@@ -652,17 +640,5 @@ fn report_help_lists_only_the_options_report_uses() {
     }
     for used in ["--out", "--limit", "--import", "--json"] {
         assert!(options.iter().any(|l| l.starts_with(used)), "{used}");
-    }
-}
-
-/// Copies the files of `from` (a tree) into `to`.
-fn copy_dir(from: &Path, to: &Path) {
-    for e in walkdir::WalkDir::new(from).into_iter().map(Result::unwrap) {
-        let dst = to.join(e.path().strip_prefix(from).unwrap());
-        if e.file_type().is_dir() {
-            std::fs::create_dir_all(&dst).unwrap();
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
     }
 }

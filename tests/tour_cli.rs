@@ -45,27 +45,13 @@ impl Machine {
     /// `facebatch ARGS...`, found on PATH, run in `dir`.
     fn facebatch(&self, dir: &Path, args: &[&str]) -> Output {
         let mut c = Command::new("facebatch");
-        c.current_dir(dir)
+        without_user_settings(&mut c)
+            .current_dir(dir)
             .env("PATH", &self.path)
-            .env_remove("FACEBATCH_ORT_LIB")
-            .env_remove("ORT_DYLIB_PATH")
-            .env_remove("FACEBATCH_BUNDLE")
-            .env_remove("FACEBATCH_MODEL")
             .arg("--no-progress")
             .args(args);
         run(&mut c)
     }
-}
-
-/// The page's data (`data.js` without its assignment).
-fn page_data(report: &Path) -> serde_json::Value {
-    let text = std::fs::read_to_string(report.join("data.js")).unwrap();
-    let json = text
-        .trim()
-        .strip_prefix("window.FACEBATCH_REPORT = ")
-        .and_then(|t| t.strip_suffix(';'))
-        .unwrap();
-    serde_json::from_str(json).unwrap()
 }
 
 #[test]

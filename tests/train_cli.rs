@@ -476,18 +476,6 @@ fn several_sources_keep_their_names_pinned_splits_and_calibrated_predictions() {
     assert!((acc - json["accuracy"].as_f64().unwrap()).abs() < 1e-9);
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    for e in walkdir::WalkDir::new(from) {
-        let e = e.unwrap();
-        let dst = to.join(e.path().strip_prefix(from).unwrap());
-        if e.file_type().is_dir() {
-            std::fs::create_dir_all(&dst).unwrap();
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
-}
-
 fn old_has_same_bytes(old: &Path, f: &Path) -> bool {
     let bytes = std::fs::read(f).unwrap();
     walkdir::WalkDir::new(old)

@@ -53,19 +53,10 @@
   const state = { tab: "summary", page: 0, focus: 0, zoom: null, slice: [] };
   // What a choice says of a face: its own label is a confirmation, not a correction.
   const verdict = (r, c) => (c === "not_a_face" ? "not_a_face" : c === r.label ? "confirmed" : "corrected");
-  const hasMembers = D.rows.some((r) => r.members && Object.keys(r.members).length > 1);
-  // Members' disagreement: the largest gap between two members' probabilities of a label.
-  const disagreement = (r) => {
-    if (!r.members) return -1;
-    const ps = Object.values(r.members);
-    if (ps.length < 2) return -1;
-    let d = -1;
-    for (let k = 0; k < D.labels.length; k++) {
-      const v = ps.map((p) => p[k]).filter(Number.isFinite);
-      if (v.length > 1) d = Math.max(d, Math.max(...v) - Math.min(...v));
-    }
-    return d;
-  };
+  // Members' disagreement (data.js: the largest gap between two members' probabilities
+  // of a label); -1 for a face of a single network.
+  const disagreement = (r) => (Number.isFinite(num(r.disagreement)) ? num(r.disagreement) : -1);
+  const hasMembers = D.rows.some((r) => r.disagreement !== undefined);
   // The label a face's folders name (`.../male/x.jpg`), if any: what the folder says.
   const lowerLabels = D.labels.map((l) => l.toLowerCase());
   const folderLabel = (r) => {

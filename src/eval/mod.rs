@@ -121,11 +121,15 @@ impl GroupBy {
         if bin(hi) != idx {
             return "unknown".into();
         }
-        let fmt = |x: f64| x.to_string();
+        self.bin_name(idx)
+    }
+
+    /// The name of bin `idx` (the position of its upper edge; `None`: above the last).
+    fn bin_name(&self, idx: Option<usize>) -> String {
         match idx {
-            Some(0) => format!("<{}", fmt(self.edges[0])),
-            Some(i) => format!("{}-{}", fmt(self.edges[i - 1]), fmt(self.edges[i])),
-            None => format!(">={}", fmt(*self.edges.last().unwrap_or(&0.0))),
+            Some(0) => format!("<{}", self.edges[0]),
+            Some(i) => format!("{}-{}", self.edges[i - 1], self.edges[i]),
+            None => format!(">={}", self.edges.last().unwrap_or(&0.0)),
         }
     }
 
@@ -133,15 +137,13 @@ impl GroupBy {
     /// `unknown` (and anything else) last.
     pub fn bin_order(&self, group: &str) -> usize {
         let n = self.edges.len();
-        (0..=n)
-            .find(|&i| {
-                let probe = match i {
-                    0 => self.edges[0] - 1.0,
-                    i if i == n => self.edges[n - 1],
-                    i => self.edges[i - 1],
-                };
-                n > 0 && self.bin(&probe.to_string()) == group
-            })
+        if n == 0 {
+            return 1;
+        }
+        (0..n)
+            .map(Some)
+            .chain([None])
+            .position(|i| self.bin_name(i) == group)
             .unwrap_or(n + 1)
     }
 }

@@ -69,12 +69,46 @@ pub fn facebatch_with_progress() -> Command {
 /// A command for the facebatch binary built for these tests.
 pub fn facebatch() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_facebatch"));
-    c.arg("--no-progress");
-    c.env_remove("FACEBATCH_ORT_LIB");
-    c.env_remove("ORT_DYLIB_PATH");
-    c.env_remove("FACEBATCH_BUNDLE");
-    c.env_remove("FACEBATCH_MODEL");
+    without_user_settings(&mut c).arg("--no-progress");
     c
+}
+
+/// `c` without the environment variables that would choose another runtime, bundle or
+/// model than the test means.
+pub fn without_user_settings(c: &mut Command) -> &mut Command {
+    for var in [
+        "FACEBATCH_ORT_LIB",
+        "ORT_DYLIB_PATH",
+        "FACEBATCH_BUNDLE",
+        "FACEBATCH_MODEL",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// A report's page data (`data.js` without its assignment).
+pub fn page_data(report: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(report.join("data.js")).unwrap();
+    let json = text
+        .trim()
+        .strip_prefix("window.FACEBATCH_REPORT = ")
+        .and_then(|t| t.strip_suffix(';'))
+        .unwrap();
+    serde_json::from_str(json).unwrap()
+}
+
+/// Copies the tree `from` (folders and files) to `to`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from) {
+        let e = e.unwrap();
+        let dst = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dst).unwrap();
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
 }
 
 /// Runs and returns output, printing it when the test fails.

@@ -22,6 +22,8 @@ pub const CROPS_DIR: &str = "faces";
 pub const CORRECTIONS_CSV: &str = "corrections.csv";
 /// The choices the page loads back (`window.FACEBATCH_CORRECTIONS`).
 pub const CORRECTIONS_JS: &str = "corrections.js";
+/// What `corrections.js` assigns: the imported choices, or `null`.
+const JS_PREFIX: &str = "window.FACEBATCH_CORRECTIONS = ";
 /// `corrections.js` of a report without imported corrections.
 pub const NONE_JS: &str = "window.FACEBATCH_CORRECTIONS = null;\n";
 
@@ -108,21 +110,9 @@ struct PageData {
 
 /// Reads a report's `data.js`.
 fn page_data(report: &Path) -> Result<PageData> {
-    let path = report.join("data.js");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let json = text
-        .trim()
-        .strip_prefix("window.FACEBATCH_REPORT = ")
-        .and_then(|t| t.strip_suffix(';'))
-        .ok_or_else(|| {
-            Error::InvalidOption(format!(
-                "{} is not a facebatch report's data",
-                path.display()
-            ))
-        })?;
-    serde_json::from_str(json).map_err(|e| Error::Json {
-        context: format!("reading {}", path.display()),
+    let json = super::page::read_data_json(report)?;
+    serde_json::from_str(&json).map_err(|e| Error::Json {
+        context: format!("reading {}", report.join("data.js").display()),
         source: e,
     })
 }
@@ -251,10 +241,7 @@ pub fn import(file: &Path, report: &Path) -> Result<Imported> {
         "key": data.store_key,
         "choices": choices.iter().map(|(id, l)| (id.to_string(), l)).collect::<BTreeMap<_, _>>(),
     });
-    let script = format!(
-        "window.FACEBATCH_CORRECTIONS = {};\n",
-        js.to_string().replace("</", "<\\/")
-    );
+    let script = format!("{JS_PREFIX}{};\n", js.to_string().replace("</", "<\\/"));
     crate::fsutil::write_atomic(&report.join(CORRECTIONS_CSV), &bytes)?;
     crate::fsutil::write_atomic(&report.join(CORRECTIONS_JS), script.as_bytes())?;
     tracing::info!(

@@ -16,6 +16,25 @@ const INDEX_HTML: &str = include_str!("../../../assets/report/index.html");
 const REPORT_JS: &str = include_str!("../../../assets/report/report.js");
 const REPORT_CSS: &str = include_str!("../../../assets/report/report.css");
 
+/// What `data.js` starts with; the JSON of [`Data`] follows, then `;`.
+const DATA_JS_PREFIX: &str = "window.FACEBATCH_REPORT = ";
+
+/// The JSON that a report's `data.js` holds (what [`write`] wrote there).
+pub fn read_data_json(report: &Path) -> Result<String> {
+    let path = report.join("data.js");
+    let text = fs_err::read_to_string(&path)?;
+    text.trim()
+        .strip_prefix(DATA_JS_PREFIX)
+        .and_then(|t| t.strip_suffix(';'))
+        .map(str::to_string)
+        .ok_or_else(|| {
+            Error::InvalidOption(format!(
+                "{} is not a facebatch report's data",
+                path.display()
+            ))
+        })
+}
+
 /// Metadata keys shown on the summary page.
 const SHOWN_METADATA: &[&str] = &[
     "facebatch.version",
@@ -39,6 +58,13 @@ struct ShownRow<'a> {
     #[serde(flatten)]
     row: &'a FaceRow,
     thumb: Thumb,
+    /// An ensemble's members' disagreement ([`FaceRow::disagreement`]), which the page
+    /// sorts by.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "super::read::finite::opt"
+    )]
+    disagreement: Option<f32>,
 }
 
 #[derive(Serialize)]
@@ -104,7 +130,11 @@ pub fn write(
             .collect(),
         rows: rows
             .values()
-            .map(|(row, thumb)| ShownRow { row, thumb: *thumb })
+            .map(|(row, thumb)| ShownRow {
+                row,
+                thumb: *thumb,
+                disagreement: row.disagreement(),
+            })
             .collect(),
         crops_dir: super::corrections::CROPS_DIR,
         report_dir: crate::fsutil::absolute_normal(&s.out)
@@ -118,10 +148,7 @@ pub fn write(
         source: e,
     })?;
     // `</` never appears inside the script, whatever the paths and errors hold.
-    let script = format!(
-        "window.FACEBATCH_REPORT = {};\n",
-        json.replace("</", "<\\/")
-    );
+    let script = format!("{DATA_JS_PREFIX}{};\n", json.replace("</", "<\\/"));
     let out = &s.out;
     put(out, "data.js", script.as_bytes())?;
     put(out, "report.js", REPORT_JS.as_bytes())?;
