@@ -130,7 +130,17 @@ impl Job {
         Ok(Job {
             file: file.to_path_buf(),
             name: raw.name,
-            inputs: raw.inputs.iter().map(|p| at(p)).collect(),
+            // URLs (s3://, https://) are inputs as they are; paths are made absolute.
+            inputs: raw
+                .inputs
+                .iter()
+                .map(
+                    |p| match p.to_str().and_then(crate::remote::ObjectUrl::parse) {
+                        Some(_) => p.clone(),
+                        None => at(p),
+                    },
+                )
+                .collect(),
             output: at(&raw.output),
             partition: raw.partition,
             model_dir,

@@ -203,7 +203,7 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
     if settings.resume {
         tracing::info!(shard = %shard, "resuming this shard's unfinished earlier attempt");
     }
-    let mut summary = match super::pipeline::run(&settings, cancel) {
+    let mut summary = match super::pipeline::run(&settings, cancel, None) {
         Ok(summary) => summary,
         Err(e) => {
             // Left only when it holds something to resume.

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use facebatch::classify::ClassifySettings;
 use facebatch::classify::shard::ShardSpec;
+use facebatch::classify::{ClassifySettings, Input};
 use facebatch::model::card::Precision;
 use facebatch::onnx::{ExecDevice, SessionOptions};
 use facebatch::vision::decode::DecodeLimits;
@@ -20,11 +20,14 @@ use super::{
 
 #[derive(Args, Debug)]
 pub struct ClassifyArgs {
-    /// Folders (walked recursively, in sorted order) or single image files.
+    /// Folders (walked recursively, in sorted order), single image files, object-store
+    /// prefixes or objects (`s3://BUCKET/PREFIX/`, `gs://`, `az://`), `http(s)://` URLs, or
+    /// `.txt`/`.csv` manifests listing URLs or paths.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// The Parquet file to write (`.parquet`; atomically: a temporary name, then a rename).
-    /// A path ending in `/` is a dataset folder (created if needed): the run writes
+    /// The Parquet file to write (`.parquet`; atomically: a temporary name, then a rename),
+    /// on a local disk or an object store (`s3://BUCKET/KEY.parquet`, `gs://`, `az://`).
+    /// A local path ending in `/` is a dataset folder (created if needed): the run writes
     /// `part-KKKKK-of-NNNNN.parquet` and a `_SUCCESS-KKKKK-of-NNNNN.json` marker there.
     #[arg(long, help_heading = "Output")]
     pub out: PathBuf,
@@ -75,6 +78,18 @@ pub struct ClassifyOptions {
     /// Follow symbolic links while walking.
     #[arg(long, help_heading = "Input")]
     pub follow_symlinks: bool,
+    /// Objects read at once from object stores and HTTP, ahead of decoding.
+    #[arg(long, default_value_t = 16, value_name = "N", help_heading = "Input")]
+    pub read_concurrency: usize,
+    /// Seconds an object-store output's lock lasts without renewal: a crashed run's lock
+    /// is taken over after this (the holder renews it every third of it).
+    #[arg(
+        long,
+        default_value_t = 60,
+        value_name = "SECS",
+        help_heading = "Output"
+    )]
+    pub lock_lease: u64,
     /// Images with more pixels than this are refused (decompression-bomb guard).
     #[arg(long, default_value_t = facebatch::vision::decode::DEFAULT_MAX_PIXELS, help_heading = "Input")]
     pub max_pixels: u64,
@@ -167,9 +182,22 @@ impl ClassifyArgs {
             ExecDevice::Cpu => (threads / o.intra_threads.unwrap_or(1)).max(1),
         });
         let intra_threads = o.intra_threads.unwrap_or((threads / infer_workers).max(1));
+        anyhow::ensure!(
+            o.read_concurrency > 0 && o.lock_lease > 0,
+            "--read-concurrency and --lock-lease must be at least 1"
+        );
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|p| Input::parse(p.as_os_str()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (out, remote_out) = output_place(&self.out)?;
         Ok(ClassifySettings {
-            inputs: self.inputs.clone(),
-            out: self.out.clone(),
+            inputs,
+            out,
+            remote_out,
+            read_concurrency: o.read_concurrency,
+            lock_lease: std::time::Duration::from_secs(o.lock_lease),
             model: self.model.path()?,
             precision: o.precision,
             batch_size: o.batch_size,
@@ -200,6 +228,25 @@ impl ClassifyArgs {
             save_crops: o.save_crops.clone(),
             full_decode: o.full_decode,
         })
+    }
+}
+
+/// Where `--out` is: a local path, or an object-store URL and the local copy a run writes.
+pub fn output_place(
+    out: &std::path::Path,
+) -> anyhow::Result<(PathBuf, Option<facebatch::remote::ObjectUrl>)> {
+    use facebatch::classify::objects;
+    let text = out.to_string_lossy();
+    match facebatch::remote::ObjectUrl::parse(&text) {
+        None => Ok((out.to_path_buf(), None)),
+        Some(url) => {
+            let url = url?;
+            objects::check_supported(&url, url.is_prefix())?;
+            Ok((
+                objects::local_copy_dir(&url).join(url.file_name()),
+                Some(url),
+            ))
+        }
     }
 }
 
