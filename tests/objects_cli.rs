@@ -548,14 +548,6 @@ fn a_missing_bucket_or_a_bad_endpoint_is_one_fatal_message() {
     ));
     assert_fatal(&o, "cannot be listed");
     assert!(!Path::new(local_out).exists());
-    let o = run(&mut classify(
-        s3,
-        tmp.path(),
-        &[&b.url("in/")],
-        &b.url("out/"),
-        &[],
-    ));
-    assert_fatal(&o, "dataset folders on object stores");
 }
 
 /// A tiny HTTP server for the manifest test: serves `files` (GET and HEAD), answers 403 for
@@ -722,4 +714,92 @@ fn an_output_over_10_mib_is_a_multipart_upload_and_a_kill_inside_it_publishes_no
         .map(|p| p.rsplit('/').next().unwrap().to_string())
         .collect();
     assert_eq!(got, expected);
+}
+
+/// A dataset folder on a store, written by two shards: each publishes its part and marker,
+/// nothing of the protocol stays, a finished shard is not redone, another shard count is
+/// refused, and `report` reads the dataset and its photos from the store.
+#[test]
+fn a_dataset_on_s3_from_two_shards_is_complete_and_reported_from_the_store() {
+    let Some(s3) = s3() else { return };
+    let b = s3.bucket("dataset");
+    let tmp = tempfile::tempdir().unwrap();
+    let objects: Vec<(String, Vec<u8>)> = jpegs(30)
+        .into_iter()
+        .map(|(n, by)| (format!("in/{n}"), by))
+        .collect();
+    let all: BTreeSet<String> = objects.iter().map(|(k, _)| k[3..].to_string()).collect();
+    b.put_all(objects);
+    let out = b.url("labels/");
+    for k in 0..2 {
+        let o = run(&mut classify(
+            s3,
+            tmp.path(),
+            &[&b.url("in/")],
+            &out,
+            &["--shard", &format!("{k}/2")],
+        ));
+        assert_code(&o, 0);
+    }
+    let keys: Vec<String> = b
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with("labels/"))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "labels/_SUCCESS-00000-of-00002.json",
+            "labels/_SUCCESS-00001-of-00002.json",
+            "labels/part-00000-of-00002.parquet",
+            "labels/part-00001-of-00002.parquet",
+        ],
+        "{keys:?}"
+    );
+    let mut seen = BTreeSet::new();
+    for k in 0..2 {
+        let part = b.download(&format!("labels/part-0000{k}-of-00002.parquet"), tmp.path());
+        let got = unique_paths(&part);
+        assert!(seen.is_disjoint(&got));
+        seen.extend(got);
+        let marker = b.download(
+            &format!("labels/_SUCCESS-0000{k}-of-00002.json"),
+            tmp.path(),
+        );
+        assert_eq!(
+            read_json(&marker)["rows"].as_u64().unwrap() as usize,
+            paths(&part).len()
+        );
+    }
+    assert_eq!(seen, all);
+    let o = run(&mut classify(
+        s3,
+        tmp.path(),
+        &[&b.url("in/")],
+        &out,
+        &["--shard", "0/2"],
+    ));
+    assert_code(&o, 0);
+    assert_stdout_has(&o, "already complete");
+    let o = run(&mut classify(
+        s3,
+        tmp.path(),
+        &[&b.url("in/")],
+        &out,
+        &["--shard", "0/3"],
+    ));
+    assert_fatal(&o, "another shard count");
+    // The report reads the dataset and crops the faces from the photos on the store.
+    let report = tmp.path().join("report");
+    let mut c = facebatch();
+    c.args(["--json", "report"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&report);
+    s3.env(&mut c, tmp.path());
+    let o = run(&mut c);
+    assert_code(&o, 0);
+    let summary: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(summary["rows"], 30);
+    assert_eq!(summary["missing"], 0, "every photo read from the store");
 }

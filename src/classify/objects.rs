@@ -42,6 +42,79 @@ pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
     }
 }
 
+/// Runs one shard into a dataset folder: `dir` on a disk, or `s.remote_out` (a prefix on a
+/// store) through a local copy of this shard's files.
+pub fn run_dataset(
+    s: &ClassifySettings,
+    dir: &Path,
+    cancel: Arc<AtomicBool>,
+) -> Result<super::dataset::Outcome> {
+    match &s.remote_out {
+        None => super::dataset::run(s, dir, cancel, None),
+        Some(url) => run_remote_dataset(s, url, cancel),
+    }
+}
+
+fn run_remote_dataset(
+    s: &ClassifySettings,
+    url: &ObjectUrl,
+    cancel: Arc<AtomicBool>,
+) -> Result<super::dataset::Outcome> {
+    use super::dataset::Outcome;
+    let shard = s.shard.unwrap_or(super::shard::Shard::ALL);
+    let tag = shard.tag();
+    let lost = Arc::new(AtomicBool::new(false));
+    let part = url.with_key(format!("{}part-{tag}.parquet", url.key));
+    let lease = remote::lease::Lease::acquire(
+        &lock_url(&part),
+        &part,
+        s.lock_lease,
+        lost.clone(),
+        cancel.clone(),
+    )?;
+    // One local copy per shard: shards of one dataset may run on one machine at once.
+    let dir = local_copy_dir(&part);
+    let mirror = Mirror {
+        local: dir.clone(),
+        remote: url.clone(),
+        lost,
+    };
+    let result = (|| {
+        mirror.fetch_shard(url, &tag)?;
+        let mut local = s.clone();
+        local.remote_out = None;
+        local.out = dir.clone();
+        let at = |p: PathBuf| -> PathBuf {
+            match mirror.url_of(&p) {
+                Ok(u) => PathBuf::from(u.to_string()),
+                Err(_) => p,
+            }
+        };
+        Ok(
+            match super::dataset::run(&local, &dir, cancel, Some(&mirror))? {
+                Outcome::AlreadyComplete { marker, counts } => Outcome::AlreadyComplete {
+                    marker: at(marker),
+                    counts,
+                },
+                Outcome::Completed { marker, counts } => Outcome::Completed {
+                    marker: at(marker),
+                    counts,
+                },
+                Outcome::Ran(mut summary) => {
+                    summary.out = at(summary.out);
+                    Outcome::Ran(summary)
+                }
+            },
+        )
+    })();
+    drop(mirror);
+    if result.is_ok() {
+        let _ = fs_err::remove_dir_all(&dir);
+    }
+    drop(lease);
+    result
+}
+
 /// The local folder that holds a remote output's copy while a run writes it.
 pub fn local_copy_dir(url: &ObjectUrl) -> PathBuf {
     let id = crate::fsutil::sha256_hex(url.to_string().as_bytes());
@@ -88,7 +161,7 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    fn url_of(&self, local: &Path) -> Result<ObjectUrl> {
+    pub fn url_of(&self, local: &Path) -> Result<ObjectUrl> {
         let rel = local.strip_prefix(&self.local).map_err(|_| {
             Error::Internal(format!(
                 "{} is not in the output's local copy",
@@ -123,6 +196,41 @@ impl Mirror {
         }
         let out = remote::download(url, &self.local.join(name))?;
         tracing::info!(output = %url, parts = n, earlier_output = out, "read the output's state from the store");
+        Ok(())
+    }
+
+    /// The local copy of a dataset prefix for shard `tag`: this shard's files (marker, part,
+    /// features, staging), and the other shards' part and marker names as empty files, for
+    /// the shard-count check only (nothing else reads them).
+    fn fetch_shard(&self, url: &ObjectUrl, tag: &str) -> Result<()> {
+        if self.local.exists() {
+            fs_err::remove_dir_all(&self.local)?;
+        }
+        fs_err::create_dir_all(&self.local)?;
+        let ours = [
+            format!("part-{tag}.parquet"),
+            format!("_SUCCESS-{tag}.json"),
+            format!("_features-{tag}.json"),
+        ];
+        let staged = format!("_staging/part-{tag}.parquet");
+        let mut n = 0;
+        for meta in remote::list(url)? {
+            let key = meta?.location.to_string();
+            let rel = key
+                .strip_prefix(url.key.as_str())
+                .unwrap_or(&key)
+                .to_string();
+            let local = self.local.join(&rel);
+            if ours.contains(&rel) || rel.starts_with(&staged) {
+                remote::download(&url.with_key(key), &local)?;
+                n += 1;
+            } else if !rel.contains('/')
+                && (rel.starts_with("part-") || rel.starts_with("_SUCCESS-"))
+            {
+                fs_err::write(&local, b"")?;
+            }
+        }
+        tracing::info!(dataset = %url, shard = tag, files = n, "read the shard's state from the store");
         Ok(())
     }
 
@@ -212,10 +320,7 @@ pub fn check_supported(url: &ObjectUrl, dataset: bool) -> Result<()> {
         )));
     }
     if dataset {
-        return Err(Error::InvalidOption(format!(
-            "--out {url}: dataset folders on object stores are not supported yet; write one \
-             file per shard instead (for example --out {url}part-K-of-N.parquet)"
-        )));
+        return Ok(());
     }
     if !url
         .file_name()

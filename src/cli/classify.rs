@@ -242,10 +242,15 @@ pub fn output_place(
         Some(url) => {
             let url = url?;
             objects::check_supported(&url, url.is_prefix())?;
-            Ok((
-                objects::local_copy_dir(&url).join(url.file_name()),
-                Some(url),
-            ))
+            let local = if url.is_prefix() {
+                // A dataset: the trailing separator says so, as for a local folder.
+                let mut dir = objects::local_copy_dir(&url).into_os_string();
+                dir.push(std::path::MAIN_SEPARATOR_STR);
+                PathBuf::from(dir)
+            } else {
+                objects::local_copy_dir(&url).join(url.file_name())
+            };
+            Ok((local, Some(url)))
         }
     }
 }
@@ -272,7 +277,7 @@ pub fn classify(
         let shard = settings
             .shard
             .unwrap_or(facebatch::classify::shard::Shard::ALL);
-        let outcome = dataset::run(&settings, &dir, cancel);
+        let outcome = facebatch::classify::objects::run_dataset(&settings, &dir, cancel);
         if outcome.is_err() && !existed {
             // A run that failed (a missing input, a bad model) leaves no empty partition.
             let _ = std::fs::remove_dir(&dir);

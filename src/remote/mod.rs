@@ -174,9 +174,8 @@ impl ObjectUrl {
     /// The store holding this URL's bucket, built from the environment (credentials,
     /// endpoint, region). Stores are cached per bucket: a run opens each once.
     pub fn store(&self) -> Result<Arc<dyn ObjectStore>> {
-        static STORES: OnceLock<
-            std::sync::Mutex<std::collections::HashMap<(Scheme, String), Arc<dyn ObjectStore>>>,
-        > = OnceLock::new();
+        type Stores = std::collections::HashMap<(Scheme, String), Arc<dyn ObjectStore>>;
+        static STORES: OnceLock<std::sync::Mutex<Stores>> = OnceLock::new();
         let cache = STORES.get_or_init(Default::default);
         let id = (self.scheme, self.bucket.clone());
         if let Some(s) = cache.lock().expect("store cache").get(&id) {
@@ -550,6 +549,35 @@ pub fn download(url: &ObjectUrl, local: &std::path::Path) -> Result<bool> {
     tmp.persist(local)
         .map_err(|e| Error::io(format!("writing {}", local.display()), e.error))?;
     Ok(true)
+}
+
+/// Downloads an output for reading (`report`): one object into `dir`, or every `.parquet`
+/// object below a prefix (a dataset), keeping their layout. Returns the local path to read.
+pub fn fetch_output(url: &ObjectUrl, dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    if !url.is_prefix() {
+        let local = dir.join(url.file_name());
+        if !download(url, &local)? {
+            return Err(Error::InvalidOption(format!("{url} does not exist")));
+        }
+        return Ok(local);
+    }
+    let root = dir.join("dataset");
+    fs_err::create_dir_all(&root)?;
+    let prefix = url.path().to_string();
+    for meta in list(url)? {
+        let key = meta?.location.to_string();
+        let rel = key
+            .strip_prefix(&prefix)
+            .unwrap_or(&key)
+            .trim_start_matches('/')
+            .to_string();
+        // What a dataset reader reads: Parquet files outside `_`-folders (staging, index).
+        if !rel.ends_with(".parquet") || rel.split('/').any(|s| s.starts_with(['_', '.'])) {
+            continue;
+        }
+        download(&url.with_key(key), &root.join(&rel))?;
+    }
+    Ok(root)
 }
 
 /// Deletes the object at `url`; a missing one is fine.
