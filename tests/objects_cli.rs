@@ -803,3 +803,62 @@ fn a_dataset_on_s3_from_two_shards_is_complete_and_reported_from_the_store() {
     assert_eq!(summary["rows"], 30);
     assert_eq!(summary["missing"], 0, "every photo read from the store");
 }
+
+/// A scheduled job over an s3 prefix: the second run skips the objects that did not change
+/// (size and last-modified from the listing) and reads the rewritten and the new one. A
+/// job's output on a store is refused with one message.
+#[test]
+fn a_job_over_an_s3_prefix_skips_unchanged_objects() {
+    let Some(s3) = s3() else { return };
+    let b = s3.bucket("jobs");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut images = jpegs(12);
+    let extra = images.pop().unwrap();
+    b.put_all(
+        images
+            .iter()
+            .map(|(n, by)| (format!("in/{n}"), by.clone()))
+            .collect(),
+    );
+    let write_job = |output: &str| {
+        let file = tmp.path().join("job.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "name = \"s3\"\ninputs = [{:?}]\noutput = {output:?}\nmodel = {:?}\n\
+                 [classify]\nfaces = \"whole\"\nthreads = 1\n",
+                b.url("in/"),
+                repo().join("models/facebatch-gender").display().to_string(),
+            ),
+        )
+        .unwrap();
+        file
+    };
+    let job = write_job("labels");
+    let run_job = |date: &str| {
+        let mut c = facebatch();
+        c.arg("run").arg(&job).args(["--date", date]);
+        s3.env(&mut c, tmp.path());
+        run(&mut c)
+    };
+    assert_code(&run_job("2026-12-01"), 0);
+    // One object rewritten (other bytes), one new. S3's last-modified has whole seconds:
+    // the rewrite lands in a later one.
+    std::thread::sleep(Duration::from_millis(1100));
+    b.put_all(vec![
+        ("in/img00000.jpg".into(), images[1].1.clone()),
+        (format!("in/{}", extra.0), extra.1.clone()),
+    ]);
+    assert_code(&run_job("2026-12-02"), 0);
+    let marker = read_json(
+        &tmp.path()
+            .join("labels/dt=2026-12-02/_SUCCESS-00000-of-00001.json"),
+    );
+    assert_eq!(marker["unchanged"], 10, "{marker}");
+    assert_eq!(marker["files"], 2, "{marker}");
+    let job = write_job(&b.url("labels/"));
+    let mut c = facebatch();
+    c.arg("run").arg(&job).args(["--date", "2026-12-03"]);
+    s3.env(&mut c, tmp.path());
+    assert_fatal(&run(&mut c), "not supported yet");
+}
