@@ -152,7 +152,7 @@ fn check_same_settings(
     }
 }
 
-/// Runs one shard into the dataset folder `dir` (`s.out` is ignored). With `mirror`, `dir`
+/// Runs one shard into the dataset folder `dir` (`s.out`, or its local copy). With `mirror`, `dir`
 /// is the local copy of a dataset on an object store, and every durable step is mirrored
 /// there ([`super::objects`]).
 pub fn run(

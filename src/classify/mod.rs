@@ -37,7 +37,16 @@ use crate::vision::decode::DecodeLimits;
 use crate::vision::detect::Face;
 use crate::vision::faces::{Crop, CropKind, FaceOptions};
 
+pub use dataset::Outcome;
 pub use objects::run;
+
+/// What `out` is: one Parquet file, or a dataset folder this run adds its shard to. Decided
+/// once, where the command line or job file is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputMode {
+    File,
+    Dataset,
+}
 
 /// One input of a run, typed once where the command line or job file is read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +125,8 @@ pub struct ClassifySettings {
     /// The Parquet file to write. With `remote_out`, the local copy of the output that the
     /// run writes and mirrors to the store ([`objects`]).
     pub out: PathBuf,
+    /// A file, or a dataset folder.
+    pub mode: OutputMode,
     /// The output on an object store, when it is one.
     pub remote_out: Option<crate::remote::ObjectUrl>,
     /// Objects read at once from object stores and HTTP (`--read-concurrency`).

@@ -30,37 +30,39 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 
-use super::{ClassifySettings, Summary};
+use super::{ClassifySettings, Outcome, OutputMode, Summary};
 use crate::error::{Error, Result};
 use crate::remote::{self, ObjectUrl};
 
-/// Runs classify into `s.out`, or into `s.remote_out` through a local copy.
-pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
-    match &s.remote_out {
-        None => super::pipeline::run(s, cancel, None),
-        Some(url) => run_remote(s, url, cancel),
+/// Runs classify: into the file or dataset folder `s.out`, or into `s.remote_out` on an
+/// object store through a local copy. The one entry point of every front end.
+pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Outcome> {
+    match (s.mode, &s.remote_out) {
+        (OutputMode::File, None) => super::pipeline::run(s, cancel, None).map(Outcome::Ran),
+        (OutputMode::File, Some(url)) => run_remote(s, url, cancel).map(Outcome::Ran),
+        (OutputMode::Dataset, None) => run_local_dataset(s, cancel),
+        (OutputMode::Dataset, Some(url)) => run_remote_dataset(s, url, cancel),
     }
 }
 
-/// Runs one shard into a dataset folder: `dir` on a disk, or `s.remote_out` (a prefix on a
-/// store) through a local copy of this shard's files.
-pub fn run_dataset(
-    s: &ClassifySettings,
-    dir: &Path,
-    cancel: Arc<AtomicBool>,
-) -> Result<super::dataset::Outcome> {
-    match &s.remote_out {
-        None => super::dataset::run(s, dir, cancel, None),
-        Some(url) => run_remote_dataset(s, url, cancel),
+/// A dataset folder on a disk, created if needed; a run that fails (a missing input, a bad
+/// model) leaves no empty folder behind.
+fn run_local_dataset(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Outcome> {
+    let dir = &s.out;
+    let existed = dir.is_dir();
+    fs_err::create_dir_all(dir)?;
+    let outcome = super::dataset::run(s, dir, cancel, None);
+    if outcome.is_err() && !existed {
+        let _ = std::fs::remove_dir(dir);
     }
+    outcome
 }
 
 fn run_remote_dataset(
     s: &ClassifySettings,
     url: &ObjectUrl,
     cancel: Arc<AtomicBool>,
-) -> Result<super::dataset::Outcome> {
-    use super::dataset::Outcome;
+) -> Result<Outcome> {
     let shard = s.shard.unwrap_or(super::shard::Shard::ALL);
     let tag = shard.tag();
     let lost = Arc::new(AtomicBool::new(false));

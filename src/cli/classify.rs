@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use facebatch::classify::shard::ShardSpec;
-use facebatch::classify::{ClassifySettings, Input};
+use facebatch::classify::{ClassifySettings, Input, OutputMode};
 use facebatch::model::card::Precision;
 use facebatch::onnx::{ExecDevice, SessionOptions};
 use facebatch::vision::decode::DecodeLimits;
@@ -191,10 +191,11 @@ impl ClassifyArgs {
             .iter()
             .map(|p| Input::parse(p.as_os_str()))
             .collect::<Result<Vec<_>, _>>()?;
-        let (out, remote_out) = output_place(&self.out)?;
+        let (out, mode, remote_out) = output_place(&self.out)?;
         Ok(ClassifySettings {
             inputs,
             out,
+            mode,
             remote_out,
             read_concurrency: o.read_concurrency,
             lock_lease: std::time::Duration::from_secs(o.lock_lease),
@@ -231,26 +232,34 @@ impl ClassifyArgs {
     }
 }
 
-/// Where `--out` is: a local path, or an object-store URL and the local copy a run writes.
+/// What `--out` names, decided here once: a file or (ending with `/`) a dataset folder, on
+/// a disk or an object store (then with the local copy a run writes).
 pub fn output_place(
     out: &std::path::Path,
-) -> anyhow::Result<(PathBuf, Option<facebatch::remote::ObjectUrl>)> {
+) -> anyhow::Result<(PathBuf, OutputMode, Option<facebatch::remote::ObjectUrl>)> {
     use facebatch::classify::objects;
     let text = out.to_string_lossy();
     match facebatch::remote::ObjectUrl::parse(&text) {
-        None => Ok((out.to_path_buf(), None)),
+        None => {
+            let mode = match facebatch::classify::dataset::is_dataset_dir(out) {
+                true => OutputMode::Dataset,
+                false => OutputMode::File,
+            };
+            Ok((out.to_path_buf(), mode, None))
+        }
         Some(url) => {
             let url = url?;
             objects::check_supported(&url, url.is_prefix())?;
-            let local = if url.is_prefix() {
-                // A dataset: the trailing separator says so, as for a local folder.
-                let mut dir = objects::local_copy_dir(&url).into_os_string();
-                dir.push(std::path::MAIN_SEPARATOR_STR);
-                PathBuf::from(dir)
+            Ok(if url.is_prefix() {
+                (
+                    objects::local_copy_dir(&url),
+                    OutputMode::Dataset,
+                    Some(url),
+                )
             } else {
-                objects::local_copy_dir(&url).join(url.file_name())
-            };
-            Ok((local, Some(url)))
+                let local = objects::local_copy_dir(&url).join(url.file_name());
+                (local, OutputMode::File, Some(url))
+            })
         }
     }
 }
@@ -266,41 +275,28 @@ pub fn classify(
     g: &GlobalArgs,
     max_error_rate: f64,
 ) -> anyhow::Result<u8> {
-    use facebatch::classify::dataset;
+    use facebatch::classify::Outcome;
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     watch_signals(cancel.clone())?;
-    let summary = if dataset::is_dataset_dir(&settings.out) {
-        let dir = settings.out.clone();
-        let existed = dir.is_dir();
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating dataset folder {}", dir.display()))?;
-        let shard = settings
-            .shard
-            .unwrap_or(facebatch::classify::shard::Shard::ALL);
-        let outcome = facebatch::classify::objects::run_dataset(&settings, &dir, cancel);
-        if outcome.is_err() && !existed {
-            // A run that failed (a missing input, a bad model) leaves no empty partition.
-            let _ = std::fs::remove_dir(&dir);
+    let shard = settings
+        .shard
+        .unwrap_or(facebatch::classify::shard::Shard::ALL);
+    let summary = match facebatch::classify::run(&settings, cancel)? {
+        Outcome::AlreadyComplete { marker, counts } => {
+            println!(
+                "shard {shard} already complete ({}): nothing to do",
+                marker.display()
+            );
+            return Ok(exit_for_errors(&counts, max_error_rate));
         }
-        match outcome? {
-            dataset::Outcome::AlreadyComplete { marker, counts } => {
-                println!(
-                    "shard {shard} already complete ({}): nothing to do",
-                    marker.display()
-                );
-                return Ok(exit_for_errors(&counts, max_error_rate));
-            }
-            dataset::Outcome::Completed { marker, counts } => {
-                println!(
-                    "shard {shard}: an earlier attempt had published its part; marker written ({})",
-                    marker.display()
-                );
-                return Ok(exit_for_errors(&counts, max_error_rate));
-            }
-            dataset::Outcome::Ran(summary) => summary,
+        Outcome::Completed { marker, counts } => {
+            println!(
+                "shard {shard}: an earlier attempt had published its part; marker written ({})",
+                marker.display()
+            );
+            return Ok(exit_for_errors(&counts, max_error_rate));
         }
-    } else {
-        facebatch::classify::run(&settings, cancel)?
+        Outcome::Ran(summary) => summary,
     };
     // The whole output counts: rows an earlier attempt wrote with errors included.
     let exit = if summary.interrupted {
