@@ -85,6 +85,11 @@ pub enum Error {
     },
     #[error("output: {0}")]
     Output(String),
+    /// An object store refused or could not be reached as a whole: no credentials, no such
+    /// bucket, an endpoint that does not answer, a listing that failed (exit 2). A single
+    /// object's failure is an error row instead.
+    #[error("{url}: {reason}")]
+    Store { url: String, reason: String },
     /// A report's input lacks a column the report reads, or holds one of a type it cannot
     /// read: `problems` names each such column and what it must hold.
     #[error(

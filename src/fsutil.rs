@@ -509,3 +509,16 @@ mod out_tests {
         check(&dir, OutKind::Folder, &[], true).unwrap();
     }
 }
+
+/// This machine's host name, for lock holders' names (`unknown` when it cannot be read).
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it
+    // when the name fits, and the last byte is kept 0 for when it does not.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}

@@ -126,11 +126,34 @@ impl Job {
             })
             .transpose()?;
         check_classify_keys(&raw.classify).map_err(invalid)?;
+        if raw
+            .output
+            .to_str()
+            .and_then(crate::remote::ObjectUrl::parse)
+            .is_some()
+        {
+            return Err(invalid(format!(
+                "output {}: a job's output on an object store is not supported yet (its \
+                 fingerprint index is read from every earlier partition); write to a local or \
+                 shared folder, or run `classify --out s3://.../` per shard",
+                crate::remote::redact(&raw.output.to_string_lossy())
+            )));
+        }
         let model_dir = model_dir(&raw, at, &invalid)?;
         Ok(Job {
             file: file.to_path_buf(),
             name: raw.name,
-            inputs: raw.inputs.iter().map(|p| at(p)).collect(),
+            // URLs (s3://, https://) are inputs as they are; paths are made absolute.
+            inputs: raw
+                .inputs
+                .iter()
+                .map(
+                    |p| match p.to_str().and_then(crate::remote::ObjectUrl::parse) {
+                        Some(_) => p.clone(),
+                        None => at(p),
+                    },
+                )
+                .collect(),
             output: at(&raw.output),
             partition: raw.partition,
             model_dir,

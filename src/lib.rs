@@ -15,6 +15,7 @@ pub mod labelled;
 pub mod model;
 pub mod onnx;
 pub mod progress;
+pub mod remote;
 pub mod report;
 pub mod samples;
 pub mod store;

@@ -36,6 +36,8 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FATAL);
         }
     }
+    // One TLS crypto provider for the process, before any client is built.
+    facebatch::remote::install_crypto();
     let cli = cli::parse_cli();
     cli::log::init_logging(&cli.global);
     match cli::run(cli) {

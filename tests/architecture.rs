@@ -15,6 +15,7 @@ const FLOORS: &[&[&str]] = &[
         "fsutil",
         "failpoint",
         "progress",
+        "remote",
         "error",
     ],
     &["onnx"],

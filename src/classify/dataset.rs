@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use super::objects::Mirror;
 use super::{ClassifySettings, Summary, output};
 use crate::classify::shard::Shard;
 use crate::error::{Error, Result};
@@ -151,8 +152,15 @@ fn check_same_settings(
     }
 }
 
-/// Runs one shard into the dataset folder `dir` (`s.out` is ignored).
-pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<Outcome> {
+/// Runs one shard into the dataset folder `dir` (`s.out`, or its local copy). With `mirror`, `dir`
+/// is the local copy of a dataset on an object store, and every durable step is mirrored
+/// there ([`super::objects`]).
+pub fn run(
+    s: &ClassifySettings,
+    dir: &Path,
+    cancel: Arc<AtomicBool>,
+    mirror: Option<&Mirror>,
+) -> Result<Outcome> {
     let shard = s.shard.unwrap_or(Shard::ALL);
     check_shard_count(dir, shard)?;
     let paths = DatasetPaths::new(dir, shard);
@@ -189,7 +197,7 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
         && output::read_metadata(&paths.part)?.get(output::meta::RUN_ID) == Some(&p.run_id)
     {
         tracing::info!(shard = %shard, "an earlier attempt published this shard's part: writing its marker");
-        let counts = finish(&paths, shard, 0, s.seen.as_deref())?;
+        let counts = finish(&paths, shard, 0, s.seen.as_deref(), mirror)?;
         let _ = std::fs::remove_dir(staging);
         return Ok(Outcome::Completed {
             marker: paths.marker,
@@ -203,7 +211,7 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
     if settings.resume {
         tracing::info!(shard = %shard, "resuming this shard's unfinished earlier attempt");
     }
-    let mut summary = match super::pipeline::run(&settings, cancel) {
+    let mut summary = match super::pipeline::run(&settings, cancel, mirror) {
         Ok(summary) => summary,
         Err(e) => {
             // Left only when it holds something to resume.
@@ -223,6 +231,10 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
             .map(|f| f.error.clone())
             .unwrap_or_default();
         discard_staged(&paths)?;
+        if let Some(m) = mirror {
+            m.put_or_delete(&paths.staged)?;
+            m.put_or_delete(&output::stats_path(&paths.staged))?;
+        }
         return Err(Error::InvalidModel {
             path: s.model.clone(),
             reason: format!(
@@ -238,9 +250,17 @@ pub fn run(s: &ClassifySettings, dir: &Path, cancel: Arc<AtomicBool>) -> Result<
     // The commit point of a shard: the publish record, then the rename of the part.
     crate::failpoint::hit("dataset-record")?;
     super::staging::write_json(&record, &Publish { run_id })?;
+    if let Some(m) = mirror {
+        m.put(&record)?;
+    }
     crate::failpoint::hit("dataset-publish")?;
     publish(&paths.staged, &paths.part)?;
-    finish(&paths, shard, summary.unchanged, s.seen.as_deref())?;
+    if let Some(m) = mirror {
+        // The shard's commit point on the store: its part appears whole.
+        m.publish(&paths.part)?;
+        m.put_or_delete(&paths.staged)?;
+    }
+    finish(&paths, shard, summary.unchanged, s.seen.as_deref(), mirror)?;
     // The staging folder is left only when another shard still uses it.
     let _ = std::fs::remove_dir(staging);
     summary.out = paths.part;
@@ -277,11 +297,16 @@ fn finish(
     shard: Shard,
     unchanged: u64,
     seen: Option<&super::seen::Seen>,
+    mirror: Option<&Mirror>,
 ) -> Result<output::StatusCounts> {
     crate::failpoint::hit("dataset-features")?;
     let stats = output::stats_path(&paths.staged);
     if stats.is_file() {
         publish(&stats, &paths.features)?;
+    }
+    if let Some(m) = mirror {
+        m.put_or_delete(&paths.features)?;
+        m.put_or_delete(&stats)?;
     }
     let md = output::read_metadata(&paths.part)?;
     let get = |k: &str| md.get(k).cloned().unwrap_or_default();
@@ -307,11 +332,17 @@ fn finish(
     };
     crate::failpoint::hit("dataset-marker")?;
     super::staging::write_json(&paths.marker, &marker)?;
+    if let Some(m) = mirror {
+        m.put(&paths.marker)?;
+    }
     let record = publish_record(paths);
     match fs_err::remove_file(&record) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),
+    }
+    if let Some(m) = mirror {
+        m.put_or_delete(&record)?;
     }
     match seen {
         Some(seen) => publish_index(paths, seen),

@@ -14,6 +14,7 @@
 
 pub mod budget;
 pub mod dataset;
+pub mod objects;
 pub mod output;
 pub mod pipeline;
 pub mod preflight;
@@ -36,15 +37,102 @@ use crate::vision::decode::DecodeLimits;
 use crate::vision::detect::Face;
 use crate::vision::faces::{Crop, CropKind, FaceOptions};
 
-pub use pipeline::run;
+pub use dataset::Outcome;
+pub use objects::run;
+
+/// What `out` is: one Parquet file, or a dataset folder this run adds its shard to. Decided
+/// once, where the command line or job file is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputMode {
+    File,
+    Dataset,
+}
+
+/// One input of a run, typed once where the command line or job file is read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A local folder (walked recursively) or image file.
+    Path(PathBuf),
+    /// An object-store prefix (`s3://bucket/photos/`, listed) or one object or URL.
+    Object(crate::remote::ObjectUrl),
+    /// A local `.txt` or `.csv` file listing images: URLs, or paths relative to the file.
+    Manifest(PathBuf),
+}
+
+impl Input {
+    /// A URL becomes an object, a `.txt` or `.csv` file a manifest, anything else a path.
+    pub fn parse(text: &std::ffi::OsStr) -> crate::Result<Input> {
+        if let Some(url) = text.to_str().and_then(crate::remote::ObjectUrl::parse) {
+            return url.map(Input::Object);
+        }
+        let path = PathBuf::from(text);
+        let manifest = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .is_some_and(|e| e == "txt" || e == "csv");
+        Ok(if manifest && !path.is_dir() {
+            Input::Manifest(path)
+        } else {
+            Input::Path(path)
+        })
+    }
+
+    /// The input as its rows' `root` records it: a normalised path, or the URL without
+    /// credentials or query.
+    pub fn key(&self) -> String {
+        match self {
+            Input::Path(p) | Input::Manifest(p) => crate::fsutil::without_cur_dirs(p)
+                .to_string_lossy()
+                .into_owned(),
+            Input::Object(u) => u.to_string(),
+        }
+    }
+
+    /// The local file or folder, if the input is one.
+    pub fn local(&self) -> Option<&std::path::Path> {
+        match self {
+            Input::Path(p) | Input::Manifest(p) => Some(p),
+            Input::Object(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Input::Path(p) | Input::Manifest(p) => write!(f, "{}", p.display()),
+            Input::Object(u) => write!(f, "{u}"),
+        }
+    }
+}
+
+/// One object an input named or listed: where it is and what the listing said of it.
+#[derive(Clone, Debug)]
+pub struct ObjectRef {
+    pub url: crate::remote::ObjectUrl,
+    /// The size the listing gave (a manifest's URLs are not asked before they are read).
+    pub size: Option<u64>,
+    /// Last modified, microseconds since the Unix epoch, as the listing gave it.
+    pub modified: Option<i64>,
+}
 
 /// Validated settings for one classify run.
 #[derive(Clone, Debug)]
 pub struct ClassifySettings {
-    /// Folders (walked recursively) or single image files.
-    pub inputs: Vec<PathBuf>,
-    /// The Parquet file to write.
+    /// Folders (walked recursively), single image files, object-store prefixes or URLs,
+    /// manifests.
+    pub inputs: Vec<Input>,
+    /// The Parquet file to write. With `remote_out`, the local copy of the output that the
+    /// run writes and mirrors to the store ([`objects`]).
     pub out: PathBuf,
+    /// A file, or a dataset folder.
+    pub mode: OutputMode,
+    /// The output on an object store, when it is one.
+    pub remote_out: Option<crate::remote::ObjectUrl>,
+    /// Objects read at once from object stores and HTTP (`--read-concurrency`).
+    pub read_concurrency: usize,
+    /// How long an object-store output's lock lasts without renewal (`--lock-lease`).
+    pub lock_lease: Duration,
     /// Model directory or its model.onnx.
     pub model: PathBuf,
     /// Which copy of the network runs (`--precision`).
@@ -101,6 +189,10 @@ pub struct FileRef {
     pub modified: Option<i64>,
     /// A problem found before decoding (broken symlink, not a regular file).
     pub problem: Option<ImageFailure>,
+    /// The object to read, for an input on an object store or HTTP.
+    pub object: Option<Arc<ObjectRef>>,
+    /// The object's bytes, once the fetch stage read them (or why it could not).
+    pub fetched: Option<Result<bytes::Bytes, ImageFailure>>,
 }
 
 /// A decoded image, or why not.

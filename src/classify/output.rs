@@ -317,6 +317,8 @@ pub struct PartWriter {
     schema: SchemaRef,
     columns: Columns,
     parts_id: String,
+    /// Where each finished part is also put, for an output on an object store.
+    mirror: Option<super::objects::Mirror>,
 }
 
 impl PartWriter {
@@ -344,7 +346,14 @@ impl PartWriter {
             schema,
             columns,
             parts_id: parts_id.to_string(),
+            mirror: None,
         })
+    }
+
+    /// Puts each finished part on the store too (after it is durable here).
+    pub fn mirrored(mut self, mirror: Option<super::objects::Mirror>) -> Self {
+        self.mirror = mirror;
+        self
     }
 
     /// Writes `rows` as one complete part file (temporary name, fsync, rename).
@@ -380,6 +389,9 @@ impl PartWriter {
         crate::failpoint::hit("part-rename")?;
         std::fs::rename(&tmp, &final_path)
             .map_err(|e| Error::io(format!("renaming {}", final_path.display()), e))?;
+        if let Some(m) = &self.mirror {
+            m.put(&final_path)?;
+        }
         self.next += 1;
         Ok(())
     }

@@ -9,11 +9,12 @@ use parquet::file::metadata::KeyValue;
 use tokio::sync::mpsc::channel;
 
 use super::budget::MemoryBudget;
+use super::objects::Mirror;
 use super::output::{self, meta};
 use super::preflight::preflight;
 use super::resume::{Earlier, earlier, feature_dim, input_keys, member_columns, normalised};
 use super::stages::walk::SourceConfig;
-use super::stages::{batch, decode, infer, locate, sink, tensorize, walk};
+use super::stages::{batch, decode, fetch, infer, locate, sink, tensorize, walk};
 use super::staging::{self, OutputLock, RunInfo};
 use super::{ClassifySettings, Summary};
 use crate::error::{Error, Result};
@@ -23,19 +24,30 @@ use crate::vision::faces::{FaceFinder, FaceMode};
 
 /// Runs `classify` end to end. `cancel` is set by Ctrl-C (or a caller) to stop intake;
 /// finished rows are still written and the output is left valid.
-pub fn run(s: &ClassifySettings, cancel: Arc<AtomicBool>) -> Result<Summary> {
+/// With `mirror`, every durable step is mirrored to an object store ([`super::objects`]).
+pub fn run(
+    s: &ClassifySettings,
+    cancel: Arc<AtomicBool>,
+    mirror: Option<&Mirror>,
+) -> Result<Summary> {
     let started = Instant::now();
     let s = &normalised(s);
     preflight(s)?;
     // One process per output, for the whole run (see `staging`).
     let _lock = OutputLock::acquire(&s.out)?;
     let (mut opened, parts, finder) = open(s)?;
+    if let Some(m) = mirror {
+        // The store's parts folder now holds what the local one does: what this run
+        // continues from, and its run record.
+        m.sync_folder(&opened.parts_dir)?;
+    }
+    let parts = parts.mirrored(mirror.cloned());
     // The files already done move into the walk's skip set (no copy: a resumed run of a
     // million files holds them once).
     let done = std::mem::take(&mut opened.earlier.done);
     let streamed = stream(s, &opened, parts, finder, done, cancel.clone())?;
     let interrupted = cancel.load(Ordering::SeqCst);
-    publish(s, opened, streamed, interrupted, started)
+    publish(s, opened, streamed, interrupted, started, mirror)
 }
 
 /// What a run knows before its first image: the model, the output's schema, and what an
@@ -180,6 +192,7 @@ fn stream(
     let result = runtime.block_on(async {
         // Bounded channels: memory is set by these capacities, not by the number of images.
         let (file_tx, file_rx) = channel(256);
+        let (fetched_tx, fetched_rx) = channel(s.read_concurrency.max(1));
         let (decoded_tx, decoded_rx) = channel(chunk);
         let (located_tx, located_rx) = channel(chunk);
         let (prepared_tx, prepared_rx) = channel(s.batch_size * 2);
@@ -199,12 +212,16 @@ fn stream(
             let (skip, cancel) = (skip.clone(), cancel.clone());
             move || walk::run(source_config, skip, join, cancel, file_tx)
         });
+        let fet = tokio::task::spawn_blocking({
+            let (n, max) = (s.read_concurrency, s.limits.max_file_bytes);
+            move || fetch::run(file_rx, fetched_tx, n, max)
+        });
         let dec = tokio::task::spawn_blocking({
             let (pool, limits, cancel) = (pool.clone(), s.limits, cancel.clone());
             let budget = MemoryBudget::new(s.decode_memory);
             move || {
                 decode::run(
-                    file_rx, decoded_tx, limits, target, chunk, &pool, budget, cancel,
+                    fetched_rx, decoded_tx, limits, target, chunk, &pool, budget, cancel,
                 )
             }
         });
@@ -234,6 +251,7 @@ fn stream(
         });
         (
             src.await,
+            fet.await,
             dec.await,
             det.await,
             pre.await,
@@ -244,7 +262,7 @@ fn stream(
     });
     progress.finish_and_clear();
     let join = Error::Stage;
-    let ((src_stats, skipped), dec, det, pre, bat, inf, snk) = (
+    let (walked, fet, dec, det, pre, bat, inf, snk) = (
         result.0.map_err(join)?,
         result.1.map_err(join)?,
         result.2.map_err(join)?,
@@ -252,12 +270,16 @@ fn stream(
         result.4.map_err(join)?,
         result.5.map_err(join)?,
         result.6.map_err(join)?,
+        result.7.map_err(join)?,
     );
     let sink = snk?;
+    // A listing that failed part-way is fatal; the rows finished so far stay in the parts,
+    // and `--resume` continues from them.
+    let (src_stats, skipped) = walked?;
     // The files the sink wrote: the decode stage also counts files that an interrupt
     // dropped before they reached the sink.
     let files = sink.files;
-    let stages = vec![src_stats, dec, det, pre, bat, inf, sink.stats.clone()];
+    let stages = vec![src_stats, fet, dec, det, pre, bat, inf, sink.stats.clone()];
     Ok(Streamed {
         skipped,
         files,
@@ -313,6 +335,7 @@ fn publish(
     r: Streamed,
     interrupted: bool,
     started: Instant,
+    mirror: Option<&Mirror>,
 ) -> Result<Summary> {
     let mut sources = Vec::new();
     if o.earlier.out {
@@ -323,12 +346,21 @@ fn publish(
     let (metadata, feature_stats) = metadata(s, &o, &r.sink, interrupted, &merge_id)?;
     // The commit record first: once OUT carries this merge id, it holds every part.
     crate::failpoint::hit("commit")?;
-    staging::write_json(
-        &staging::commit_json(&o.parts_dir),
-        &staging::Commit { merge_id },
-    )?;
+    let record = staging::commit_json(&o.parts_dir);
+    staging::write_json(&record, &staging::Commit { merge_id })?;
+    if let Some(m) = mirror {
+        m.put_commit(&record)?;
+    }
     let totals = output::merge(&sources, &s.out, &o.schema, metadata)?;
+    if let Some(m) = mirror {
+        // The store's commit point: the merged file appears whole or not at all.
+        m.publish(&s.out)?;
+    }
     staging::clean_up(&s.out, feature_stats.as_deref())?;
+    if let Some(m) = mirror {
+        m.put_or_delete(&output::stats_path(&s.out))?;
+        m.sync_folder(&o.parts_dir)?;
+    }
 
     let elapsed = started.elapsed();
     let sink = r.sink;

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use super::ClassifySettings;
 use super::output::{self, meta};
 use super::stages::walk;
+use super::{ClassifySettings, Input};
 use crate::error::{Error, Result};
 
 /// Checks everything that can be checked before any work starts.
@@ -16,12 +16,7 @@ pub(crate) fn preflight(s: &ClassifySettings) -> Result<()> {
         ));
     }
     for input in &s.inputs {
-        if !input.exists() {
-            return Err(Error::InvalidOption(format!(
-                "input {} does not exist",
-                input.display()
-            )));
-        }
+        check_input_exists(input)?;
     }
     check_inputs_do_not_overlap(s)?;
     check_crops_outside_inputs(s)?;
@@ -68,13 +63,40 @@ pub(crate) fn preflight(s: &ClassifySettings) -> Result<()> {
     Ok(())
 }
 
+/// A local input must exist; an object-store input must be readable: a prefix lists (no
+/// such bucket, no credentials, a bad endpoint: one fatal message before any work), a
+/// single object exists.
+fn check_input_exists(input: &Input) -> Result<()> {
+    match input {
+        Input::Path(p) | Input::Manifest(p) => {
+            if !p.exists() {
+                return Err(Error::InvalidOption(format!(
+                    "input {} does not exist",
+                    p.display()
+                )));
+            }
+        }
+        Input::Object(url) if url.is_prefix() => {
+            if let Some(Err(e)) = crate::remote::list(url)?.next() {
+                return Err(e);
+            }
+        }
+        Input::Object(url) => {
+            if crate::remote::head(url)?.is_none() {
+                return Err(Error::InvalidOption(format!("input {url} does not exist")));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A folder and a file or folder inside it would be walked twice: refused, naming both.
 /// (The same input given twice is dropped before this, see `resume::normalised`.)
 fn check_inputs_do_not_overlap(s: &ClassifySettings) -> Result<()> {
     let abs: Vec<Option<std::path::PathBuf>> = s
         .inputs
         .iter()
-        .map(|p| std::fs::canonicalize(p).ok())
+        .map(|i| i.local().and_then(|p| std::fs::canonicalize(p).ok()))
         .collect();
     for (i, a) in abs.iter().enumerate() {
         for (j, b) in abs.iter().enumerate() {
@@ -84,9 +106,7 @@ fn check_inputs_do_not_overlap(s: &ClassifySettings) -> Result<()> {
             if i != j && a != b && b.is_dir() && a.starts_with(b) {
                 return Err(Error::InvalidOption(format!(
                     "input {} lies inside input {}: its images would be classified twice; pass only {}",
-                    s.inputs[i].display(),
-                    s.inputs[j].display(),
-                    s.inputs[j].display()
+                    s.inputs[i], s.inputs[j], s.inputs[j]
                 )));
             }
         }
@@ -101,7 +121,7 @@ fn check_crops_outside_inputs(s: &ClassifySettings) -> Result<()> {
         return Ok(());
     };
     let crops_abs = crate::fsutil::resolved(crops);
-    for input in &s.inputs {
+    for input in s.inputs.iter().filter_map(|i| i.local()) {
         let Ok(input_abs) = std::fs::canonicalize(input) else {
             continue;
         };
@@ -120,7 +140,7 @@ fn check_crops_outside_inputs(s: &ClassifySettings) -> Result<()> {
 /// not an earlier facebatch output.
 fn check_out_is_safe(s: &ClassifySettings, dir: &Path) -> Result<()> {
     let out = fs_err::canonicalize(dir)?.join(s.out.file_name().unwrap_or_default());
-    for input in &s.inputs {
+    for input in s.inputs.iter().filter_map(|i| i.local()) {
         let Ok(input_abs) = std::fs::canonicalize(input) else {
             continue;
         };

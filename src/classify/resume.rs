@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::ClassifySettings;
 use super::output::{self, meta};
 use super::staging::{self, RunInfo};
 use super::stats::FeatureStats;
+use super::{ClassifySettings, Input};
 use crate::error::{Error, Result};
 use crate::vision::faces::FaceFinder;
 
@@ -93,7 +93,7 @@ pub(crate) fn recorded_identity(
         inputs: md
             .get(meta::INPUTS)
             .and_then(|t| serde_json::from_str::<Vec<String>>(t).ok())
-            .map(|v| input_keys(&v.iter().map(PathBuf::from).collect::<Vec<_>>()))
+            .map(|v| v.iter().map(|k| normalise_key(k)).collect())
             .unwrap_or_default(),
         parts_id: String::new(),
     }
@@ -267,11 +267,19 @@ pub fn normalise_input(p: &Path) -> PathBuf {
     crate::fsutil::without_cur_dirs(p)
 }
 
-pub(crate) fn input_keys(inputs: &[PathBuf]) -> Vec<String> {
-    inputs
-        .iter()
-        .map(|p| normalise_input(p).to_string_lossy().into_owned())
-        .collect()
+pub(crate) fn input_keys(inputs: &[Input]) -> Vec<String> {
+    inputs.iter().map(Input::key).collect()
+}
+
+/// A recorded input's key as [`Input::key`] gives it now (a URL stays as it is).
+fn normalise_key(key: &str) -> String {
+    if crate::remote::ObjectUrl::parse(key).is_some() {
+        key.to_string()
+    } else {
+        normalise_input(std::path::Path::new(key))
+            .to_string_lossy()
+            .into_owned()
+    }
 }
 
 /// The settings with every input normalised ([`normalise_input`]), and an input given
@@ -280,12 +288,23 @@ pub(crate) fn normalised(s: &ClassifySettings) -> ClassifySettings {
     let mut s = s.clone();
     let mut seen = std::collections::HashSet::new();
     let mut inputs = Vec::with_capacity(s.inputs.len());
-    for p in s.inputs.iter().map(|p| normalise_input(p)) {
-        let identity = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+    for input in &s.inputs {
+        let (input, identity) = match input {
+            Input::Path(p) | Input::Manifest(p) => {
+                let p = normalise_input(p);
+                let identity = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+                let input = match input {
+                    Input::Manifest(_) => Input::Manifest(p),
+                    _ => Input::Path(p),
+                };
+                (input, identity)
+            }
+            Input::Object(u) => (input.clone(), PathBuf::from(u.to_string())),
+        };
         if seen.insert(identity) {
-            inputs.push(p);
+            inputs.push(input);
         } else {
-            tracing::warn!(input = %p.display(), "this input was given more than once: reading it once");
+            tracing::warn!(%input, "this input was given more than once: reading it once");
         }
     }
     s.inputs = inputs;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use facebatch::classify::ClassifySettings;
 use facebatch::classify::shard::ShardSpec;
+use facebatch::classify::{ClassifySettings, Input, OutputMode};
 use facebatch::model::card::Precision;
 use facebatch::onnx::{ExecDevice, SessionOptions};
 use facebatch::vision::decode::DecodeLimits;
@@ -20,11 +20,14 @@ use super::{
 
 #[derive(Args, Debug)]
 pub struct ClassifyArgs {
-    /// Folders (walked recursively, in sorted order) or single image files.
+    /// Folders (walked recursively, in sorted order), single image files, object-store
+    /// prefixes or objects (`s3://BUCKET/PREFIX/`, `gs://`, `az://`), `http(s)://` URLs, or
+    /// `.txt`/`.csv` manifests listing URLs or paths.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// The Parquet file to write (`.parquet`; atomically: a temporary name, then a rename).
-    /// A path ending in `/` is a dataset folder (created if needed): the run writes
+    /// The Parquet file to write (`.parquet`; atomically: a temporary name, then a rename),
+    /// on a local disk or an object store (`s3://BUCKET/KEY.parquet`, `gs://`, `az://`).
+    /// A local path ending in `/` is a dataset folder (created if needed): the run writes
     /// `part-KKKKK-of-NNNNN.parquet` and a `_SUCCESS-KKKKK-of-NNNNN.json` marker there.
     #[arg(long, help_heading = "Output")]
     pub out: PathBuf,
@@ -75,6 +78,18 @@ pub struct ClassifyOptions {
     /// Follow symbolic links while walking.
     #[arg(long, help_heading = "Input")]
     pub follow_symlinks: bool,
+    /// Objects read at once from object stores and HTTP, ahead of decoding.
+    #[arg(long, default_value_t = 16, value_name = "N", help_heading = "Input")]
+    pub read_concurrency: usize,
+    /// Seconds an object-store output's lock lasts without renewal: a crashed run's lock
+    /// is taken over after this (the holder renews it every third of it).
+    #[arg(
+        long,
+        default_value_t = 60,
+        value_name = "SECS",
+        help_heading = "Output"
+    )]
+    pub lock_lease: u64,
     /// Images with more pixels than this are refused (decompression-bomb guard).
     #[arg(long, default_value_t = facebatch::vision::decode::DEFAULT_MAX_PIXELS, help_heading = "Input")]
     pub max_pixels: u64,
@@ -167,9 +182,23 @@ impl ClassifyArgs {
             ExecDevice::Cpu => (threads / o.intra_threads.unwrap_or(1)).max(1),
         });
         let intra_threads = o.intra_threads.unwrap_or((threads / infer_workers).max(1));
+        anyhow::ensure!(
+            o.read_concurrency > 0 && o.lock_lease > 0,
+            "--read-concurrency and --lock-lease must be at least 1"
+        );
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|p| Input::parse(p.as_os_str()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (out, mode, remote_out) = output_place(&self.out)?;
         Ok(ClassifySettings {
-            inputs: self.inputs.clone(),
-            out: self.out.clone(),
+            inputs,
+            out,
+            mode,
+            remote_out,
+            read_concurrency: o.read_concurrency,
+            lock_lease: std::time::Duration::from_secs(o.lock_lease),
             model: self.model.path()?,
             precision: o.precision,
             batch_size: o.batch_size,
@@ -203,6 +232,38 @@ impl ClassifyArgs {
     }
 }
 
+/// What `--out` names, decided here once: a file or (ending with `/`) a dataset folder, on
+/// a disk or an object store (then with the local copy a run writes).
+pub fn output_place(
+    out: &std::path::Path,
+) -> anyhow::Result<(PathBuf, OutputMode, Option<facebatch::remote::ObjectUrl>)> {
+    use facebatch::classify::objects;
+    let text = out.to_string_lossy();
+    match facebatch::remote::ObjectUrl::parse(&text) {
+        None => {
+            let mode = match facebatch::classify::dataset::is_dataset_dir(out) {
+                true => OutputMode::Dataset,
+                false => OutputMode::File,
+            };
+            Ok((out.to_path_buf(), mode, None))
+        }
+        Some(url) => {
+            let url = url?;
+            objects::check_supported(&url, url.is_prefix())?;
+            Ok(if url.is_prefix() {
+                (
+                    objects::local_copy_dir(&url),
+                    OutputMode::Dataset,
+                    Some(url),
+                )
+            } else {
+                let local = objects::local_copy_dir(&url).join(url.file_name());
+                (local, OutputMode::File, Some(url))
+            })
+        }
+    }
+}
+
 /// `facebatch classify`.
 pub fn run(args: &ClassifyArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     classify(args.settings(g)?, g, args.options.max_error_rate)
@@ -214,41 +275,28 @@ pub fn classify(
     g: &GlobalArgs,
     max_error_rate: f64,
 ) -> anyhow::Result<u8> {
-    use facebatch::classify::dataset;
+    use facebatch::classify::Outcome;
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     watch_signals(cancel.clone())?;
-    let summary = if dataset::is_dataset_dir(&settings.out) {
-        let dir = settings.out.clone();
-        let existed = dir.is_dir();
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating dataset folder {}", dir.display()))?;
-        let shard = settings
-            .shard
-            .unwrap_or(facebatch::classify::shard::Shard::ALL);
-        let outcome = dataset::run(&settings, &dir, cancel);
-        if outcome.is_err() && !existed {
-            // A run that failed (a missing input, a bad model) leaves no empty partition.
-            let _ = std::fs::remove_dir(&dir);
+    let shard = settings
+        .shard
+        .unwrap_or(facebatch::classify::shard::Shard::ALL);
+    let summary = match facebatch::classify::run(&settings, cancel)? {
+        Outcome::AlreadyComplete { marker, counts } => {
+            println!(
+                "shard {shard} already complete ({}): nothing to do",
+                marker.display()
+            );
+            return Ok(exit_for_errors(&counts, max_error_rate));
         }
-        match outcome? {
-            dataset::Outcome::AlreadyComplete { marker, counts } => {
-                println!(
-                    "shard {shard} already complete ({}): nothing to do",
-                    marker.display()
-                );
-                return Ok(exit_for_errors(&counts, max_error_rate));
-            }
-            dataset::Outcome::Completed { marker, counts } => {
-                println!(
-                    "shard {shard}: an earlier attempt had published its part; marker written ({})",
-                    marker.display()
-                );
-                return Ok(exit_for_errors(&counts, max_error_rate));
-            }
-            dataset::Outcome::Ran(summary) => summary,
+        Outcome::Completed { marker, counts } => {
+            println!(
+                "shard {shard}: an earlier attempt had published its part; marker written ({})",
+                marker.display()
+            );
+            return Ok(exit_for_errors(&counts, max_error_rate));
         }
-    } else {
-        facebatch::classify::run(&settings, cancel)?
+        Outcome::Ran(summary) => summary,
     };
     // The whole output counts: rows an earlier attempt wrote with errors included.
     let exit = if summary.interrupted {

@@ -125,15 +125,10 @@ pub fn run(args: &RunArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
     let mut jg = g.clone();
     jg.ort_lib = globals.ort_lib.map(|p| job.resolve(&p)).or(jg.ort_lib);
     jg.detector = globals.detector.map(|p| job.resolve(&p)).or(jg.detector);
-    // A folder path, so classify writes in dataset mode.
-    let mut out = dir.clone().into_os_string();
-    if !out.to_string_lossy().ends_with(std::path::MAIN_SEPARATOR) {
-        out.push(std::path::MAIN_SEPARATOR_STR);
-    }
     let max_error_rate = args.max_error_rate.unwrap_or(options.max_error_rate);
     let cargs = ClassifyArgs {
         inputs: job.inputs.clone(),
-        out: out.into(),
+        out: dir.clone(),
         resume: false,
         model: ModelArg {
             model: ModelRef::Path(job.model_dir.clone()),
@@ -142,6 +137,8 @@ pub fn run(args: &RunArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         options,
     };
     let mut settings = cargs.settings(&jg)?;
+    // A job adds its shard to the date's partition: a dataset folder.
+    settings.mode = facebatch::classify::OutputMode::Dataset;
     tracing::info!(
         job = %job.name,
         partition = %dir.display(),

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
+
 use clap::Args;
 
 use super::{EXIT_OK, GlobalArgs};
@@ -52,6 +54,12 @@ pub fn run(args: &ReportArgs, g: &GlobalArgs) -> anyhow::Result<u8> {
         .input
         .as_ref()
         .expect("clap requires INPUT without --import");
+    // An output on an object store is read from a local copy, for this command only.
+    let copy = tempfile::tempdir().context("making a folder for the output's copy")?;
+    let input = &match input.to_str().and_then(facebatch::remote::ObjectUrl::parse) {
+        Some(url) => facebatch::remote::fetch_output(&url?, copy.path())?,
+        None => input.clone(),
+    };
     facebatch::fsutil::check_out_is_safe(
         &facebatch::fsutil::OutCheck {
             flag: "--out",

@@ -654,11 +654,11 @@ mod tests {
             std::fs::write(&p, b"").unwrap();
         }
         let config = super::super::stages::walk::SourceConfig {
-            inputs: vec![tmp.path().to_path_buf()],
+            inputs: vec![crate::classify::Input::Path(tmp.path().to_path_buf())],
             follow_symlinks: false,
         };
         let keys: Vec<String> = super::super::stages::walk::walk(&config)
-            .map(|w| crate::fsutil::path_key(&w.rel))
+            .map(|w| crate::fsutil::path_key(&w.unwrap().rel))
             .collect();
         assert_eq!(keys.len(), names.len());
         for pair in keys.windows(2) {

@@ -81,6 +81,8 @@ mod tests {
             bytes: None,
             modified: None,
             problem: None,
+            object: None,
+            fetched: None,
         }
     }
 

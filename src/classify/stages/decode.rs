@@ -27,7 +27,7 @@ struct Read {
     need: u64,
 }
 
-fn read_one(file: FileRef, limits: DecodeLimits) -> Read {
+fn read_one(mut file: FileRef, limits: DecodeLimits) -> Read {
     if let Some(problem) = file.problem.clone() {
         return Read {
             file,
@@ -35,7 +35,19 @@ fn read_one(file: FileRef, limits: DecodeLimits) -> Read {
             need: 0,
         };
     }
-    match read_image_file(&file.abs, limits.max_file_bytes) {
+    // An object's bytes were read by the fetch stage.
+    let read = match file.fetched.take() {
+        Some(Ok(bytes)) => Ok(Vec::from(bytes)),
+        Some(Err(failure)) => {
+            return Read {
+                file,
+                bytes: Err(failure),
+                need: 0,
+            };
+        }
+        None => read_image_file(&file.abs, limits.max_file_bytes),
+    };
+    match read {
         Ok(bytes) => {
             let need =
                 bytes.len() as u64 + crate::vision::decode::decode_memory(&bytes).unwrap_or(0);

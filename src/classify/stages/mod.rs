@@ -16,6 +16,7 @@
 
 pub mod batch;
 pub mod decode;
+pub mod fetch;
 pub mod infer;
 pub mod locate;
 pub mod sink;

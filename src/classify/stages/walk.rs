@@ -11,9 +11,10 @@ use tokio::sync::mpsc::Sender;
 
 use crate::classify::output::Fingerprint;
 use crate::classify::seen::Join;
-use crate::classify::{FileRef, StageStats};
+use crate::classify::{FileRef, Input, ObjectRef, StageStats};
 use crate::error::ImageErrorKind::{Io, NotAFile};
 use crate::error::ImageFailure;
+use crate::error::{Error, Result};
 
 /// Extensions of image formats facebatch decodes, plus common ones it does not (HEIC,
 /// AVIF, JPEG XL, RAW), which are listed so they get an "unsupported" row rather than
@@ -52,7 +53,7 @@ pub fn modified_micros(m: &std::fs::Metadata) -> Option<i64> {
 /// How the walk behaves.
 #[derive(Clone, Debug)]
 pub struct SourceConfig {
-    pub inputs: Vec<PathBuf>,
+    pub inputs: Vec<Input>,
     pub follow_symlinks: bool,
 }
 
@@ -68,18 +69,210 @@ pub struct Walked {
     pub error: Option<ImageFailure>,
     /// A symbolic link met in a folder without `--follow-symlinks`: not read.
     pub link: bool,
+    /// The object to read instead of a local file.
+    pub object: Option<ObjectRef>,
 }
 
-/// The walk itself, input by input, in file-name order.
-pub fn walk(config: &SourceConfig) -> impl Iterator<Item = Walked> + '_ {
-    config
-        .inputs
+/// The walk itself, input by input: local folders in file-name order, object-store
+/// prefixes in key order (page by page), manifests in their lines' order. An error is fatal
+/// to the run (a listing that fails, a manifest that cannot be read).
+pub fn walk(config: &SourceConfig) -> impl Iterator<Item = Result<Walked>> + '_ {
+    config.inputs.iter().enumerate().flat_map(
+        move |(k, input)| -> Box<dyn Iterator<Item = Result<Walked>> + '_> {
+            match input {
+                Input::Path(p) => Box::new(walk_path(config, k, p).map(Ok)),
+                Input::Object(url) => walk_objects(k, url),
+                Input::Manifest(p) => walk_manifest(k, p),
+            }
+        },
+    )
+}
+
+fn object_walked(
+    k: usize,
+    root: &Arc<str>,
+    rel: String,
+    url: crate::remote::ObjectUrl,
+    meta: &object_store::ObjectMeta,
+) -> Walked {
+    Walked {
+        input: k,
+        root: root.clone(),
+        rel: PathBuf::from(rel),
+        abs: PathBuf::from(url.to_string()),
+        error: None,
+        link: false,
+        object: Some(ObjectRef {
+            url,
+            size: Some(meta.size),
+            modified: Some(meta.last_modified.timestamp_micros()),
+        }),
+    }
+}
+
+/// An object-store input: a prefix's listing (image keys only, as a local walk takes image
+/// files only), or the one object named.
+fn walk_objects(
+    k: usize,
+    url: &crate::remote::ObjectUrl,
+) -> Box<dyn Iterator<Item = Result<Walked>> + '_> {
+    let root: Arc<str> = Arc::from(url.to_string().as_str());
+    if !url.is_prefix() || !url.scheme.lists() {
+        return Box::new(std::iter::once_with(move || {
+            let meta = crate::remote::head(url)?.ok_or_else(|| Error::Store {
+                url: url.to_string(),
+                reason: "no such object".into(),
+            })?;
+            Ok(object_walked(
+                k,
+                &root,
+                url.file_name().to_string(),
+                url.clone(),
+                &meta,
+            ))
+        }));
+    }
+    let list = match crate::remote::list(url) {
+        Ok(l) => l,
+        Err(e) => return Box::new(std::iter::once(Err(e))),
+    };
+    let prefix = url.path().to_string();
+    Box::new(list.filter_map(move |item| {
+        let meta = match item {
+            Ok(m) => m,
+            Err(e) => return Some(Err(e)),
+        };
+        let key = meta.location.to_string();
+        let rel = if prefix.is_empty() {
+            key.clone()
+        } else {
+            key.strip_prefix(&prefix)?
+                .trim_start_matches('/')
+                .to_string()
+        };
+        if rel.is_empty() || !is_candidate(Path::new(&rel)) {
+            return None;
+        }
+        Some(Ok(object_walked(k, &root, rel, url.with_key(key), &meta)))
+    }))
+}
+
+/// A manifest: one image per line (`.txt`; `#` starts a comment) or per row (`.csv`: the
+/// `url` or `path` column, else the first). URLs are read from their store; other entries
+/// are paths relative to the manifest's folder. Entries are taken whatever their extension
+/// (a URL often has none); a prefix URL is an error row, not a listing.
+fn walk_manifest(k: usize, manifest: &Path) -> Box<dyn Iterator<Item = Result<Walked>> + '_> {
+    let root: Arc<str> = Arc::from(crate::fsutil::path_key(manifest).as_str());
+    let entries = match read_manifest(manifest) {
+        Ok(e) => e,
+        Err(e) => return Box::new(std::iter::once(Err(e))),
+    };
+    let dir = manifest.parent().map(Path::to_path_buf).unwrap_or_default();
+    Box::new(entries.into_iter().map(move |entry| {
+        let failed = |abs: PathBuf, rel: String, why: String| Walked {
+            input: k,
+            root: root.clone(),
+            rel: PathBuf::from(rel),
+            abs,
+            error: Some(ImageFailure::new(Io, why)),
+            link: false,
+            object: None,
+        };
+        match crate::remote::ObjectUrl::parse(&entry) {
+            Some(Ok(url)) if url.is_prefix() && url.scheme.lists() => Ok(failed(
+                PathBuf::from(url.to_string()),
+                url.to_string(),
+                "a manifest names objects, not prefixes: give the prefix as an input to list it"
+                    .into(),
+            )),
+            // Not asked before it is read: a manifest of a million URLs walks at once.
+            Some(Ok(url)) => Ok(Walked {
+                input: k,
+                root: root.clone(),
+                rel: PathBuf::from(url.to_string()),
+                abs: PathBuf::from(url.to_string()),
+                error: None,
+                link: false,
+                object: Some(ObjectRef {
+                    url,
+                    size: None,
+                    modified: None,
+                }),
+            }),
+            Some(Err(e)) => Ok(failed(
+                PathBuf::from(crate::remote::redact(&entry)),
+                crate::remote::redact(&entry),
+                e.to_string(),
+            )),
+            None => {
+                let abs = dir.join(&entry);
+                Ok(Walked {
+                    input: k,
+                    root: root.clone(),
+                    rel: PathBuf::from(&entry),
+                    abs,
+                    error: None,
+                    link: false,
+                    object: None,
+                })
+            }
+        }
+    }))
+}
+
+fn read_manifest(path: &Path) -> Result<Vec<String>> {
+    let text = fs_err::read_to_string(path)?;
+    let csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    if !csv {
+        return Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .collect());
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let headers = reader.headers().map_err(|e| Error::Csv {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let column = headers
         .iter()
-        .enumerate()
-        .flat_map(move |(k, input)| {
+        .position(|h| h.trim().eq_ignore_ascii_case("url"))
+        .or_else(|| {
+            headers
+                .iter()
+                .position(|h| h.trim().eq_ignore_ascii_case("path"))
+        })
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| Error::Csv {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        if let Some(v) = record.get(column).map(str::trim).filter(|v| !v.is_empty()) {
+            out.push(v.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// A local input's walk, in file-name order.
+fn walk_path<'a>(
+    config: &'a SourceConfig,
+    k: usize,
+    input: &'a Path,
+) -> impl Iterator<Item = Walked> + 'a {
+    {
+        {
             let root: Arc<str> = Arc::from(crate::fsutil::path_key(input).as_str());
             let base = if input.is_dir() {
-                input.clone()
+                input.to_path_buf()
             } else {
                 input.parent().map(Path::to_path_buf).unwrap_or_default()
             };
@@ -106,6 +299,7 @@ pub fn walk(config: &SourceConfig) -> impl Iterator<Item = Walked> + '_ {
                             abs: e.into_path(),
                             error: None,
                             link,
+                            object: None,
                         })
                     }
                     Err(err) => {
@@ -136,10 +330,12 @@ pub fn walk(config: &SourceConfig) -> impl Iterator<Item = Walked> + '_ {
                             abs: path,
                             error: Some(failure),
                             link: false,
+                            object: None,
                         })
                     }
                 })
-        })
+        }
+    }
 }
 
 /// Inspects one walked file: size and regular-file check.
@@ -149,11 +345,15 @@ fn inspect(seq: u64, w: Walked, rel_str: String) -> FileRef {
         root,
         abs,
         error: walk_error,
+        object,
         ..
     } = w;
     let mut problem = walk_error;
     let (mut bytes, mut modified) = (None, None);
-    if problem.is_none() {
+    if let Some(o) = &object {
+        bytes = o.size;
+        modified = o.modified;
+    } else if problem.is_none() {
         match std::fs::metadata(&abs) {
             Ok(m) if m.is_file() => {
                 bytes = Some(m.len());
@@ -178,6 +378,8 @@ fn inspect(seq: u64, w: Walked, rel_str: String) -> FileRef {
         bytes,
         modified,
         problem,
+        object: object.map(Arc::new),
+        fetched: None,
     }
 }
 
@@ -203,7 +405,7 @@ pub fn run(
     mut join: Option<Join>,
     cancel: Arc<AtomicBool>,
     tx: Sender<FileRef>,
-) -> (StageStats, Skipped) {
+) -> Result<(StageStats, Skipped)> {
     let mut stats = StageStats {
         name: "walk",
         ..Default::default()
@@ -218,6 +420,7 @@ pub fn run(
             walked_all = false;
             break;
         }
+        let w = w?;
         if w.link {
             tracing::debug!(path = %w.abs.display(), "symbolic link not followed");
             skipped.links += 1;
@@ -262,7 +465,7 @@ pub fn run(
     }
     busy += t.elapsed();
     stats.busy = busy;
-    (stats, skipped)
+    Ok((stats, skipped))
 }
 
 /// Counts candidate files (for the progress bar's length), stopping early on cancel.
@@ -276,6 +479,7 @@ pub fn count(
         if cancel.load(Ordering::Relaxed) {
             return None;
         }
+        let w = w.ok()?;
         if !w.link && shard.is_none_or(|s| s.takes(&crate::fsutil::path_key(&w.rel))) {
             n += 1;
         }

@@ -642,10 +642,30 @@ impl<'a> Columns<'a> {
     /// from now.
     fn photo(&self, i: usize, base: &Path) -> (String, PathBuf) {
         let rel = text(self.path.as_ref(), i).unwrap_or_default();
+        let is_url = |t: &str| crate::remote::ObjectUrl::parse(t).is_some();
         match (self.kind, text(self.root.as_ref(), i)) {
+            // A manifest's URL, or an object of a store's prefix: read from the store.
+            (Kind::Classify, _) if is_url(&rel) => (rel.clone(), PathBuf::from(rel)),
+            (Kind::Classify, Some(r)) if is_url(&r) => {
+                let file = if r.ends_with('/') {
+                    format!("{r}{rel}")
+                } else {
+                    r.clone()
+                };
+                (file.clone(), PathBuf::from(file))
+            }
             (Kind::Classify, Some(r)) => {
                 let root_path = base.join(crate::fsutil::path_from_key(&r));
-                let file = if root_path.is_file() {
+                let manifest = root_path.is_file()
+                    && crate::classify::Input::parse(root_path.as_os_str())
+                        .is_ok_and(|i| matches!(i, crate::classify::Input::Manifest(_)));
+                let file = if manifest {
+                    // A manifest's path entry: relative to the manifest.
+                    root_path
+                        .parent()
+                        .unwrap_or(Path::new(""))
+                        .join(crate::fsutil::path_from_key(&rel))
+                } else if root_path.is_file() {
                     root_path
                 } else {
                     root_path.join(crate::fsutil::path_from_key(&rel))

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::read::FaceRow;
-use crate::vision::decode::{DecodeLimits, decode_path};
+use crate::vision::decode::{DecodeLimits, decode_bytes, decode_path};
 
 /// How a row's face is cut for display.
 #[derive(Clone, Debug)]
@@ -62,7 +62,22 @@ pub fn write_all(
     Ok(results.into_iter().flatten().collect())
 }
 
+/// The photo's object URL, when it lives on a store or an HTTP server.
+fn object(file: &Path) -> Option<crate::remote::ObjectUrl> {
+    crate::remote::ObjectUrl::parse(file.to_str()?)?.ok()
+}
+
 fn unchanged(file: &Path, row: &FaceRow) -> Option<Thumb> {
+    if let Some(url) = object(file) {
+        let Ok(Some(meta)) = crate::remote::head(&url) else {
+            return Some(Thumb::Missing);
+        };
+        let size_differs = row.bytes.is_some_and(|b| b != meta.size);
+        let time_differs = row
+            .modified
+            .is_some_and(|m| m != meta.last_modified.timestamp_micros());
+        return (size_differs || time_differs).then_some(Thumb::Changed);
+    }
     let Ok(meta) = std::fs::metadata(file) else {
         return Some(Thumb::Missing);
     };
@@ -78,7 +93,14 @@ fn photo_thumbs(file: &Path, rows: &[&FaceRow], spec: &CropSpec, dir: &Path) -> 
     if let Some(t) = unchanged(file, rows[0]) {
         return all(t);
     }
-    let Ok(img) = decode_path(file, DecodeLimits::default()) else {
+    let decoded = match object(file) {
+        Some(url) => match crate::remote::get_blocking(&url) {
+            Ok(Some(bytes)) => decode_bytes(&bytes, file, DecodeLimits::default()),
+            _ => return all(Thumb::Missing),
+        },
+        None => decode_path(file, DecodeLimits::default()),
+    };
+    let Ok(img) = decoded else {
         return all(Thumb::Unreadable);
     };
     let img = img.to_rgb8();
