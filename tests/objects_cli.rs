@@ -37,9 +37,7 @@ fn s3() -> Option<&'static S3> {
     static SERVER: OnceLock<Option<S3>> = OnceLock::new();
     SERVER
         .get_or_init(|| {
-            let exe = std::env::var_os("FACEBATCH_MOTO_SERVER")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| repo().join(".cache/s3-venv/bin/moto_server"));
+            let exe = moto_exe();
             if !exe.is_file() {
                 assert!(
                     std::env::var_os("FACEBATCH_REQUIRE_S3").is_none(),
@@ -52,41 +50,58 @@ fn s3() -> Option<&'static S3> {
                 );
                 return None;
             }
-            let port = free_port();
-            // Started from a thread that lives as long as the process, so that the server's
-            // parent-death signal fires when the test binary exits, not when a test ends.
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                use std::os::unix::process::CommandExt;
-                let mut cmd = Command::new(&exe);
-                cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null());
-                // SAFETY: prctl in the child before exec, no allocation.
-                unsafe {
-                    cmd.pre_exec(|| {
-                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                        Ok(())
-                    });
-                }
-                let child = cmd.spawn().expect("moto_server starts");
-                tx.send(()).unwrap();
-                let _keep = child;
-                loop {
-                    std::thread::park();
-                }
-            });
-            rx.recv().unwrap();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(Instant::now() < deadline, "moto_server did not start");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Some(S3 {
-                endpoint: format!("http://127.0.0.1:{port}"),
-            })
+            Some(start_server(exe, &[]))
         })
         .as_ref()
+}
+
+/// The `moto_server` executable, if there is one (no note: [`s3`] gives it).
+fn moto_exe() -> PathBuf {
+    std::env::var_os("FACEBATCH_MOTO_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cache/s3-venv/bin/moto_server"))
+}
+
+/// Starts a moto server on a random loopback port with `env`, and waits for it.
+fn start_server(exe: PathBuf, env: &[(&str, String)]) -> S3 {
+    let port = free_port();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    // Started from a thread that lives as long as the process, so that the server's
+    // parent-death signal fires when the test binary exits, not when a test ends.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(&exe);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // SAFETY: prctl in the child before exec, no allocation.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("moto_server starts");
+        tx.send(()).unwrap();
+        let _keep = child;
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "moto_server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    S3 {
+        endpoint: format!("http://127.0.0.1:{port}"),
+    }
 }
 
 fn free_port() -> u16 {
@@ -861,4 +876,64 @@ fn a_job_over_an_s3_prefix_skips_unchanged_objects() {
     c.arg("run").arg(&job).args(["--date", "2026-12-03"]);
     s3.env(&mut c, tmp.path());
     assert_fatal(&run(&mut c), "not supported yet");
+}
+
+/// With IAM authentication on (a second moto server): an object the credentials may not
+/// read is an error row saying access was denied, and the run goes on; credentials the
+/// store does not know are one fatal message before any work.
+#[test]
+fn a_denied_object_is_an_error_row_and_unknown_credentials_are_fatal() {
+    if s3().is_none() {
+        return;
+    }
+    let exe = moto_exe();
+    let python = exe.with_file_name("python");
+    let setup = repo().join("tests/fixtures/s3_iam_setup.py");
+    let server = start_server(exe, &[("INITIAL_NO_AUTH_ACTION_COUNT", "7".into())]);
+    let tmp = tempfile::tempdir().unwrap();
+    let face = tmp.path().join("face.jpg");
+    std::fs::write(&face, &jpegs(1)[0].1).unwrap();
+    let o = run(Command::new(&python)
+        .arg(&setup)
+        .arg(&server.endpoint)
+        .arg(&face));
+    assert_code(&o, 0);
+    let keys = stdout(&o);
+    let (key, secret) = keys.trim().split_once(' ').unwrap();
+    let out = tmp.path().join("o.parquet");
+    let command = |key: &str, secret: &str| {
+        let mut c = classify(
+            &server,
+            tmp.path(),
+            &["s3://denied/in/"],
+            out.to_str().unwrap(),
+            &[],
+        );
+        c.env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", secret);
+        c
+    };
+    let o = run(&mut command(key, secret));
+    assert_code(&o, 1); // one error row
+    let (rows, _) = read_rows(&out);
+    let status = strings(&rows, "status");
+    let error = strings(&rows, "error");
+    for (i, p) in strings(&rows, "path").iter().enumerate() {
+        let p = p.as_deref().unwrap();
+        if p == "secret.jpg" {
+            assert_eq!(status[i].as_deref(), Some("error"));
+            let e = error[i].as_deref().unwrap();
+            assert!(
+                e.contains("access denied") && e.contains("AccessDenied"),
+                "{e}"
+            );
+        } else {
+            assert_eq!(status[i].as_deref(), Some("ok"), "{p}");
+        }
+    }
+    assert_eq!(rows.num_rows(), 3);
+    std::fs::remove_file(&out).unwrap();
+    let o = run(&mut command("AKIAUNKNOWN", "wrong"));
+    assert_fatal(&o, "InvalidAccessKeyId");
+    assert!(!out.exists());
 }
