@@ -74,16 +74,9 @@ pub fn schema(c: &Columns) -> SchemaRef {
     fields.extend([
         Field::new("face_count", DataType::Int32, true),
         Field::new("crop", DataType::Utf8, true),
-        Field::new("det_score", DataType::Float32, true),
-        Field::new("box_x1", DataType::Float32, true),
-        Field::new("box_y1", DataType::Float32, true),
-        Field::new("box_x2", DataType::Float32, true),
-        Field::new("box_y2", DataType::Float32, true),
-        Field::new(
-            "landmarks",
-            DataType::List(Arc::new(Field::new("item", DataType::Float32, false))),
-            true,
-        ),
+    ]);
+    fields.extend(crate::model::columns::face_fields());
+    fields.extend([
         Field::new("width", DataType::UInt32, true),
         Field::new("height", DataType::UInt32, true),
         Field::new("bytes", DataType::UInt64, true),
@@ -133,10 +126,8 @@ struct RowColumns {
     face_index: Int32Builder,
     face_count: Int32Builder,
     crop: StringBuilder,
-    det_score: Float32Builder,
-    /// x1, y1, x2, y2.
-    boxes: [Float32Builder; 4],
-    landmarks: ListBuilder<Float32Builder>,
+    /// The detection's score, box and landmarks.
+    face: crate::model::columns::FaceColumns,
     status: StringBuilder,
     error: StringBuilder,
     error_kind: StringBuilder,
@@ -169,9 +160,7 @@ impl RowColumns {
             face_index: Int32Builder::with_capacity(n),
             face_count: Int32Builder::with_capacity(n),
             crop: StringBuilder::with_capacity(n, n * 7),
-            det_score: Float32Builder::with_capacity(n),
-            boxes: std::array::from_fn(|_| Float32Builder::with_capacity(n)),
-            landmarks: floats(n * 10),
+            face: crate::model::columns::FaceColumns::with_capacity(n),
             status: StringBuilder::with_capacity(n, n * 2),
             error: StringBuilder::new(),
             error_kind: StringBuilder::new(),
@@ -205,7 +194,7 @@ impl RowColumns {
             _ => face.map(|f| f.count as i32),
         });
         self.crop.append_option(face.map(|f| f.kind.as_str()));
-        self.push_detection(face.and_then(|f| f.face.as_ref()));
+        self.face.push(face.and_then(|f| f.face.as_ref()));
         self.error.append_option(r.error.as_deref());
         self.error_kind
             .append_option(r.error_kind.map(|k| k.as_str()));
@@ -235,23 +224,6 @@ impl RowColumns {
         }
     }
 
-    /// The detection's score, box and landmarks, or nulls.
-    fn push_detection(&mut self, det: Option<&crate::vision::detect::Face>) {
-        self.det_score.append_option(det.map(|d| d.score));
-        for (i, b) in self.boxes.iter_mut().enumerate() {
-            b.append_option(det.map(|d| d.bbox[i]));
-        }
-        match det {
-            Some(d) => {
-                for p in &d.landmarks {
-                    self.landmarks.values().append_slice(p);
-                }
-                self.landmarks.append(true);
-            }
-            None => self.landmarks.append(false),
-        }
-    }
-
     /// The finished arrays, in [`schema`] order.
     fn finish(mut self) -> Vec<ArrayRef> {
         let mut columns: Vec<ArrayRef> = vec![
@@ -267,9 +239,7 @@ impl RowColumns {
         columns.extend(self.probs.iter_mut().map(ArrayBuilder::finish));
         columns.push(Arc::new(self.face_count.finish()));
         columns.push(Arc::new(self.crop.finish()));
-        columns.push(Arc::new(self.det_score.finish()));
-        columns.extend(self.boxes.iter_mut().map(ArrayBuilder::finish));
-        columns.push(Arc::new(self.landmarks.finish()));
+        columns.extend(self.face.finish());
         columns.push(Arc::new(self.width.finish()));
         columns.push(Arc::new(self.height.finish()));
         columns.push(Arc::new(self.bytes.finish()));

@@ -11,9 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, BooleanBuilder, Float32Builder, ListBuilder, RecordBatch, StringBuilder,
-};
+use arrow::array::{ArrayRef, BooleanBuilder, Float32Builder, RecordBatch, StringBuilder};
 use arrow::datatypes::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -24,7 +22,7 @@ use super::{Outcome, Prediction};
 use crate::error::{Error, Result};
 use crate::labelled::Sample;
 use crate::model::classifier::Classifier;
-use crate::vision::detect::Face;
+use crate::model::columns::{self, FaceColumns, face_fields};
 use crate::vision::faces::FaceFinder;
 
 /// Columns every predictions file has before the manifest's own.
@@ -37,12 +35,12 @@ const FIXED: [&str; 15] = [
     "error",
     "confidence",
     "crop",
-    "det_score",
-    "box_x1",
-    "box_y1",
-    "box_x2",
-    "box_y2",
-    "landmarks",
+    columns::DET_SCORE,
+    columns::BOX[0],
+    columns::BOX[1],
+    columns::BOX[2],
+    columns::BOX[3],
+    columns::LANDMARKS,
     "source",
 ];
 
@@ -104,10 +102,8 @@ struct Columns {
     /// Per member, one per label.
     members: Vec<Vec<Float32Builder>>,
     crop: StringBuilder,
-    det_score: Float32Builder,
-    /// x1, y1, x2, y2.
-    boxes: Vec<Float32Builder>,
-    landmarks: ListBuilder<Float32Builder>,
+    /// The detection's score, box and landmarks, as classify's output has them.
+    face: FaceColumns,
     source: StringBuilder,
     /// One per manifest column, in [`extra_columns`] order.
     extra: Vec<StringBuilder>,
@@ -129,13 +125,7 @@ impl Columns {
             probs: floats(labels),
             members: (0..members).map(|_| floats(labels)).collect(),
             crop: text(),
-            det_score: Float32Builder::with_capacity(n),
-            boxes: floats(4),
-            landmarks: ListBuilder::new(Float32Builder::new()).with_field(Arc::new(Field::new(
-                "item",
-                DataType::Float32,
-                false,
-            ))),
+            face: FaceColumns::with_capacity(n),
             source: text(),
             extra: (0..extra).map(|_| text()).collect(),
         }
@@ -173,7 +163,7 @@ impl Columns {
                     b.append_value(*v);
                 }
                 self.crop.append_value(crop.as_str());
-                self.push_face(face.as_ref());
+                self.face.push(face.as_ref());
             }
             Outcome::NoFace => self.push_unclassified("no_face", None),
             Outcome::Error(e) => self.push_unclassified("error", Some(e.as_str())),
@@ -194,28 +184,7 @@ impl Columns {
             .flatten()
             .for_each(|b| b.append_null());
         self.crop.append_null();
-        self.push_face(None);
-    }
-
-    /// The detection columns: score, box and landmarks, or nulls.
-    fn push_face(&mut self, face: Option<&Face>) {
-        match face {
-            Some(f) => {
-                self.det_score.append_value(f.score);
-                for (b, v) in self.boxes.iter_mut().zip(f.bbox) {
-                    b.append_value(v);
-                }
-                self.landmarks
-                    .values()
-                    .append_slice(f.landmarks.as_flattened());
-                self.landmarks.append(true);
-            }
-            None => {
-                self.det_score.append_null();
-                self.boxes.iter_mut().for_each(|b| b.append_null());
-                self.landmarks.append(false);
-            }
-        }
+        self.face.push(None);
     }
 
     /// The schema's fields and the finished arrays, in column order.
@@ -254,18 +223,7 @@ impl Columns {
             }
         }
         table.push((utf8("crop", true), Arc::new(self.crop.finish())));
-        table.push((f32f("det_score".into()), Arc::new(self.det_score.finish())));
-        for (name, mut b) in ["box_x1", "box_y1", "box_x2", "box_y2"]
-            .into_iter()
-            .zip(self.boxes)
-        {
-            table.push((f32f(name.into()), Arc::new(b.finish())));
-        }
-        let item = Arc::new(Field::new("item", DataType::Float32, false));
-        table.push((
-            Field::new("landmarks", DataType::List(item), true),
-            Arc::new(self.landmarks.finish()),
-        ));
+        table.extend(face_fields().into_iter().zip(self.face.finish()));
         table.push((utf8("source", false), Arc::new(self.source.finish())));
         for (k, mut b) in extra.iter().zip(self.extra) {
             table.push((utf8(k, true), Arc::new(b.finish())));

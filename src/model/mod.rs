@@ -7,6 +7,7 @@ pub mod builtin;
 pub mod calibration;
 pub mod card;
 pub mod classifier;
+pub mod columns;
 pub mod combine;
 pub mod meta;
 pub mod metrics;
