@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use super::objects::Mirror;
+use super::mirror::Mirror;
 use super::{ClassifySettings, Summary, output};
 use crate::classify::shard::Shard;
 use crate::error::{Error, Result};

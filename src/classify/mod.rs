@@ -14,6 +14,7 @@
 
 pub mod budget;
 pub mod dataset;
+pub mod mirror;
 pub mod objects;
 pub mod output;
 pub mod pipeline;

@@ -288,7 +288,7 @@ pub struct PartWriter {
     columns: Columns,
     parts_id: String,
     /// Where each finished part is also put, for an output on an object store.
-    mirror: Option<super::objects::Mirror>,
+    mirror: Option<super::mirror::Mirror>,
 }
 
 impl PartWriter {
@@ -321,7 +321,7 @@ impl PartWriter {
     }
 
     /// Puts each finished part on the store too (after it is durable here).
-    pub fn mirrored(mut self, mirror: Option<super::objects::Mirror>) -> Self {
+    pub fn mirrored(mut self, mirror: Option<super::mirror::Mirror>) -> Self {
         self.mirror = mirror;
         self
     }

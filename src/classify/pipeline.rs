@@ -9,7 +9,7 @@ use parquet::file::metadata::KeyValue;
 use tokio::sync::mpsc::channel;
 
 use super::budget::MemoryBudget;
-use super::objects::Mirror;
+use super::mirror::Mirror;
 use super::output::{self, meta};
 use super::preflight::preflight;
 use super::resume::{Earlier, earlier, feature_dim, input_keys, member_columns, normalised};

@@ -74,7 +74,7 @@ impl Lease {
             Err(object_store::Error::AlreadyExists { .. }) => {
                 let (held, version, holder) = match block_on(store.get(&path)) {
                     Ok(r) => {
-                        let age = (chrono_now() - r.meta.last_modified).num_milliseconds();
+                        let age = (chrono::Utc::now() - r.meta.last_modified).num_milliseconds();
                         let version = UpdateVersion {
                             e_tag: r.meta.e_tag.clone(),
                             version: r.meta.version.clone(),
@@ -179,8 +179,4 @@ fn busy(url: &ObjectUrl, holder: Option<Holder>) -> Error {
             None => "another facebatch run".into(),
         },
     }
-}
-
-fn chrono_now() -> chrono::DateTime<chrono::Utc> {
-    chrono::Utc::now()
 }

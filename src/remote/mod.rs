@@ -72,15 +72,15 @@ impl ObjectUrl {
     /// `None` when `text` is not a URL (a local path); an error for a URL facebatch cannot
     /// use (an unknown scheme, no bucket).
     pub fn parse(text: &str) -> Option<Result<ObjectUrl>> {
-        let (scheme, rest) = text.split_once("://")?;
+        let (scheme, _) = text.split_once("://")?;
         // A Windows drive (`C:\`) or a local path with `://` in it is not a URL scheme.
         if scheme.len() < 2 || !scheme.chars().all(|c| c.is_ascii_alphanumeric()) {
             return None;
         }
-        Some(Self::parse_url(text, &scheme.to_ascii_lowercase(), rest))
+        Some(Self::parse_url(text, &scheme.to_ascii_lowercase()))
     }
 
-    fn parse_url(text: &str, scheme: &str, rest: &str) -> Result<ObjectUrl> {
+    fn parse_url(text: &str, scheme: &str) -> Result<ObjectUrl> {
         let bad = |why: &str| Error::InvalidOption(format!("{}: {why}", redact(text)));
         let scheme = match scheme {
             "s3" | "s3a" => Scheme::S3,
@@ -106,7 +106,6 @@ impl ObjectUrl {
             (Scheme::Http, Some(p)) => format!("{host}:{p}"),
             _ => host.to_string(),
         };
-        let _ = rest;
         let key = percent_decode(url.path().trim_start_matches('/'));
         Ok(ObjectUrl {
             scheme,

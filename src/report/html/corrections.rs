@@ -16,8 +16,6 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::labelled::{ALREADY_ALIGNED, NOT_A_FACE};
 
-/// The report's folder of aligned crops (`faces/ID.png`).
-pub const CROPS_DIR: &str = "faces";
 /// The corrections file `--import` writes into the report folder.
 pub const CORRECTIONS_CSV: &str = "corrections.csv";
 /// The choices the page loads back (`window.FACEBATCH_CORRECTIONS`).
@@ -25,7 +23,17 @@ pub const CORRECTIONS_JS: &str = "corrections.js";
 /// What `corrections.js` assigns: the imported choices, or `null`.
 const JS_PREFIX: &str = "window.FACEBATCH_CORRECTIONS = ";
 /// `corrections.js` of a report without imported corrections.
-pub const NONE_JS: &str = "window.FACEBATCH_CORRECTIONS = null;\n";
+const NONE_JS: &str = "window.FACEBATCH_CORRECTIONS = null;\n";
+
+/// The page reads its imported corrections from corrections.js: none yet. One that
+/// `report --import` wrote is kept (it names its run; the page applies it only to it).
+pub fn ensure_file(report: &Path) -> Result<()> {
+    let path = report.join(CORRECTIONS_JS);
+    if path.exists() {
+        return Ok(());
+    }
+    crate::fsutil::write_atomic(&path, NONE_JS.as_bytes())
+}
 
 /// The columns of `corrections.csv`, in order (the page writes the same).
 pub const COLUMNS: [&str; 10] = [
@@ -211,7 +219,9 @@ pub fn import(file: &Path, report: &Path) -> Result<Imported> {
             Verdict::Confirmed => imported.confirmed += 1,
             Verdict::NotAFace => imported.not_a_face += 1,
         }
-        let crop = report_abs.join(CROPS_DIR).join(format!("{id}.png"));
+        let crop = report_abs
+            .join(super::page::CROPS_DIR)
+            .join(format!("{id}.png"));
         let bbox = face
             .bbox
             .as_ref()

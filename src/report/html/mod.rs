@@ -93,6 +93,7 @@ pub fn build(s: &ReportSettings) -> Result<ReportSummary> {
         })
         .collect();
     let index = page::write(s, &input, &selected, &rows)?;
+    corrections::ensure_file(&s.out)?;
     Ok(ReportSummary {
         index,
         rows: selected.summary.rows,

@@ -19,6 +19,9 @@ const REPORT_CSS: &str = include_str!("../../../assets/report/report.css");
 /// What `data.js` starts with; the JSON of [`Data`] follows, then `;`.
 const DATA_JS_PREFIX: &str = "window.FACEBATCH_REPORT = ";
 
+/// The report's folder of aligned crops (`faces/ID.png`).
+pub const CROPS_DIR: &str = "faces";
+
 /// The JSON that a report's `data.js` holds (what [`write`] wrote there).
 pub fn read_data_json(report: &Path) -> Result<String> {
     let path = report.join("data.js");
@@ -136,7 +139,7 @@ pub fn write(
                 disagreement: row.disagreement(),
             })
             .collect(),
-        crops_dir: super::corrections::CROPS_DIR,
+        crops_dir: CROPS_DIR,
         report_dir: crate::fsutil::absolute_normal(&s.out)
             .to_string_lossy()
             .into_owned(),
@@ -154,15 +157,6 @@ pub fn write(
     put(out, "report.js", REPORT_JS.as_bytes())?;
     put(out, "report.css", REPORT_CSS.as_bytes())?;
     put(out, "index.html", INDEX_HTML.as_bytes())?;
-    // The page reads its imported corrections from corrections.js: none yet. One that
-    // `report --import` wrote is kept (it names its run; the page applies it only to it).
-    if !out.join(super::corrections::CORRECTIONS_JS).exists() {
-        put(
-            out,
-            super::corrections::CORRECTIONS_JS,
-            super::corrections::NONE_JS.as_bytes(),
-        )?;
-    }
     Ok(out.join("index.html"))
 }
 
